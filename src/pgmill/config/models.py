@@ -1,0 +1,199 @@
+"""Pydantic models of the two user-facing files: pgmill.yaml and contracts/*.yaml."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# ---------------------------------------------------------------- contracts
+
+Policy = Literal["quarantine", "fail", "warn"]
+
+
+class ColumnSpec(_Strict):
+    """One column of a contract: its Postgres type and the rules every value must keep."""
+
+    type: str = Field(description="PostgreSQL type, e.g. bigint, text, numeric(12,2), date, timestamptz")
+    primary_key: bool = Field(False, description="part of the table's key (several columns make a composite key)")
+    not_null: bool = Field(False, description="a missing value breaks the contract")
+    accepted_values: list[Any] | None = Field(None, description="the only values allowed")
+    min: float | int | str | None = Field(None, description="smallest allowed value (inclusive)")
+    max: float | int | str | None = Field(None, description="largest allowed value (inclusive)")
+    regex: str | None = Field(None, description="text values must match this regular expression")
+    max_length: int | None = Field(None, ge=1, description="longest allowed text, in characters")
+    source: str | None = Field(None, description="name of the field in the source, when it differs")
+    on_failure: Policy | None = Field(None, description="policy for this column's rules; default: the contract's")
+
+    @field_validator("type")
+    @classmethod
+    def _type_known(cls, v: str) -> str:
+        from pgmill.quality.types import parse_type
+
+        parse_type(v)  # raises ValueError with the list of supported types
+        return v
+
+    @field_validator("regex")
+    @classmethod
+    def _regex_compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"regex does not compile: {exc}") from exc
+        return v
+
+
+class RowRule(_Strict):
+    """A boolean SQL-like expression over the row's columns, checked on every row."""
+
+    name: str
+    expr: str = Field(description="polars SQL expression, e.g. 'shipped_at >= ordered_at'")
+    on_failure: Policy | None = None
+
+
+class Contract(_Strict):
+    """The contract of one table: its columns, key and rules, and what to do with rows that break them."""
+
+    columns: dict[str, ColumnSpec]
+    rules: list[RowRule] = Field(default_factory=list, description="per-row boolean expressions")
+    on_failure: Policy = Field("quarantine", description="default policy for every rule")
+    extra_columns: Literal["ignore", "evolve", "quarantine"] = Field(
+        "ignore",
+        description="source fields not in the contract: ignore them (default), add them to the table "
+        "as text (evolve), or quarantine rows that carry a value in them",
+    )
+
+    @field_validator("columns")
+    @classmethod
+    def _names(cls, v: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        if not v:
+            raise ValueError("a contract needs at least one column")
+        for name in v:
+            if not _IDENT.match(name) or len(name) > 63:
+                raise ValueError(f"column name {name!r} is not a plain SQL identifier (letters, digits, _)")
+        return v
+
+    @property
+    def primary_key(self) -> list[str]:
+        return [n for n, c in self.columns.items() if c.primary_key]
+
+
+# ---------------------------------------------------------------- sources
+
+
+class CsvSource(_Strict):
+    kind: Literal["csv"]
+    path: str = Field(description="file path or glob, relative to the project folder")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    quote: str = Field('"', min_length=1, max_length=1)
+    header: bool = True
+    encoding: str = Field("utf-8", description="file encoding; a BOM is always removed")
+    null_values: list[str] = Field(default_factory=lambda: [""], description="strings read as NULL")
+
+
+class NdjsonSource(_Strict):
+    kind: Literal["ndjson"]
+    path: str
+
+
+class ParquetSource(_Strict):
+    kind: Literal["parquet"]
+    path: str
+
+
+class HttpPagination(_Strict):
+    style: Literal["none", "page", "offset", "cursor", "link"] = "none"
+    page_param: str = "page"
+    size_param: str = "per_page"
+    size: int = Field(100, ge=1)
+    start: int = Field(1, description="first page number (page style)")
+    offset_param: str = "offset"
+    cursor_param: str = "cursor"
+    cursor_path: str = Field("next_cursor", description="dotted path of the next cursor in the response")
+    concurrency: int = Field(1, ge=1, le=64, description="pages fetched at once (page and offset styles)")
+
+
+class HttpSource(_Strict):
+    kind: Literal["http"]
+    url: str
+    records_path: str | None = Field(None, description="dotted path to the list of records; none: the body")
+    params: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, description="non-secret headers")
+    auth_header: str = Field("Authorization", description="header that carries the secret")
+    auth_env: str | None = Field(None, description="environment variable holding the header's value")
+    pagination: HttpPagination = Field(default_factory=HttpPagination)
+    cursor_param: str | None = Field(None, description="query parameter that receives the last cursor value")
+    timeout_s: float = 30.0
+
+
+class PostgresSource(_Strict):
+    kind: Literal["postgres"]
+    url_env: str = Field(description="environment variable holding the source database URL")
+    query: str | None = Field(None, description="a SELECT; or name a table")
+    table: str | None = None
+    batch_rows: int = Field(50_000, ge=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PostgresSource:
+        if (self.query is None) == (self.table is None):
+            raise ValueError("give exactly one of `query` or `table`")
+        return self
+
+
+SourceSpec = Annotated[
+    CsvSource | NdjsonSource | ParquetSource | HttpSource | PostgresSource, Field(discriminator="kind")
+]
+
+
+# ---------------------------------------------------------------- project
+
+
+class Pipeline(_Strict):
+    """One load: a source into a table, under a contract."""
+
+    source: SourceSpec
+    table: str = Field(description="target table, schema-qualified or not (default schema: public)")
+    contract: str = Field(description="path of the contract file, relative to the project folder")
+    mode: Literal["append", "replace", "merge"] = "append"
+    cursor: str | None = Field(None, description="column for incremental loads and newest-wins merges")
+    batch_rows: int = Field(100_000, ge=1, description="rows per batch (and per checkpoint)")
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: str) -> str:
+        parts = v.split(".")
+        if len(parts) > 2 or not all(_IDENT.match(p) for p in parts):
+            raise ValueError(f"table {v!r} must be 'name' or 'schema.name' with plain identifiers")
+        return v
+
+
+class Database(_Strict):
+    url: str | None = Field(
+        None,
+        description="connection URL of an existing PostgreSQL; none: the embedded server in .pgmill/. "
+        "PGMILL_DATABASE_URL overrides it. Keep passwords out of this file: use the variable or PGPASSWORD.",
+    )
+
+
+class Retry(_Strict):
+    attempts: int = Field(5, ge=1, le=100)
+    initial_s: float = Field(0.5, gt=0)
+    max_s: float = Field(30.0, gt=0)
+
+
+class Project(_Strict):
+    """pgmill.yaml"""
+
+    database: Database = Field(default_factory=Database)
+    pipelines: dict[str, Pipeline] = Field(default_factory=dict)
+    retry: Retry = Field(default_factory=Retry)
+    workers: int = Field(2, ge=1, le=64, description="pipelines (and files) loaded at once")

@@ -1,0 +1,67 @@
+"""Where the database is, and the only place pgmill opens connections to it."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from pgmill.db.embedded import EmbeddedServer
+from pgmill.errors import DatabaseError, DatabaseUnavailable
+
+ENV_URL = "PGMILL_DATABASE_URL"
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@]+:)([^@]*)(@)")
+_PASSWORD_PARAM = re.compile(r"(password=)([^&\s]+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Hide passwords in URLs and key=value strings before anything is printed or stored."""
+    text = _PASSWORD_IN_URL.sub(r"\1***\3", text)
+    return _PASSWORD_PARAM.sub(r"\1***", text)
+
+
+@dataclass
+class Target:
+    """The database a project works on: an embedded server or a URL."""
+
+    url: str
+    embedded: EmbeddedServer | None = None
+
+    @property
+    def display_url(self) -> str:
+        return redact(self.url)
+
+    def ensure_running(self) -> None:
+        if self.embedded is not None:
+            self.embedded.start()
+
+    def connect(self, *, autocommit: bool = False, application_name: str = "pgmill") -> psycopg.Connection[object]:
+        """Open a connection (starting the embedded server on demand); errors name the redacted URL."""
+        self.ensure_running()
+        try:
+            conn = psycopg.connect(
+                self.url, autocommit=autocommit, application_name=application_name, connect_timeout=10
+            )
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"cannot connect to {self.display_url}: {redact(str(exc)).strip()}"
+            ) from exc
+        except psycopg.Error as exc:  # pragma: no cover - e.g. bad URL syntax
+            raise DatabaseError(f"cannot connect to {self.display_url}: {redact(str(exc)).strip()}") from exc
+        conn.execute("SET TIME ZONE 'UTC'")
+        if not autocommit:
+            conn.commit()
+        return conn
+
+
+def resolve_target(project_dir: Path, configured_url: str | None) -> Target:
+    """PGMILL_DATABASE_URL wins over database.url in pgmill.yaml; neither means the embedded server."""
+    url = os.environ.get(ENV_URL) or configured_url
+    if url:
+        return Target(os.path.expandvars(url))
+    server = EmbeddedServer(project_dir / ".pgmill")
+    return Target(server.url(), embedded=server)

@@ -1,0 +1,98 @@
+"""Target tables from contracts: created with their key, evolved additively, never dropped by pgmill."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from pgmill.config.models import Contract
+from pgmill.errors import ContractError
+from pgmill.quality.types import parse_type
+
+
+def split_table(name: str) -> tuple[str, str]:
+    schema, _, table = name.rpartition(".")
+    return (schema or "public"), table
+
+
+def qualified(name: str) -> sql.Composed:
+    schema, table = split_table(name)
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+def existing_columns(conn: psycopg.Connection[object], table: str) -> dict[str, str]:
+    schema, name = split_table(table)
+    rows = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (schema, name),
+    ).fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}  # type: ignore[index]
+
+
+def create_table_sql(table: str | sql.Composable, contract: Contract, extra_text_columns: list[str] = ()) -> sql.Composed:  # type: ignore[assignment]
+    target = qualified(table) if isinstance(table, str) else table
+    cols = [
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(name),
+            sql.SQL(parse_type(spec.type).sql),
+            sql.SQL(" NOT NULL") if spec.not_null or spec.primary_key else sql.SQL(""),
+        )
+        for name, spec in contract.columns.items()
+    ]
+    cols += [sql.SQL("{} text").format(sql.Identifier(c)) for c in extra_text_columns]
+    if contract.primary_key:
+        cols.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, contract.primary_key))))
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(target, sql.SQL(", ").join(cols))
+
+
+def ensure_table(conn: psycopg.Connection[object], table: str, contract: Contract) -> list[str]:
+    """Create `table` from the contract, or add the columns the contract gained; return columns added."""
+    schema, _ = split_table(table)
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    have = existing_columns(conn, table)
+    if not have:
+        conn.execute(create_table_sql(table, contract))
+        return []
+    added = []
+    for name, spec in contract.columns.items():
+        if name in have:
+            want = parse_type(spec.type).sql
+            if not _same_type(have[name], want):
+                raise ContractError(
+                    f"{table}.{name} is {have[name]} in the database but {want} in the contract; "
+                    "pgmill only evolves tables additively: change the column yourself or the contract"
+                )
+            continue
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                qualified(table), sql.Identifier(name), sql.SQL(parse_type(spec.type).sql)
+            )
+        )
+        added.append(name)
+    return added
+
+
+def add_text_column(conn: psycopg.Connection[object], table: str, column: str) -> None:
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} text").format(qualified(table), sql.Identifier(column))
+    )
+
+
+_SYNONYMS = {
+    "character varying": "varchar",
+    "timestamp with time zone": "timestamptz",
+    "timestamp without time zone": "timestamp",
+    "character": "char",
+}
+
+
+def _same_type(db: str, contract: str) -> bool:
+    def norm(t: str) -> str:
+        t = t.lower().replace(" ", "") if "(" in t else t.lower()
+        for long, short in _SYNONYMS.items():
+            t = t.replace(long.replace(" ", "") if "(" in t else long, short)
+        return t
+
+    return norm(db) == norm(contract)

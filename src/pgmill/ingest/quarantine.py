@@ -1,0 +1,57 @@
+"""pgmill.quarantine: rows that broke the contract, with where they came from and every rule they broke."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from pgmill.quality.validate import Violation
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    location: str
+    record: dict[str, Any] | None
+    raw_text: str | None
+    violations: list[Violation]
+
+
+def _clean(text: str) -> str:
+    # Postgres text and jsonb cannot hold NUL; keep it visible instead of failing the load
+    return text.replace("\x00", "\\0") if "\x00" in text else text
+
+
+def _json(value: Any) -> str:
+    return _clean(json.dumps(value, default=str, ensure_ascii=False))
+
+
+def write(conn: psycopg.Connection[Any], run_id: int, pipeline: str, table: str, rows: list[QuarantinedRow]) -> int:
+    """COPY the rows into pgmill.quarantine (inside the caller's checkpoint transaction)."""
+    if not rows:
+        return 0
+    with conn.cursor() as cur, cur.copy(
+        "COPY pgmill.quarantine (run_id, pipeline, target_table, source_location, record, raw_text, violations)"
+        " FROM STDIN"
+    ) as cp:
+        for r in rows:
+            cp.write_row((
+                run_id, pipeline, table, _clean(r.location),
+                _json(r.record) if r.record is not None else None,
+                _clean(r.raw_text) if r.raw_text is not None else None,
+                _json([v.as_dict() for v in r.violations]),
+            ))
+    return len(rows)
+
+
+def summary(conn: psycopg.Connection[Any], pipeline: str | None = None) -> list[tuple[str, str, str, int]]:
+    """(pipeline, column, rule, rows) for quarantined rows, most frequent first."""
+    rows = conn.execute(
+        "SELECT q.pipeline, coalesce(v->>'column', ''), v->>'rule', count(*) FROM pgmill.quarantine q,"
+        " jsonb_array_elements(q.violations) v WHERE (%s::text IS NULL OR q.pipeline = %s)"
+        " GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3",
+        (pipeline, pipeline),
+    ).fetchall()
+    return [(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]

@@ -1,0 +1,377 @@
+"""Running pipelines: lock, resume, validate, write, checkpoint, retry, account for every row.
+
+One checkpoint = one transaction that commits a batch's target rows, its quarantined rows, the source
+position after it and the run's counts together. A crash anywhere loses at most the batch in flight, and
+the rerun starts right after the last checkpoint: nothing is loaded twice, nothing is lost.
+
+Reading and validating batch n+1 (pyarrow and polars, which release the GIL) overlaps with Postgres
+writing batch n.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import psycopg
+
+from pgmill.config.load import load_contract
+from pgmill.config.models import Pipeline
+from pgmill.db import ddl
+from pgmill.db.migrations import migrate
+from pgmill.errors import AccountingError, ConfigError, ContractError, PgmillError, PipelineLocked
+from pgmill.ingest import quarantine, state
+from pgmill.ingest.quarantine import QuarantinedRow
+from pgmill.ingest.sources import RawBatch, Stream, open_streams
+from pgmill.ingest.writer import TableWriter, dedupe, to_copy_bytes
+from pgmill.observe import ledger
+from pgmill.observe.ledger import Counts, RunRecord
+from pgmill.project import ProjectContext
+from pgmill.quality.types import parse_type
+from pgmill.quality.validate import CompiledContract, Violation
+from pgmill.retry import as_pgmill, backoff, describe, is_transient
+
+ProgressFn = Callable[["Progress"], None]
+_LOCK_NAMESPACE = 0x706D  # "pm": advisory locks of pgmill pipelines
+
+
+@dataclass
+class Progress:
+    pipeline: str
+    rows: int
+    bytes: int
+    total_bytes: int | None
+    quarantined: int
+    started: float
+    done: bool = False
+
+
+@dataclass
+class _Prepared:
+    raw: RawBatch
+    good: pl.DataFrame
+    good_pos: list[int]  # row of `raw.table` for each row of `good`
+    payload: bytes
+    quarantined: list[QuarantinedRow]
+    duplicates: int
+    warned: int
+    cursor_max: str | None
+
+
+class _Pipe:
+    """Everything about one pipeline that does not change between attempts."""
+
+    def __init__(self, ctx: ProjectContext, name: str) -> None:
+        if name not in ctx.config.pipelines:
+            known = ", ".join(sorted(ctx.config.pipelines)) or "none"
+            raise ConfigError(f"no pipeline named {name!r} in {ctx.dir / 'pgmill.yaml'} (pipelines: {known})")
+        self.ctx = ctx
+        self.name = name
+        self.spec: Pipeline = ctx.config.pipelines[name]
+        self.contract = load_contract(ctx.dir, self.spec.contract)
+        self.compiled = CompiledContract(self.contract, name=self.spec.contract)
+        self.key = self.contract.primary_key
+        if self.spec.mode == "merge" and not self.key:
+            raise ConfigError(f"pipeline {name}: mode merge needs a primary key in {self.spec.contract}")
+        cur = self.spec.cursor
+        if cur is not None and cur not in self.contract.columns:
+            raise ConfigError(f"pipeline {name}: cursor {cur!r} is not a column of {self.spec.contract}")
+        self.cursor_type = parse_type(self.contract.columns[cur].type).sql if cur else None
+        self.columns = list(self.contract.columns)
+        self.source_columns = [self.compiled.source_name(c) for c in self.columns]
+
+
+def run_pipelines(
+    ctx: ProjectContext,
+    names: list[str] | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    wait: bool = False,
+    executor: Executor | None = None,
+) -> list[RunRecord]:
+    """Run the named pipelines (all by default), `ctx.config.workers` at a time; failures do not stop
+    the others. Returns one record per pipeline, in the order asked."""
+    names = list(names or ctx.config.pipelines)
+    for n in names:
+        if n not in ctx.config.pipelines:
+            _Pipe(ctx, n)  # raises the ConfigError listing the known pipelines
+    ctx.target.ensure_running()
+    if len(names) <= 1:
+        return [run_pipeline(ctx, n, progress=progress, wait=wait) for n in names]
+    own = executor is None
+    pool = executor or ThreadPoolExecutor(max_workers=ctx.config.workers, thread_name_prefix="pgmill")
+    try:
+        futures = [pool.submit(_run_catching, ctx, n, progress, wait) for n in names]
+        return [f.result() for f in futures]
+    finally:
+        if own:
+            pool.shutdown()
+
+
+def _run_catching(ctx: ProjectContext, name: str, progress: ProgressFn | None, wait: bool) -> RunRecord:
+    try:
+        return run_pipeline(ctx, name, progress=progress, wait=wait)
+    except PgmillError as exc:
+        run_id = getattr(exc, "run_id", None)
+        if run_id is None:
+            return RunRecord(0, name, "failed", datetime.now(UTC), datetime.now(UTC), 0, str(exc))
+        with ctx.target.connect() as conn:
+            return ledger.read_run(conn, run_id)
+
+
+def run_pipeline(
+    ctx: ProjectContext, name: str, *, progress: ProgressFn | None = None, wait: bool = False,
+    workers: int | None = None,
+) -> RunRecord:
+    """Run one pipeline to the end of its source; raise a PgmillError (with `.run_id`) if it fails."""
+    pipe = _Pipe(ctx, name)
+    lock_conn = ctx.target.connect(autocommit=True, application_name=f"pgmill lock {name}")
+    try:
+        migrate(lock_conn)
+        _lock(lock_conn, name, wait)
+        ledger.abandon_stale(lock_conn, name)
+        with ctx.target.connect() as conn:
+            added = ddl.ensure_table(conn, pipe.spec.table, pipe.contract)
+            conn.commit()
+            run_id = ledger.start_run(conn, name, pipe.spec.mode, pipe.spec.table)
+            if added:
+                ledger.step(conn, run_id, "evolve", "succeeded", datetime.now(UTC), detail={"added_columns": added})
+        try:
+            _attempts(ctx, pipe, run_id, lock_conn, progress, workers or ctx.config.workers)
+        except BaseException as exc:
+            err = as_pgmill(exc) if not isinstance(exc, KeyboardInterrupt) else PgmillError("interrupted")
+            ledger.finish_run(lock_conn, run_id, "failed", describe(err))
+            err.run_id = run_id  # type: ignore[attr-defined]
+            if err is exc:
+                raise
+            raise err from exc
+        record = ledger.read_run(lock_conn, run_id)
+        if not record.counts.balanced():
+            c = record.counts
+            msg = (f"rows do not add up: read {c.rows_read} but inserted {c.rows_inserted} + updated "
+                   f"{c.rows_updated} + unchanged {c.rows_unchanged} + quarantined {c.rows_quarantined} + "
+                   f"duplicate {c.rows_duplicate} = {c.accounted}")
+            ledger.finish_run(lock_conn, run_id, "failed", msg)
+            err2 = AccountingError(f"pipeline {name}, run {run_id}: {msg}")
+            err2.run_id = run_id  # type: ignore[attr-defined]
+            raise err2
+        ledger.finish_run(lock_conn, run_id, "succeeded")
+        return ledger.read_run(lock_conn, run_id)
+    finally:
+        lock_conn.close()
+
+
+def _lock(conn: psycopg.Connection[Any], name: str, wait: bool) -> None:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, name)).fetchone()
+    if row and row[0]:
+        return
+    if not wait:
+        raise PipelineLocked(
+            f"pipeline {name} is already running (another pgmill process holds its lock); "
+            "wait for it, or pass --wait to queue behind it"
+        )
+    conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, name))
+
+
+def _attempts(ctx: ProjectContext, pipe: _Pipe, run_id: int, ledger_conn: psycopg.Connection[Any],
+              progress: ProgressFn | None, workers: int) -> None:
+    cfg = ctx.config.retry
+    attempt = 1
+    prog = Progress(pipe.name, 0, 0, None, 0, time.monotonic())
+    while True:
+        try:
+            _load(ctx, pipe, run_id, progress, prog, workers)
+            return
+        except BaseException as exc:
+            if not is_transient(exc) or attempt >= cfg.attempts:
+                raise
+            ledger.add_retry(ledger_conn, run_id)
+            time.sleep(backoff(attempt, cfg.initial_s, cfg.max_s))
+            attempt += 1
+
+
+def _load(ctx: ProjectContext, pipe: _Pipe, run_id: int, progress: ProgressFn | None, prog: Progress,
+          workers: int) -> None:
+    with ctx.target.connect() as conn:
+        st = state.load_state(conn, pipe.name)
+        streams = open_streams(ctx.dir, pipe.spec, pipe.source_columns, st)
+        sizes = [s.size_bytes for s in streams]
+        if all(s is not None for s in sizes) and prog.total_bytes is None:
+            prog.total_bytes = prog.bytes + sum(s or 0 for s in sizes)
+        if pipe.spec.mode == "replace":
+            _load_replace(conn, pipe, run_id, streams, progress, prog)
+            return
+        if workers <= 1 or len(streams) <= 1:
+            for s in streams:
+                _load_stream(conn, pipe, run_id, s, progress, prog)
+            return
+    lock = threading.Lock()
+
+    def one(s: Stream) -> None:
+        with ctx.target.connect() as c:
+            _load_stream(c, pipe, run_id, s, progress, prog, lock)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"pgmill-{pipe.name}") as pool:
+        for f in [pool.submit(one, s) for s in streams]:
+            f.result()
+
+
+def _load_stream(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, stream: Stream,
+                 progress: ProgressFn | None, prog: Progress, lock: threading.Lock | None = None) -> None:
+    writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, pipe.spec.mode, pipe.spec.cursor)
+    for prep in _prefetch(_prepare(pipe, stream.open())):
+        with conn.transaction():
+            counts = _checkpoint(conn, pipe, run_id, writer, prep)
+            ledger.add_counts(conn, run_id, counts)
+        _report(progress, prog, counts, lock)
+
+
+def _load_replace(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, streams: list[Stream],
+                  progress: ProgressFn | None, prog: Progress) -> None:
+    """Replace: the whole load is one transaction that ends by swapping the new table in."""
+    writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, "replace", pipe.spec.cursor)
+    with conn.transaction():
+        writer.begin_replace(lambda t: ddl.create_table_sql(t, pipe.contract))
+        total = Counts()
+        for s in streams:
+            for prep in _prefetch(_prepare(pipe, s.open())):
+                counts = _checkpoint(conn, pipe, run_id, writer, prep)
+                total.add(counts)
+                _report(progress, prog, counts, None)
+        writer.finish_replace()
+        ledger.add_counts(conn, run_id, total)
+
+
+def _checkpoint(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, writer: TableWriter,
+                prep: _Prepared) -> Counts:
+    """Write one prepared batch (inside the caller's transaction) and return its counts."""
+    result = writer.write(prep.good, prep.payload)
+    rows = list(prep.quarantined)
+    if result.rejected:
+        raw_rows = _raw_records(prep.raw, [prep.good_pos[i] for i, _ in result.rejected])
+        for (i, msg), rec in zip(result.rejected, raw_rows, strict=True):
+            rows.append(QuarantinedRow(prep.raw.location(prep.good_pos[i]), rec, None,
+                                       [Violation(None, "database", msg)]))
+    quarantine.write(conn, run_id, pipe.name, pipe.spec.table, rows)
+    if prep.raw.file_mark is not None:
+        state.save_file_mark(conn, pipe.name, run_id, prep.raw.file_mark)
+    if prep.raw.checkpoint is not None or prep.cursor_max is not None:
+        state.save_checkpoint(conn, pipe.name, run_id, prep.raw.checkpoint, prep.cursor_max, pipe.cursor_type)
+    return Counts(
+        rows_read=prep.raw.records, rows_inserted=result.inserted, rows_updated=result.updated,
+        rows_unchanged=result.unchanged, rows_quarantined=len(rows), rows_duplicate=prep.duplicates + result.duplicate,
+        rows_warned=prep.warned, bytes_read=prep.raw.nbytes, batches=1,
+    )
+
+
+def _report(progress: ProgressFn | None, prog: Progress, c: Counts, lock: threading.Lock | None) -> None:
+    if lock:
+        lock.acquire()
+    try:
+        prog.rows += c.rows_read
+        prog.bytes += c.bytes_read
+        prog.quarantined += c.rows_quarantined
+        if progress is not None:
+            progress(prog)
+    finally:
+        if lock:
+            lock.release()
+
+
+# ---------------------------------------------------------------- client side of a batch
+
+
+def _prepare(pipe: _Pipe, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
+    extra_policy = pipe.contract.extra_columns
+    for raw in batches:
+        table = raw.table
+        extras = [c for c in table.column_names if c not in set(pipe.source_columns)]
+        missing = [c for c in pipe.source_columns if c not in table.column_names]
+        if table.num_columns and missing:
+            required = [c for c in pipe.columns if (pipe.contract.columns[c].not_null or
+                        pipe.contract.columns[c].primary_key) and pipe.compiled.source_name(c) in missing]
+            if required:
+                raise ContractError(
+                    f"{raw.origin}: the source has no column(s) {', '.join(required)} that "
+                    f"{pipe.spec.contract} requires; it has: {', '.join(table.column_names)}"
+                )
+        v = pipe.compiled.validate(table, extras if extra_policy == "quarantine" else None)
+        if v.failures:
+            pos, viol = v.failures[0]
+            more = f" (and {len(v.failures) - 1} more)" if len(v.failures) > 1 else ""
+            raise ContractError(f"{raw.location(pos)}: {viol.message} [policy: fail]{more}")
+        bad_pos = [p for p, _ in v.bad]
+        records = _raw_records(raw, bad_pos) if bad_pos else []
+        q = [QuarantinedRow(b.location, None, b.raw_text, [Violation(None, "parse", b.reason)]) for b in raw.bad]
+        q += [QuarantinedRow(raw.location(p), rec, None, viols)
+              for (p, viols), rec in zip(v.bad, records, strict=True)]
+        good = v.good
+        good_pos = v.good_rows.to_list()
+        good, kept = dedupe(good, pipe.key, pipe.spec.cursor)
+        dups = 0
+        if kept is not None:
+            dups = len(good_pos) - good.height
+            good_pos = [good_pos[i] for i in kept.to_list()]
+        cursor_max = None
+        if pipe.spec.cursor and good.height:
+            m = good.get_column(pipe.spec.cursor).max()
+            cursor_max = None if m is None else (m.isoformat() if hasattr(m, "isoformat") else str(m))
+        warned = sum(v.warnings.values())
+        yield _Prepared(raw, good, good_pos, to_copy_bytes(good) if good.height else b"", q, dups, warned, cursor_max)
+
+
+def _raw_records(raw: RawBatch, rows: list[int]) -> list[dict[str, Any]]:
+    import pyarrow as pa
+
+    if not rows:
+        return []
+    return raw.table.take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+
+
+_END = object()
+
+
+def _prefetch(items: Iterator[_Prepared], depth: int = 2) -> Iterator[_Prepared]:
+    """Produce items on a background thread, `depth` ahead of the consumer."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+
+    t = threading.Thread(target=produce, name="pgmill-read", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.05)

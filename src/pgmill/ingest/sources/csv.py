@@ -1,0 +1,298 @@
+"""CSV files, streamed in record-aligned chunks parsed by pyarrow.
+
+pgmill cuts the file itself, at a newline outside quotes, so that it knows the byte offset and physical
+line of every chunk: a rerun resumes at the byte after the last committed record, and every record, good
+or bad, is named by its file and line. pyarrow parses each chunk (all columns as raw bytes, so nothing is
+coerced behind the contract's back) and hands over ragged or unterminated records through its invalid-row
+handler: they are quarantined with their text, never dropped.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from pgmill.config.models import CsvSource
+from pgmill.errors import SourceError
+from pgmill.ingest.sources.base import BadRecord, FileMark, RawBatch
+from pgmill.ingest.sources.files import FileTask
+
+MAX_RECORD_BYTES = 256 << 20  # a record larger than this ends the search for its closing quote
+
+
+def _cut(buf: bytes, quote: int, parity: int) -> tuple[int, int]:
+    """Offset just past the last newline in `buf` that lies outside quotes, and the quote parity there;
+    (-1, parity) when there is none."""
+    q = bytes([quote])
+    pos = buf.rfind(b"\n")
+    while pos >= 0:
+        p = (parity + buf.count(q, 0, pos)) & 1
+        if p == 0:
+            return pos + 1, 0
+        pos = buf.rfind(b"\n", 0, pos)
+    return -1, (parity + buf.count(q)) & 1
+
+
+def _first_cut(buf: bytes, quote: int) -> int:
+    """Offset just past the first newline in `buf` outside quotes; -1 when there is none."""
+    q = bytes([quote])
+    pos = buf.find(b"\n")
+    while pos >= 0:
+        if buf.count(q, 0, pos) % 2 == 0:
+            return pos + 1
+        pos = buf.find(b"\n", pos + 1)
+    return -1
+
+
+class CsvReader:
+    """Reads one CSV file from a resume point, yielding RawBatches of about `chunk_bytes` each."""
+
+    def __init__(self, spec: CsvSource, task: FileTask, columns_hint: list[str], batch_rows: int) -> None:
+        self.spec = spec
+        self.task = task
+        self.columns_hint = columns_hint
+        self.batch_rows = batch_rows
+        self.chunk_bytes = 1 << 20
+        self.encoding = codecs.lookup(spec.encoding).name
+        self.names: list[str] = []
+
+    # ------------------------------------------------------------ header
+
+    def read_header(self, fh: io.BufferedReader) -> tuple[list[str], int, int]:
+        """Column names, the byte offset after the header, and the line number that follows it."""
+        start = 3 if fh.read(3) == codecs.BOM_UTF8 else 0
+        fh.seek(start)
+        if not self.spec.header:
+            return list(self.columns_hint), start, 1
+        head = b""
+        while True:
+            more = fh.read(64 << 10)
+            head += more
+            end = _first_cut(head, ord(self.spec.quote))
+            if end > 0 or not more:
+                break
+            if len(head) > MAX_RECORD_BYTES:
+                raise SourceError(f"{self.task.display}:line 1: header is larger than {MAX_RECORD_BYTES} bytes")
+        if end <= 0:
+            end = len(head)
+        text = self._decode(head[:end], "line 1")
+        if not text.strip():
+            return [], start + end, 1 + head[:end].count(b"\n")
+        row = next(csv.reader(io.StringIO(text), delimiter=self.spec.delimiter, quotechar=self.spec.quote))
+        names = [c.strip() for c in row]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise SourceError(f"{self.task.display}:line 1: header names {', '.join(dupes)} more than once")
+        return names, start + end, 1 + head[:end].count(b"\n")
+
+    def _decode(self, data: bytes, where: str) -> str:
+        try:
+            return data.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            raise SourceError(
+                f"{self.task.display}:{where}: not valid {self.encoding} ({exc.reason} at byte {exc.start}); "
+                "set `encoding` on the source"
+            ) from exc
+
+    def _chunk_size(self, fh: io.BufferedReader, offset: int) -> int:
+        """Bytes per chunk for about `batch_rows` records, from the line length near `offset`."""
+        fh.seek(offset)
+        sample = fh.read(256 << 10)
+        lines = max(1, sample.count(b"\n"))
+        per_line = max(1, len(sample) // lines)
+        return int(min(64 << 20, max(4 << 10, per_line * self.batch_rows)))
+
+    # ------------------------------------------------------------ chunks
+
+    def _chunks(self, fh: io.BufferedReader, offset: int, line: int) -> Iterator[tuple[bytes, int, int, bool]]:
+        """(chunk, offset after it, physical line of its first byte, at end of file)."""
+        fh.seek(offset)
+        quote = ord(self.spec.quote)
+        pending = b""
+        while True:
+            want = self.chunk_bytes
+            data = pending + fh.read(max(0, want - len(pending)))
+            eof = len(data) == len(pending) or fh.peek(1) == b""
+            while True:
+                end, _ = _cut(data, quote, 0)
+                if end > 0 or eof:
+                    break
+                if len(data) >= MAX_RECORD_BYTES:
+                    # an unterminated quote: give up on finding its end; the parser reports the record as bad
+                    end = data.rfind(b"\n") + 1 or len(data)
+                    break
+                more = fh.read(max(len(data), self.chunk_bytes))
+                if not more:
+                    eof = True
+                    break
+                data += more
+            if eof and end <= 0:
+                end = len(data)
+            if end <= 0:
+                return
+            chunk, pending = data[:end], data[end:]
+            offset += len(chunk)
+            yield chunk, offset, line, eof and not pending
+            line += chunk.count(b"\n")
+            if eof and not pending:
+                return
+
+    # ------------------------------------------------------------ parse
+
+    def _parse(self, chunk: bytes, first_line: int) -> tuple[pa.Table, list[int], list[BadRecord]]:
+        bad_rows: list[tuple[int, str]] = []
+
+        def on_bad(row: Any) -> str:
+            bad_rows.append((row.number, row.text))
+            return "skip"
+
+        if self.encoding != "utf-8":
+            chunk = self._decode(chunk, f"line {first_line}").encode("utf-8")
+        names = self.names
+        try:
+            table = pacsv.read_csv(
+                io.BytesIO(chunk),
+                read_options=pacsv.ReadOptions(
+                    column_names=names, use_threads=False, block_size=len(chunk) + 1
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=self.spec.delimiter, quote_char=self.spec.quote,
+                    newlines_in_values=True, invalid_row_handler=on_bad,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.binary() for n in names},
+                    null_values=self.spec.null_values, strings_can_be_null=True, quoted_strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            raise SourceError(f"{self.task.display}:line {first_line}: cannot parse CSV: {exc}") from exc
+        table, utf8_bad = _to_utf8(table)
+        # physical line of every record: records are numbered 1.. within the chunk, bad ones included
+        bad_by_num = dict(bad_rows)
+        total = table.num_rows + len(bad_rows)
+        simple = chunk.count(b"\n") == total or (chunk.count(b"\n") == total - 1 and not chunk.endswith(b"\n"))
+        if simple:
+            starts = list(range(first_line, first_line + total))
+        else:
+            starts = _record_lines(chunk.decode("utf-8", "replace"), first_line, self.spec)
+            if len(starts) != total:  # pragma: no cover - defensive: fall back to record numbers
+                starts = list(range(first_line, first_line + total))
+        positions: list[int] = []
+        bad: list[BadRecord] = []
+        for num in range(1, total + 1):
+            ln = starts[num - 1]
+            if num in bad_by_num:
+                text = bad_by_num[num]
+                bad.append(BadRecord(f"{self.task.display}:line {ln}", text, _why_bad(text, len(names), self.spec)))
+            else:
+                positions.append(ln)
+        if utf8_bad:
+            first_bad: dict[int, str] = {}
+            for r, col in utf8_bad:
+                first_bad.setdefault(r, col)
+            rows = table.take(pa.array(sorted(first_bad), pa.int64())).to_pylist()
+            for r, rec in zip(sorted(first_bad), rows, strict=True):
+                raw = self.spec.delimiter.join("" if v is None else str(v) for v in rec.values())
+                bad.append(BadRecord(f"{self.task.display}:line {positions[r]}", raw,
+                                     f"column {first_bad[r]} is not valid {self.encoding}; "
+                                     "set `encoding` on the source"))
+            keep = pa.array([i for i in range(table.num_rows) if i not in first_bad], pa.int64())
+            table = table.take(keep)
+            positions = [positions[i] for i in keep.to_pylist()]
+        return table, positions, bad
+
+    # ------------------------------------------------------------ entry point
+
+    def batches(self) -> Iterator[RawBatch]:
+        t = self.task
+        try:
+            fh = t.path.open("rb")
+        except OSError as exc:
+            raise SourceError(f"cannot open {t.display}: {exc.strerror}") from exc
+        with fh:
+            names, after_header, line_after = self.read_header(fh)  # type: ignore[arg-type]
+            self.names = names
+            offset, line, done = (t.resume_offset, t.resume_line, t.records_done)
+            if offset == 0:
+                offset, line = after_header, line_after
+            self.chunk_bytes = self._chunk_size(fh, offset)  # type: ignore[arg-type]
+            if not names or offset >= t.size:
+                # empty file or header only: nothing to load, but the file is remembered as loaded
+                yield RawBatch(pa.table({}), t.display, [], [], 0,
+                               file_mark=FileMark(t.display, t.size, t.sha256, done, t.size, line, True))
+                return
+            for chunk, end, first_line, last in self._chunks(fh, offset, line):  # type: ignore[arg-type]
+                table, positions, bad = self._parse(chunk, first_line)
+                done += table.num_rows + len(bad)
+                yield RawBatch(
+                    table, t.display, positions, bad, len(chunk) + (after_header if first_line == line_after else 0),
+                    file_mark=FileMark(t.display, t.size, t.sha256, done, end,
+                                       first_line + chunk.count(b"\n"), last or end >= t.size),
+                )
+
+
+def _to_utf8(table: pa.Table) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """Binary columns to strings; (row, column) of every value that is not valid UTF-8."""
+    cols = []
+    bad: list[tuple[int, str]] = []
+    for name in table.column_names:
+        col = table.column(name)
+        try:
+            cols.append(pc.cast(col, pa.string()))
+        except pa.ArrowInvalid:
+            values = col.to_pylist()
+            for i, v in enumerate(values):
+                if v is not None:
+                    try:
+                        v.decode("utf-8")
+                    except UnicodeDecodeError:
+                        bad.append((i, name))
+            cols.append(pa.array([None if v is None else v.decode("utf-8", "backslashreplace") for v in values],
+                                 pa.string()))
+    return pa.table(cols, names=table.column_names) if table.num_columns else table, bad
+
+
+def _record_lines(text: str, first_line: int, spec: CsvSource) -> list[int]:
+    """Starting line of each non-empty record, by a quote-aware scan (only when records span lines)."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=spec.delimiter, quotechar=spec.quote, strict=False)
+    starts: list[int] = []
+    prev = 0
+    try:
+        for row in reader:
+            if row:
+                starts.append(first_line + prev)
+            prev = reader.line_num
+    except csv.Error:  # pragma: no cover - unterminated quote at the end: the rest is one record
+        starts.append(first_line + prev)
+    return starts
+
+
+def _why_bad(text: str, expected: int, spec: CsvSource) -> str:
+    try:
+        fields = next(csv.reader(io.StringIO(text), delimiter=spec.delimiter, quotechar=spec.quote, strict=True))
+        n = len(fields)
+    except (csv.Error, StopIteration):
+        return f"unterminated quote ({spec.quote}) or malformed quoting; expected {expected} fields"
+    if text.count(spec.quote) % 2:
+        return f"unterminated quote ({spec.quote}); expected {expected} fields"
+    return f"has {n} fields, expected {expected}"
+
+
+def read_csv_file(spec: CsvSource, task: FileTask, columns_hint: list[str], batch_rows: int) -> Iterator[RawBatch]:
+    return CsvReader(spec, task, columns_hint, batch_rows).batches()
+
+
+def csv_columns(spec: CsvSource, path: Path, columns_hint: list[str]) -> list[str]:
+    """The file's column names (its header, or the contract's order when there is no header)."""
+    task = FileTask(path, str(path), path.stat().st_size, "")
+    reader = CsvReader(spec, task, columns_hint, 1000)
+    with path.open("rb") as fh:
+        return reader.read_header(fh)[0]  # type: ignore[arg-type]

@@ -1,0 +1,69 @@
+"""Files named by a path or glob: each one loaded once, remembered by path, size and content hash."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgmill.errors import SourceError
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One file to read, and where to resume in it."""
+
+    path: Path  # absolute
+    display: str  # as the user wrote it (relative to the project)
+    size: int
+    sha256: str
+    resume_offset: int = 0  # byte offset of the first record not yet committed
+    resume_line: int = 1  # physical line number at that offset
+    records_done: int = 0
+
+
+def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def expand(project_dir: Path, pattern: str) -> list[tuple[Path, str]]:
+    """The files a path or glob names, sorted, as (absolute path, display path)."""
+    base = project_dir / pattern if not os.path.isabs(pattern) else Path(pattern)
+    matches = sorted(glob.glob(str(base), recursive=True)) if glob.has_magic(str(base)) else [str(base)]
+    out = []
+    for m in matches:
+        p = Path(m)
+        if not p.exists():
+            raise SourceError(f"source file not found: {pattern} (looked in {project_dir})")
+        if p.is_file():
+            try:
+                disp = str(p.relative_to(project_dir))
+            except ValueError:
+                disp = str(p)
+            out.append((p.resolve(), disp))
+    return out
+
+
+def pending_files(
+    project_dir: Path, pattern: str, done: dict[tuple[str, str], tuple[int, bool, int, int]]
+) -> list[FileTask]:
+    """Files not yet completely loaded, with resume points; `done` maps (display, sha256) to
+    (records_done, complete, byte_offset, line)."""
+    tasks = []
+    for path, display in expand(project_dir, pattern):
+        size = path.stat().st_size
+        digest = file_sha256(path)
+        prev = done.get((display, digest))
+        if prev is not None and prev[1]:
+            continue
+        if prev is not None:
+            tasks.append(FileTask(path, display, size, digest, prev[2], prev[3], prev[0]))
+        else:
+            tasks.append(FileTask(path, display, size, digest))
+    return tasks

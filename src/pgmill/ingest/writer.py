@@ -1,0 +1,198 @@
+"""Writing validated rows into the target, inside the caller's checkpoint transaction.
+
+append:  COPY straight into the table; if the key is already there, fall back to the staging table and
+         `INSERT ... ON CONFLICT DO NOTHING` (the rows that were already present count as duplicates).
+merge:   COPY into a temporary staging table, then one `INSERT ... ON CONFLICT DO UPDATE` that changes a
+         row only when a value differs (and, with a cursor, only when the incoming row is not older).
+replace: like append/merge, but into a fresh table that is swapped in when the whole run has loaded.
+
+If Postgres rejects data that the contract let through (a CHECK or foreign key of the user's, a value out
+of range), the batch is bisected under savepoints until the offending rows are isolated and quarantined
+with Postgres' own message: one bad row never costs the batch.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import psycopg
+from psycopg import errors as pgerr
+from psycopg import sql
+
+from pgmill.db.ddl import create_table_sql, qualified, split_table
+
+COPY_CHUNK = 1 << 20
+
+
+def to_copy_bytes(df: pl.DataFrame) -> bytes:
+    """CSV in the shape `COPY ... (FORMAT csv, NULL '\\N')` expects."""
+    buf = io.BytesIO()
+    df.write_csv(buf, include_header=False, null_value="\\N", datetime_format="%Y-%m-%dT%H:%M:%S%.f%z")
+    return buf.getvalue()
+
+
+@dataclass
+class WriteResult:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicate: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (row index in df, Postgres' message)
+
+
+class TableWriter:
+    """Writes batches for one pipeline run on one connection."""
+
+    def __init__(self, conn: psycopg.Connection[Any], table: str, columns: list[str], key: list[str],
+                 mode: str, cursor: str | None) -> None:
+        self.conn = conn
+        self.table = table
+        self.columns = columns
+        self.key = key
+        self.mode = mode
+        self.cursor = cursor
+        self.dest = qualified(table)
+        self.stage = sql.Identifier(f"pgmill_stage_{abs(hash(table)) % 10**8}")
+        self.cols_sql = sql.SQL(", ").join(map(sql.Identifier, columns))
+
+    # ------------------------------------------------------------ replace
+
+    def begin_replace(self, contract_ddl: Callable[[sql.Composable], sql.Composed]) -> None:
+        schema, name = split_table(self.table)
+        new = sql.Identifier(schema, f"{name}__pgmill_new")
+        self.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(new))
+        self.conn.execute(contract_ddl(new))
+        self.dest = new
+
+    def finish_replace(self) -> None:
+        """Swap the new table in: rename when nothing depends on the old one, else truncate and refill."""
+        schema, name = split_table(self.table)
+        old = qualified(self.table)
+        new = sql.Identifier(schema, f"{name}__pgmill_new")
+        deps = self.conn.execute(
+            "SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid"
+            " WHERE d.refobjid = format('%%I.%%I', %s::text, %s::text)::regclass AND r.ev_class <> d.refobjid",
+            (schema, name),
+        ).fetchone()
+        indexes = self.conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s"
+            " AND indexname NOT IN (SELECT conname FROM pg_constraint"
+            "  WHERE conrelid = format('%%I.%%I', %s::text, %s::text)::regclass)",
+            (schema, name, schema, name),
+        ).fetchall()
+        if deps and deps[0]:  # views depend on the table: keep its identity
+            self.conn.execute(sql.SQL("TRUNCATE {}").format(old))
+            self.conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+                old, self.cols_sql, self.cols_sql, new))
+            self.conn.execute(sql.SQL("DROP TABLE {}").format(new))
+        else:
+            self.conn.execute(sql.SQL("DROP TABLE {}").format(old))
+            self.conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(new, sql.Identifier(name)))
+            for _iname, idef in indexes:
+                self.conn.execute(str(idef).encode())  # pg_indexes gives complete, quoted DDL
+        self.dest = qualified(self.table)
+
+    # ------------------------------------------------------------ batches
+
+    def write(self, df: pl.DataFrame, payload: bytes | None = None) -> WriteResult:
+        """Write `df` (contract columns, typed, key-unique; `payload` its COPY bytes if already made)."""
+        if df.height == 0:
+            return WriteResult()
+        return self._write_or_bisect(df, 0, payload)
+
+    def _write_or_bisect(self, df: pl.DataFrame, base: int, payload: bytes | None = None) -> WriteResult:
+        try:
+            with self.conn.transaction():
+                return self._write_once(df, payload)
+        except (pgerr.DataError, pgerr.IntegrityError) as exc:
+            if df.height == 1:
+                msg = (exc.diag.message_primary or str(exc)).strip()
+                detail = exc.diag.message_detail
+                return WriteResult(rejected=[(base, f"rejected by PostgreSQL: {msg}" + (f" ({detail})" if detail else ""))])
+            half = df.height // 2
+            a = self._write_or_bisect(df.slice(0, half), base)
+            b = self._write_or_bisect(df.slice(half), base + half)
+            return WriteResult(a.inserted + b.inserted, a.updated + b.updated, a.unchanged + b.unchanged,
+                               a.duplicate + b.duplicate, a.rejected + b.rejected)
+
+    def _copy(self, dest: sql.Composable, df: pl.DataFrame, payload: bytes | None = None) -> None:
+        data = memoryview(payload if payload is not None else to_copy_bytes(df))
+        stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, NULL '\\N')").format(dest, self.cols_sql)
+        with self.conn.cursor() as cur, cur.copy(stmt) as cp:
+            for i in range(0, len(data), COPY_CHUNK):
+                cp.write(data[i : i + COPY_CHUNK])
+
+    def _ensure_stage(self) -> None:
+        # created (again) inside the savepoint that uses it: a rolled-back savepoint takes it away
+        self.conn.execute(sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        ).format(self.stage, self.dest))
+        self.conn.execute(sql.SQL("TRUNCATE {}").format(self.stage))
+
+    def _write_once(self, df: pl.DataFrame, payload: bytes | None) -> WriteResult:
+        if self.mode == "merge" and self.key:
+            return self._upsert(df, payload)
+        if not self.key:
+            self._copy(self.dest, df, payload)
+            return WriteResult(inserted=df.height)
+        try:  # optimistic: the keys are new (the usual case for append)
+            with self.conn.transaction():
+                self._copy(self.dest, df, payload)
+            return WriteResult(inserted=df.height)
+        except pgerr.UniqueViolation:
+            pass
+        if self.mode == "replace":
+            return self._upsert(df, payload)
+        self._ensure_stage()
+        self._copy(self.stage, df, payload)
+        cur = self.conn.execute(sql.SQL(
+            "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING"
+        ).format(self.dest, self.cols_sql, self.cols_sql, self.stage))
+        inserted = cur.rowcount
+        return WriteResult(inserted=inserted, duplicate=df.height - inserted)
+
+    def _upsert(self, df: pl.DataFrame, payload: bytes | None = None) -> WriteResult:
+        self._ensure_stage()
+        self._copy(self.stage, df, payload)
+        non_key = [c for c in self.columns if c not in self.key]
+        key_sql = sql.SQL(", ").join(map(sql.Identifier, self.key))
+        if non_key:
+            sets = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in non_key)
+            old = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in non_key)
+            new = sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in non_key)
+            cond = sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(old, new)
+            if self.cursor and self.cursor in non_key:
+                cond = sql.SQL("{} AND (t.{c} IS NULL OR EXCLUDED.{c} >= t.{c})").format(
+                    cond, c=sql.Identifier(self.cursor))
+            action = sql.SQL("DO UPDATE SET {} WHERE {}").format(sets, cond)
+        else:
+            action = sql.SQL("DO NOTHING")
+        stmt = sql.SQL(
+            "WITH up AS (INSERT INTO {dest} AS t ({cols}) SELECT {cols} FROM {stage}"
+            " ON CONFLICT ({key}) {action} RETURNING (xmax = 0) AS ins)"
+            " SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up"
+        ).format(dest=self.dest, cols=self.cols_sql, stage=self.stage, key=key_sql, action=action)
+        row = self.conn.execute(stmt).fetchone()
+        assert row is not None
+        ins, upd = int(row[0]), int(row[1])
+        return WriteResult(inserted=ins, updated=upd, unchanged=df.height - ins - upd)
+
+
+def dedupe(df: pl.DataFrame, key: list[str], cursor: str | None) -> tuple[pl.DataFrame, pl.Series | None]:
+    """Keep one row per key (the newest by cursor, else the last); return kept rows and their indices."""
+    if not key or df.height < 2:
+        return df, None
+    if df.select(key).n_unique() == df.height:
+        return df, None
+    indexed = df.with_row_index("__i")
+    if cursor:
+        indexed = indexed.sort([cursor, "__i"], nulls_last=False)
+    kept = indexed.unique(subset=key, keep="last").sort("__i")
+    return kept.drop("__i"), kept.get_column("__i")
+
+
+__all__ = ["TableWriter", "WriteResult", "create_table_sql", "dedupe", "to_copy_bytes"]

@@ -1,0 +1,323 @@
+"""Vectorized row checks: a raw batch in, typed good rows and explained bad rows out.
+
+Every rule of the contract runs on every row as a polars expression; only the rows that break something
+are visited one by one, to write their reasons in words.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from pgmill.config.models import ColumnSpec, Contract, Policy
+from pgmill.errors import ConfigError
+from pgmill.quality.types import PgType, parse_type
+
+_INT_RANGE = {16: (-(2**15), 2**15 - 1), 32: (-(2**31), 2**31 - 1), 64: (-(2**63), 2**63 - 1)}
+_NUMERIC_RE = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+_UUID_RE = r"^(?i)\{?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\}?$"
+_TRUE = ["t", "true", "1", "yes", "y", "on"]
+_FALSE = ["f", "false", "0", "no", "n", "off"]
+_TS_FORMATS_TZ = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z")
+_TS_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class Violation:
+    column: str | None
+    rule: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"column": self.column, "rule": self.rule, "message": self.message}
+
+
+@dataclass
+class Validated:
+    """The outcome of checking one batch."""
+
+    good: pl.DataFrame  # contract columns, typed, in contract order
+    good_rows: pl.Series  # positions of the good rows in the input batch (UInt32)
+    bad: list[tuple[int, list[Violation]]]  # (position in input batch, what it broke)
+    warnings: dict[str, int] = field(default_factory=dict)  # rule key -> rows that broke a warn rule
+    failures: list[tuple[int, Violation]] = field(default_factory=list)  # rules with policy `fail`
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One rule compiled to a polars expression that is True where the row breaks it."""
+
+    key: str  # e.g. "total.min"
+    column: str | None
+    policy: Policy
+    broken: pl.Expr
+    describe: Any  # callable(row: dict[str, Any]) -> str
+
+
+class CompiledContract:
+    """A contract turned into polars expressions, compiled once per pipeline."""
+
+    def __init__(self, contract: Contract, *, name: str = "contract") -> None:
+        self.contract = contract
+        self.name = name
+        self.types: dict[str, PgType] = {c: parse_type(s.type) for c, s in contract.columns.items()}
+        self.columns = list(contract.columns)
+        self.key = contract.primary_key
+        for rule in contract.rules:
+            try:
+                pl.sql_expr(rule.expr)
+            except Exception as exc:  # polars raises several classes for bad SQL
+                raise ConfigError(f"{name}: rule {rule.name!r}: cannot parse expression {rule.expr!r}: {exc}") from exc
+
+    def source_name(self, column: str) -> str:
+        return self.contract.columns[column].source or column
+
+    def policy(self, spec: ColumnSpec) -> Policy:
+        return spec.on_failure or self.contract.on_failure
+
+    # ------------------------------------------------------------ casting
+
+    def _parse(self, col: str, raw: pl.Series) -> pl.Expr:
+        """Expression that turns the raw column into its typed value (null where it does not parse)."""
+        t = self.types[col]
+        src = pl.col(f"__raw_{col}")
+        dtype = raw.dtype
+        if t.kind == "int":
+            if dtype.is_integer():
+                return src.cast(pl.Int64, strict=False)
+            s = src.cast(pl.Utf8).str.strip_chars()
+            return s.cast(pl.Int64, strict=False)
+        if t.kind == "float":
+            if dtype.is_numeric():
+                return src.cast(pl.Float64, strict=False)
+            return src.cast(pl.Utf8).str.strip_chars().cast(pl.Float64, strict=False)
+        if t.kind == "numeric":
+            s = src.cast(pl.Utf8).str.strip_chars()
+            return pl.when(s.str.contains(_NUMERIC_RE)).then(s).otherwise(None)
+        if t.kind == "text":
+            return src.cast(pl.Utf8)
+        if t.kind == "bool":
+            if dtype == pl.Boolean:
+                return src
+            s = src.cast(pl.Utf8).str.strip_chars().str.to_lowercase()
+            return pl.when(s.is_in(_TRUE)).then(True).when(s.is_in(_FALSE)).then(False).otherwise(None)
+        if t.kind == "date":
+            if dtype == pl.Date:
+                return src
+            if isinstance(dtype, pl.Datetime):
+                return src.dt.date()
+            s = src.cast(pl.Utf8).str.strip_chars()
+            return s.str.to_date("%Y-%m-%d", strict=False)
+        if t.kind in ("timestamp", "timestamptz"):
+            tz = "UTC" if t.kind == "timestamptz" else None
+            if isinstance(dtype, pl.Datetime):
+                if tz is None:
+                    return src.dt.replace_time_zone(None) if dtype.time_zone else src  # type: ignore[attr-defined]
+                return src.dt.convert_time_zone("UTC") if dtype.time_zone else src.dt.replace_time_zone("UTC")  # type: ignore[attr-defined]
+            if dtype == pl.Date:
+                return src.cast(pl.Datetime("us", tz))
+            s = src.cast(pl.Utf8).str.strip_chars().str.replace(" ", "T", literal=True)
+            parsed = [s.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in _TS_FORMATS_TZ]
+            if tz is None:
+                parsed = [p.dt.replace_time_zone(None) for p in parsed]
+            parsed += [s.str.to_datetime(f, strict=False, time_unit="us", time_zone=tz) for f in _TS_FORMATS]
+            return pl.coalesce(parsed)
+        if t.kind == "uuid":
+            s = src.cast(pl.Utf8).str.strip_chars()
+            return pl.when(s.str.contains(_UUID_RE)).then(s).otherwise(None)
+        # json: checked row by row in _json_failures; keep the text
+        if dtype == pl.Utf8:
+            return src
+        return src.map_elements(lambda v: json.dumps(v, default=str), return_dtype=pl.Utf8)
+
+    # ------------------------------------------------------------ rules
+
+    def _checks(self) -> list[_Check]:
+        checks: list[_Check] = []
+        for col, spec in self.contract.columns.items():
+            t = self.types[col]
+            pol = self.policy(spec)
+            v = pl.col(col)
+            if spec.primary_key or spec.not_null:
+                rule = "primary_key" if spec.primary_key else "not_null"
+                what = "is part of the primary key" if spec.primary_key else "must not be null"
+                checks.append(
+                    _Check(
+                        f"{col}.{rule}",
+                        col,
+                        "quarantine" if spec.primary_key and pol == "warn" else pol,
+                        v.is_null() & pl.col(f"__raw_{col}").is_null(),
+                        lambda r, c=col, w=what: f"{c} is missing but {w}",
+                    )
+                )
+            if t.kind == "int" and t.bits in _INT_RANGE and t.bits != 64:
+                lo, hi = _INT_RANGE[t.bits]
+                checks.append(
+                    _Check(f"{col}.type", col, "quarantine" if pol == "warn" else pol, (v < lo) | (v > hi),
+                           lambda r, c=col, ty=t.sql: f"{c} = {r['__raw_' + c]!r} is out of range for {ty}")
+                )
+            if t.kind == "numeric" and t.precision is not None:
+                digits = t.precision - (t.scale or 0)
+                checks.append(
+                    _Check(
+                        f"{col}.type", col, "quarantine" if pol == "warn" else pol,
+                        v.cast(pl.Float64, strict=False).abs() >= 10.0**digits,
+                        lambda r, c=col, ty=t.sql: f"{c} = {r['__raw_' + c]!r} does not fit {ty}",
+                    )
+                )
+            if spec.accepted_values is not None:
+                allowed = spec.accepted_values
+                checks.append(
+                    _Check(f"{col}.accepted_values", col, pol,
+                           v.is_not_null() & ~v.cast(pl.Utf8).is_in([str(a) for a in allowed]),
+                           lambda r, c=col, a=allowed: f"{c} = {r[c]!r} is not one of {a}")
+                )
+            for bound, op in (("min", "lt"), ("max", "gt")):
+                limit = getattr(spec, bound)
+                if limit is None:
+                    continue
+                lit = _literal_for(t, limit, col)
+                cmp_col = v.cast(pl.Float64, strict=False) if t.kind == "numeric" else v
+                expr = cmp_col < lit if op == "lt" else cmp_col > lit
+                word = "below the minimum" if bound == "min" else "above the maximum"
+                checks.append(_Check(f"{col}.{bound}", col, pol, expr.fill_null(False),
+                                     lambda r, c=col, w=word, b=limit: f"{c} = {r[c]!r} is {w} {b!r}"))
+            if spec.regex is not None:
+                rx = spec.regex
+                checks.append(_Check(f"{col}.regex", col, pol, ~v.cast(pl.Utf8).str.contains(rx).fill_null(True),
+                                     lambda r, c=col, x=rx: f"{c} = {r[c]!r} does not match /{x}/"))
+            limit_len = spec.max_length or (t.precision if t.kind == "text" else None)
+            if limit_len is not None:
+                checks.append(_Check(f"{col}.max_length", col, pol,
+                                     (v.cast(pl.Utf8).str.len_chars() > limit_len).fill_null(False),
+                                     lambda r, c=col, n=limit_len: f"{c} is {len(str(r[c]))} characters, over the limit of {n}"))
+        for rule in self.contract.rules:
+            checks.append(
+                _Check(f"rule.{rule.name}", None, rule.on_failure or self.contract.on_failure,
+                       (~pl.sql_expr(rule.expr)).fill_null(False),
+                       lambda r, n=rule.name, e=rule.expr: f"rule {n} failed: {e}")
+            )
+        return checks
+
+    # ------------------------------------------------------------ entry point
+
+    def validate(self, batch: pa.Table | pl.DataFrame, extra_policy_columns: list[str] | None = None) -> Validated:
+        """Check every rule on every row of `batch` (source column names) and split good from bad."""
+        df = batch if isinstance(batch, pl.DataFrame) else pl.from_arrow(batch)
+        assert isinstance(df, pl.DataFrame)
+        n = df.height
+        raw_cols: dict[str, pl.Series] = {}
+        for col in self.columns:
+            name = self.source_name(col)
+            if name in df.columns:
+                raw_cols[col] = df.get_column(name)
+            else:
+                raw_cols[col] = pl.Series(name, [None] * n, dtype=pl.Utf8)
+        frame = pl.DataFrame({f"__raw_{c}": s for c, s in raw_cols.items()}).with_row_index("__pos")
+        typed = frame.with_columns([self._parse(c, raw_cols[c]).alias(c) for c in self.columns])
+
+        type_checks = []
+        for col in self.columns:
+            spec = self.contract.columns[col]
+            pol = self.policy(spec)
+            ty = self.types[col].sql
+            type_checks.append(
+                _Check(f"{col}.type", col, "quarantine" if pol == "warn" else pol,
+                       pl.col(col).is_null() & pl.col(f"__raw_{col}").is_not_null(),
+                       lambda r, c=col, ty=ty: f"{c} = {_short(r['__raw_' + c])} is not a valid {ty}")
+            )
+        checks = type_checks + self._checks()
+        flags = typed.select([c.broken.alias(f"__chk{i}") for i, c in enumerate(checks)])
+        json_bad = self._json_failures(typed)
+        for i, extra in enumerate(extra_policy_columns or []):
+            if extra in df.columns:
+                flags = flags.with_columns(df.get_column(extra).is_not_null().alias(f"__extra{i}"))
+
+        any_broken = pl.any_horizontal(flags.columns) if flags.width else pl.lit(False)
+        broken_mask = flags.select(any_broken.alias("x")).to_series()
+        if json_bad:
+            broken_mask = broken_mask | pl.Series([i in json_bad for i in range(n)], dtype=pl.Boolean)
+        bad: list[tuple[int, list[Violation]]] = []
+        failures: list[tuple[int, Violation]] = []
+        warnings: dict[str, int] = {}
+        quarantine_mask = pl.Series([False] * n, dtype=pl.Boolean)
+        if broken_mask.any():
+            idx = broken_mask.arg_true()
+            sub_flags = flags[idx]
+            sub_rows = typed[idx]
+            warn_only: list[int] = []
+            for k in range(len(idx)):
+                pos = int(idx[k])
+                row = sub_rows.row(k, named=True)
+                row_flags = sub_flags.row(k)
+                viols: list[tuple[Policy, Violation, str]] = []
+                type_broken = {checks[i].column for i in range(len(type_checks)) if row_flags[i]}
+                for i, chk in enumerate(checks):
+                    if i < len(row_flags) and row_flags[i]:
+                        if i >= len(type_checks) and chk.column in type_broken:
+                            continue  # a value that did not parse breaks no further rule of its column
+                        viols.append((chk.policy, Violation(chk.column, chk.key.split(".", 1)[1], chk.describe(row)), chk.key))
+                for j, extra in enumerate(extra_policy_columns or []):
+                    col_i = len(checks) + j
+                    if col_i < len(row_flags) and row_flags[col_i]:
+                        viols.append(("quarantine", Violation(extra, "extra_column",
+                                      f"{extra} is not in the contract (extra_columns: quarantine)"), f"{extra}.extra"))
+                if pos in json_bad:
+                    c = json_bad[pos]
+                    viols.append(("quarantine", Violation(c, "type", f"{c} is not valid JSON"), f"{c}.type"))
+                for pol, v, key in viols:
+                    if pol == "fail":
+                        failures.append((pos, v))
+                    elif pol == "warn":
+                        warnings[key] = warnings.get(key, 0) + 1
+                q = [v for pol, v, _ in viols if pol != "warn"]
+                if q:
+                    bad.append((pos, q))
+                else:
+                    warn_only.append(pos)
+            bad_positions = [p for p, _ in bad]
+            quarantine_mask = pl.Series([False] * n, dtype=pl.Boolean).scatter(bad_positions, True) if bad_positions else quarantine_mask
+        keep = typed.filter(~quarantine_mask)
+        good = keep.select(self.columns)
+        return Validated(good=good, good_rows=keep.get_column("__pos"), bad=bad, warnings=warnings, failures=failures)
+
+    def _json_failures(self, typed: pl.DataFrame) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for col in self.columns:
+            if self.types[col].kind != "json":
+                continue
+            for pos, val in enumerate(typed.get_column(col).to_list()):
+                if val is None:
+                    continue
+                try:
+                    json.loads(val)
+                except ValueError:
+                    out.setdefault(pos, col)
+        return out
+
+
+def _literal_for(t: PgType, value: Any, col: str) -> Any:
+    import datetime as dt
+
+    try:
+        if t.kind in ("int", "float", "numeric"):
+            return float(value)
+        if t.kind == "date":
+            return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+        if t.kind in ("timestamp", "timestamptz"):
+            v = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+            if t.kind == "timestamptz" and v.tzinfo is None:
+                v = v.replace(tzinfo=dt.UTC)
+            return v
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"column {col}: bound {value!r} is not a valid {t.sql}") from exc
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    s = repr(v)
+    return s if len(s) <= limit else s[: limit - 5] + "...'"
