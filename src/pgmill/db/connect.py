@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -39,7 +40,7 @@ class Target:
         if self.embedded is not None:
             self.embedded.start()
 
-    def connect(self, *, autocommit: bool = False, application_name: str = "pgmill") -> psycopg.Connection[object]:
+    def connect(self, *, autocommit: bool = False, application_name: str = "pgmill") -> psycopg.Connection[tuple[Any, ...]]:
         """Open a connection (starting the embedded server on demand); errors name the redacted URL."""
         self.ensure_running()
         try:

@@ -55,3 +55,18 @@ def summary(conn: psycopg.Connection[Any], pipeline: str | None = None) -> list[
         (pipeline, pipeline),
     ).fetchall()
     return [(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
+
+
+def rows(conn: psycopg.Connection[Any], pipeline: str, limit: int = 20, rule: str | None = None) -> list[dict[str, Any]]:
+    """The newest quarantined rows of `pipeline` (optionally only those that broke `rule`)."""
+    from psycopg.rows import dict_row
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT id, run_id, source_location, record, raw_text, violations, quarantined_at"
+            " FROM pgmill.quarantine WHERE pipeline = %s"
+            " AND (%s::text IS NULL OR violations @> jsonb_build_array(jsonb_build_object('rule', %s::text)))"
+            " ORDER BY id DESC LIMIT %s",
+            (pipeline, rule, rule, limit),
+        )
+        return list(cur.fetchall())

@@ -55,7 +55,7 @@ class TableWriter:
         self.key = key
         self.mode = mode
         self.cursor = cursor
-        self.dest = qualified(table)
+        self.dest: sql.Composable = qualified(table)
         self.stage = sql.Identifier(f"pgmill_stage_{abs(hash(table)) % 10**8}")
         self.cols_sql = sql.SQL(", ").join(map(sql.Identifier, columns))
 
@@ -168,7 +168,7 @@ class TableWriter:
             if self.cursor and self.cursor in non_key:
                 cond = sql.SQL("{} AND (t.{c} IS NULL OR EXCLUDED.{c} >= t.{c})").format(
                     cond, c=sql.Identifier(self.cursor))
-            action = sql.SQL("DO UPDATE SET {} WHERE {}").format(sets, cond)
+            action: sql.Composable = sql.SQL("DO UPDATE SET {} WHERE {}").format(sets, cond)
         else:
             action = sql.SQL("DO NOTHING")
         stmt = sql.SQL(

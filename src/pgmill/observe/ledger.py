@@ -136,7 +136,7 @@ def recent_runs(conn: psycopg.Connection[Any], pipeline: str | None = None, limi
 def _select(conn: psycopg.Connection[Any], where: str, params: tuple[Any, ...], limit: int) -> list[RunRecord]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            sql.SQL("SELECT * FROM pgmill.runs {} ORDER BY run_id DESC LIMIT %s").format(sql.SQL(where)),  # type: ignore[arg-type]
+            sql.SQL("SELECT * FROM pgmill.runs {} ORDER BY run_id DESC LIMIT %s").format(sql.SQL(where)),
             (*params, limit),
         )
         out = []

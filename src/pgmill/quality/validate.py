@@ -116,8 +116,8 @@ class CompiledContract:
             tz = "UTC" if t.kind == "timestamptz" else None
             if isinstance(dtype, pl.Datetime):
                 if tz is None:
-                    return src.dt.replace_time_zone(None) if dtype.time_zone else src  # type: ignore[attr-defined]
-                return src.dt.convert_time_zone("UTC") if dtype.time_zone else src.dt.replace_time_zone("UTC")  # type: ignore[attr-defined]
+                    return src.dt.replace_time_zone(None) if dtype.time_zone else src
+                return src.dt.convert_time_zone("UTC") if dtype.time_zone else src.dt.replace_time_zone("UTC")
             if dtype == pl.Date:
                 return src.cast(pl.Datetime("us", tz))
             s = src.cast(pl.Utf8).str.strip_chars().str.replace(" ", "T", literal=True)
@@ -195,11 +195,11 @@ class CompiledContract:
                 checks.append(_Check(f"{col}.max_length", col, pol,
                                      (v.cast(pl.Utf8).str.len_chars() > limit_len).fill_null(False),
                                      lambda r, c=col, n=limit_len: f"{c} is {len(str(r[c]))} characters, over the limit of {n}"))
-        for rule in self.contract.rules:
+        for row_rule in self.contract.rules:
             checks.append(
-                _Check(f"rule.{rule.name}", None, rule.on_failure or self.contract.on_failure,
-                       (~pl.sql_expr(rule.expr)).fill_null(False),
-                       lambda r, n=rule.name, e=rule.expr: f"rule {n} failed: {e}")
+                _Check(f"rule.{row_rule.name}", None, row_rule.on_failure or self.contract.on_failure,
+                       (~pl.sql_expr(row_rule.expr)).fill_null(False),
+                       lambda r, n=row_rule.name, e=row_rule.expr: f"rule {n} failed: {e}")
             )
         return checks
 

@@ -50,7 +50,7 @@ class RawBatch:
 
     @property
     def records(self) -> int:
-        return self.table.num_rows + len(self.bad)
+        return int(self.table.num_rows) + len(self.bad)
 
     def location(self, row: int) -> str:
         pos = self.positions[row] if self.positions is not None else row + 1

@@ -218,18 +218,18 @@ class CsvReader:
         except OSError as exc:
             raise SourceError(f"cannot open {t.display}: {exc.strerror}") from exc
         with fh:
-            names, after_header, line_after = self.read_header(fh)  # type: ignore[arg-type]
+            names, after_header, line_after = self.read_header(fh)
             self.names = names
             offset, line, done = (t.resume_offset, t.resume_line, t.records_done)
             if offset == 0:
                 offset, line = after_header, line_after
-            self.chunk_bytes = self._chunk_size(fh, offset)  # type: ignore[arg-type]
+            self.chunk_bytes = self._chunk_size(fh, offset)
             if not names or offset >= t.size:
                 # empty file or header only: nothing to load, but the file is remembered as loaded
                 yield RawBatch(pa.table({}), t.display, [], [], 0,
                                file_mark=FileMark(t.display, t.size, t.sha256, done, t.size, line, True))
                 return
-            for chunk, end, first_line, last in self._chunks(fh, offset, line):  # type: ignore[arg-type]
+            for chunk, end, first_line, last in self._chunks(fh, offset, line):
                 table, positions, bad = self._parse(chunk, first_line)
                 done += table.num_rows + len(bad)
                 yield RawBatch(
@@ -295,4 +295,4 @@ def csv_columns(spec: CsvSource, path: Path, columns_hint: list[str]) -> list[st
     task = FileTask(path, str(path), path.stat().st_size, "")
     reader = CsvReader(spec, task, columns_hint, 1000)
     with path.open("rb") as fh:
-        return reader.read_header(fh)[0]  # type: ignore[arg-type]
+        return reader.read_header(fh)[0]

@@ -1,0 +1,1 @@
+"""Project file and contract models, loading with clear errors, JSON Schema."""

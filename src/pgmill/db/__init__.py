@@ -1,0 +1,1 @@
+"""Embedded server lifecycle, connections, migrations, DDL: the only place that opens connections."""

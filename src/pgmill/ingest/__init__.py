@@ -1,0 +1,1 @@
+"""Sources, validation, checkpointed loading, state and quarantine."""

@@ -1,0 +1,1 @@
+"""The run ledger (and, later, metrics, alerts and cost)."""

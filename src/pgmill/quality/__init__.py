@@ -1,0 +1,1 @@
+"""Contracts turned into vectorized row checks."""

@@ -1,0 +1,50 @@
+"""Fixtures: one embedded PostgreSQL for the session, a fresh database and project folder per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgmill.db.embedded import EmbeddedServer
+from tests.helpers import ProjectDir
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    server = EmbeddedServer(tmp_path_factory.mktemp("pg") / ".pgmill")
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def db_url(pg_server: EmbeddedServer) -> Iterator[str]:
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield pg_server.url(name)
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def project(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> ProjectDir:
+    """An empty project folder whose database is a fresh database on the session server."""
+    monkeypatch.setenv("PGMILL_DATABASE_URL", db_url)
+    monkeypatch.chdir(tmp_path)
+    return ProjectDir(tmp_path, db_url)
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection[object]]:
+    with psycopg.connect(db_url, autocommit=True) as c:
+        yield c
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("PGMILL_NO_COLOR", "1")
