@@ -24,8 +24,18 @@ def _clean(text: str) -> str:
     return text.replace("\x00", "\\0") if "\x00" in text else text
 
 
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
 def _json(value: Any) -> str:
-    return _clean(json.dumps(value, default=str, ensure_ascii=False))
+    return json.dumps(_scrub(value), default=str, ensure_ascii=False)
 
 
 def write(conn: psycopg.Connection[Any], run_id: int, pipeline: str, table: str, rows: list[QuarantinedRow]) -> int:

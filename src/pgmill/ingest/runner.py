@@ -24,7 +24,7 @@ import psycopg
 
 from pgmill.config.load import load_contract
 from pgmill.config.models import Pipeline
-from pgmill.db import ddl
+from pgmill.db import ddl, roles
 from pgmill.db.migrations import migrate
 from pgmill.errors import AccountingError, ConfigError, ContractError, PgmillError, PipelineLocked
 from pgmill.ingest import quarantine, state
@@ -140,6 +140,7 @@ def run_pipeline(
         with ctx.target.connect() as conn:
             added = ddl.ensure_table(conn, pipe.spec.table, pipe.contract)
             conn.commit()
+            roles.ensure_roles(conn, [ddl.split_table(pipe.spec.table)[0]])
             run_id = ledger.start_run(conn, name, pipe.spec.mode, pipe.spec.table)
             if added:
                 ledger.step(conn, run_id, "evolve", "succeeded", datetime.now(UTC), detail={"added_columns": added})
@@ -306,7 +307,8 @@ def _prepare(pipe: _Pipe, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
         if v.failures:
             pos, viol = v.failures[0]
             more = f" (and {len(v.failures) - 1} more)" if len(v.failures) > 1 else ""
-            raise ContractError(f"{raw.location(pos)}: {viol.message} [policy: fail]{more}")
+            rule = f"{viol.column}.{viol.rule}" if viol.column else viol.rule
+            raise ContractError(f"{raw.location(pos)}: {viol.message} [rule {rule}, policy fail]{more}")
         bad_pos = [p for p, _ in v.bad]
         records = _raw_records(raw, bad_pos) if bad_pos else []
         q = [QuarantinedRow(b.location, None, b.raw_text, [Violation(None, "parse", b.reason)]) for b in raw.bad]

@@ -90,8 +90,18 @@ class TableWriter:
                 old, self.cols_sql, self.cols_sql, new))
             self.conn.execute(sql.SQL("DROP TABLE {}").format(new))
         else:
+            pkeys = self.conn.execute(
+                "SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'p' AND conrelid IN"
+                " (format('%%I.%%I', %s::text, %s::text)::regclass, format('%%I.%%I', %s::text, %s::text)::regclass)",
+                (schema, name, schema, f"{name}__pgmill_new"),
+            ).fetchall()
+            old_pk = next((c for t, c in pkeys if not str(t).endswith("__pgmill_new")), None)
+            new_pk = next((c for t, c in pkeys if str(t).endswith("__pgmill_new")), None)
             self.conn.execute(sql.SQL("DROP TABLE {}").format(old))
             self.conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(new, sql.Identifier(name)))
+            if old_pk and new_pk:
+                self.conn.execute(sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
+                    old, sql.Identifier(new_pk), sql.Identifier(old_pk)))
             for _iname, idef in indexes:
                 self.conn.execute(str(idef).encode())  # pg_indexes gives complete, quoted DDL
         self.dest = qualified(self.table)

@@ -96,8 +96,9 @@ class CompiledContract:
                 return src.cast(pl.Float64, strict=False)
             return src.cast(pl.Utf8).str.strip_chars().cast(pl.Float64, strict=False)
         if t.kind == "numeric":
+            # compared as a float; loaded from the text itself (kept in __num_<col>) so Postgres rounds it
             s = src.cast(pl.Utf8).str.strip_chars()
-            return pl.when(s.str.contains(_NUMERIC_RE)).then(s).otherwise(None)
+            return pl.when(s.str.contains(_NUMERIC_RE)).then(s).otherwise(None).cast(pl.Float64, strict=False)
         if t.kind == "text":
             return src.cast(pl.Utf8)
         if t.kind == "bool":
@@ -165,7 +166,7 @@ class CompiledContract:
                 checks.append(
                     _Check(
                         f"{col}.type", col, "quarantine" if pol == "warn" else pol,
-                        v.cast(pl.Float64, strict=False).abs() >= 10.0**digits,
+                        v.abs() >= 10.0**digits,
                         lambda r, c=col, ty=t.sql: f"{c} = {r['__raw_' + c]!r} does not fit {ty}",
                     )
                 )
@@ -174,22 +175,21 @@ class CompiledContract:
                 checks.append(
                     _Check(f"{col}.accepted_values", col, pol,
                            v.is_not_null() & ~v.cast(pl.Utf8).is_in([str(a) for a in allowed]),
-                           lambda r, c=col, a=allowed: f"{c} = {r[c]!r} is not one of {a}")
+                           lambda r, c=col, a=allowed: f"{c} = {_short(r['__raw_' + c])} is not one of {a}")
                 )
             for bound, op in (("min", "lt"), ("max", "gt")):
                 limit = getattr(spec, bound)
                 if limit is None:
                     continue
                 lit = _literal_for(t, limit, col)
-                cmp_col = v.cast(pl.Float64, strict=False) if t.kind == "numeric" else v
-                expr = cmp_col < lit if op == "lt" else cmp_col > lit
+                expr = v < lit if op == "lt" else v > lit
                 word = "below the minimum" if bound == "min" else "above the maximum"
                 checks.append(_Check(f"{col}.{bound}", col, pol, expr.fill_null(False),
-                                     lambda r, c=col, w=word, b=limit: f"{c} = {r[c]!r} is {w} {b!r}"))
+                                     lambda r, c=col, w=word, b=limit: f"{c} = {_short(r['__raw_' + c])} is {w} {b!r}"))
             if spec.regex is not None:
                 rx = spec.regex
                 checks.append(_Check(f"{col}.regex", col, pol, ~v.cast(pl.Utf8).str.contains(rx).fill_null(True),
-                                     lambda r, c=col, x=rx: f"{c} = {r[c]!r} does not match /{x}/"))
+                                     lambda r, c=col, x=rx: f"{c} = {_short(r['__raw_' + c])} does not match /{x}/"))
             limit_len = spec.max_length or (t.precision if t.kind == "text" else None)
             if limit_len is not None:
                 checks.append(_Check(f"{col}.max_length", col, pol,
@@ -219,6 +219,12 @@ class CompiledContract:
                 raw_cols[col] = pl.Series(name, [None] * n, dtype=pl.Utf8)
         frame = pl.DataFrame({f"__raw_{c}": s for c, s in raw_cols.items()}).with_row_index("__pos")
         typed = frame.with_columns([self._parse(c, raw_cols[c]).alias(c) for c in self.columns])
+        numeric = [c for c in self.columns if self.types[c].kind == "numeric"]
+        if numeric:
+            typed = typed.with_columns(
+                pl.when(pl.col(c).is_not_null()).then(pl.col(f"__raw_{c}").cast(pl.Utf8).str.strip_chars())
+                .alias(f"__num_{c}") for c in numeric
+            )
 
         type_checks = []
         for col in self.columns:
@@ -282,7 +288,7 @@ class CompiledContract:
             bad_positions = [p for p, _ in bad]
             quarantine_mask = pl.Series([False] * n, dtype=pl.Boolean).scatter(bad_positions, True) if bad_positions else quarantine_mask
         keep = typed.filter(~quarantine_mask)
-        good = keep.select(self.columns)
+        good = keep.select(pl.col(f"__num_{c}").alias(c) if c in numeric else pl.col(c) for c in self.columns)
         return Validated(good=good, good_rows=keep.get_column("__pos"), bad=bad, warnings=warnings, failures=failures)
 
     def _json_failures(self, typed: pl.DataFrame) -> dict[int, str]:
