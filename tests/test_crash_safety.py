@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,11 +205,21 @@ def check_exact(db_url: str, ds: Dataset, pipeline: str, why: str, table: str = 
 @dataclass
 class KillStats:
     kills: int = 0
+    mid_load: int = 0  # kills that left some, but not all, source records committed
     finished_first: int = 0  # the load ended before the kill landed
     trials: int = 0
 
 
-def start_and_kill(project_dir: Path, rng: random.Random, use_cli: bool, stats: KillStats) -> None:
+def committed_reads(db_url: str, pipeline: str) -> int:
+    with psycopg.connect(db_url) as c:
+        if c.execute("SELECT to_regclass('pgmill.runs')").fetchone() == (None,):
+            return 0
+        row = c.execute("SELECT coalesce(sum(rows_read), 0) FROM pgmill.runs WHERE pipeline = %s",
+                        (pipeline,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def start_and_kill(project_dir: Path, rng: random.Random, use_cli: bool, stats: KillStats) -> bool:
     """Start a load in a subprocess and SIGKILL it after a random delay."""
     if use_cli:  # the real command; the delay then also covers the imports
         cmd = [sys.executable, "-c", "from pgmill.cli import main; main()", "run", "-p", str(project_dir), "--wait"]
@@ -226,8 +237,9 @@ def start_and_kill(project_dir: Path, rng: random.Random, use_cli: bool, stats: 
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             stats.kills += 1
-        else:
-            stats.finished_first += 1
+            return True
+        stats.finished_first += 1
+        return False
     finally:
         proc.wait()
         for s in (proc.stdout, proc.stderr):
@@ -241,8 +253,9 @@ def finish(project_dir: Path, pipeline: str, why: str) -> None:
     assert rec.status == "succeeded", f"{why}: rerun failed: {rec.error}"
 
 
-def crash_trials(project: ProjectDir, mode: str, n_trials: int, label: str, write_data: Any,
-                 configure: Any, pipeline: str = "orders") -> KillStats:
+def crash_trials(project: ProjectDir, mode: str, n_trials: int, label: str,
+                 write_data: Callable[[random.Random], Dataset], configure: Callable[[], None],
+                 pipeline: str = "orders") -> KillStats:
     seed0 = base_seed()
     stats = KillStats()
     for t in range(n_trials):
@@ -253,7 +266,8 @@ def crash_trials(project: ProjectDir, mode: str, n_trials: int, label: str, writ
         ds = write_data(rng)
         configure()
         for k in range(rng.choice((1, 1, 2))):
-            start_and_kill(project.path, rng, use_cli=(t + k) % 3 == 2, stats=stats)
+            if start_and_kill(project.path, rng, use_cli=(t + k) % 3 == 2, stats=stats):
+                stats.mid_load += 0 < committed_reads(project.db_url, pipeline) < ds.records
         finish(project.path, pipeline, why)
         check_exact(project.db_url, ds, pipeline, why)
         stats.trials += 1
@@ -302,3 +316,90 @@ def test_expected_data_is_sane(project: ProjectDir) -> None:
     with pytest.raises(AssertionError, match="target"):
         check_exact(project.db_url, ds, "orders", "tampered")
     assert ORDERS_CONTRACT["columns"]["order_id"]["primary_key"]
+
+
+# ---------------------------------------------------------------- HTTP API trials
+
+API_RECORDS = 6000
+API_STYLES = ("page", "offset", "cursor", "link")
+
+
+def make_api_orders(rng: random.Random, mode: str, n: int = API_RECORDS) -> tuple[list[dict[str, Any]], Dataset, set[int]]:
+    """Order records for the fake API (defects included) and what a correct load leaves behind; the
+    defective records are given by their number in the sweep."""
+    ds = Dataset(records=n)
+    stamps = rng.sample(range(0, 300 * 86400), n)
+    stamps[-1] = 300 * 86400  # the newest record is a good one: a finished sweep's cursor passes them all
+    n_keys = n // (3 if mode == "merge" else 1)
+    records: list[dict[str, Any]] = []
+    bad: set[int] = set()
+    newest: dict[int, tuple[Any, ...]] = {}
+    produced: list[dict[str, Any]] = []
+    for i in range(n):
+        stamp = _ts(stamps[i])
+        r = rng.random() if i < n - 1 else 1.0
+        if r < 0.04:
+            kind = rng.randrange(5)
+            key = rng.randrange(1, n_keys + 1)
+            rec: dict[str, Any] = {"order_id": key, "customer_id": 7, "status": "O", "total": 1.5,
+                                   "ordered_at": "2024-01-01", "updated_at": stamp}
+            if kind == 0:
+                rec["status"] = "X"
+            elif kind == 1:
+                rec["total"] = -2.25
+            elif kind == 2:
+                rec["customer_id"] = None
+            elif kind == 3:
+                rec["order_id"] = f"k{key}"
+            else:
+                del rec["customer_id"]  # a missing not-null field
+            records.append(rec)
+            bad.add(i + 1)
+            continue
+        if produced and r < 0.10:
+            rec = dict(rng.choice(produced))
+        else:
+            key = rng.randrange(1, n_keys + 1) if mode == "merge" else len(produced) + 1
+            rec = {"order_id": key, "customer_id": rng.randrange(1, 500), "status": rng.choice("FOP"),
+                   "total": rng.randrange(0, 100000) / 100,
+                   "ordered_at": f"2023-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}", "updated_at": stamp}
+            produced.append(rec)
+        records.append(rec)
+        row = (rec["order_id"], rec["customer_id"], rec["status"], f"{rec['total']:.2f}", rec["ordered_at"],
+               rec["updated_at"])
+        _keep(newest, row, mode)
+    if mode == "append":  # append keys must be unique apart from exact repeats
+        assert len({r["order_id"] for r in produced}) == len(produced)
+    ds.expected = newest
+    return records, ds, bad
+
+
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_http_load_survives_sigkill(project: ProjectDir, mode: str) -> None:
+    fake_api = pytest.importorskip("tests.fake_api")
+    pytest.importorskip("pgmill.ingest.sources.http")
+    apis: list[Any] = []
+    style = ["page"]
+
+    def write_data(rng: random.Random) -> Dataset:
+        while apis:
+            apis.pop().stop()
+        records, ds, bad = make_api_orders(rng, mode)
+        style[0] = rng.choice(API_STYLES)
+        api = fake_api.FakeApi(records, style=style[0], page_size=100, since_param="since",
+                               seed=rng.randrange(1 << 20)).start()
+        apis.append(api)
+        ds.defective = {f"GET {api.url}:record {k}" for k in bad}
+        return ds
+
+    def configure() -> None:
+        project.contract("orders", ORDERS_CONTRACT)
+        source = apis[0].source(cursor_param="since")
+        project.config({"orders": {"source": source, "table": "public.orders", "contract": "contracts/orders.yaml",
+                                   "mode": mode, "cursor": "updated_at", "batch_rows": BATCH_ROWS}})
+
+    try:
+        crash_trials(project, mode, 3, "http", write_data, configure)
+    finally:
+        for a in apis:
+            a.stop()

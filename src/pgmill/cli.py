@@ -377,3 +377,7 @@ def main() -> None:
         app()
     except SystemExit as exc:
         sys.exit(exc.code)
+
+
+if __name__ == "__main__":
+    main()

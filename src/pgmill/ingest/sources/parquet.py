@@ -35,16 +35,16 @@ class ParquetReader:
         done = t.records_done
         if t.size == 0:
             # an empty placeholder file: nothing to load, but it is remembered as loaded
-            yield self._batch(pa.table({}), done, done, True)
+            yield self._batch(pa.table({}), done, done, done)
             return
         with self._open() as pf:
             total = pf.metadata.num_rows
             if done >= total:
-                yield self._batch(pa.table({}), done, done, True)
+                yield self._batch(pa.table({}), done, done, total)
                 return
             for table in self._tables(pf, done):
                 start, done = done, done + table.num_rows
-                yield self._batch(table, start, done, done >= total)
+                yield self._batch(table, start, done, total)
 
     def _open(self) -> Any:
         try:
@@ -70,18 +70,15 @@ class ParquetReader:
         except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
             raise SourceError(f"{self.task.display}: cannot read Parquet data ({exc})") from exc
 
-    def _batch(self, table: pa.Table, start: int, done: int, complete: bool) -> RawBatch:
+    def _batch(self, table: pa.Table, start: int, done: int, total: int) -> RawBatch:
         t = self.task
-        total = max(done, 1)
-        try:
-            total = max(total, pq.ParquetFile(t.path).metadata.num_rows) if t.size and not complete else total
-        except (OSError, pa.ArrowException):
-            total = max(done, 1)
-        end = t.size if complete else t.size * done // total
-        began = t.size * start // total if not complete or start else 0
+
+        def offset(rows: int) -> int:
+            return t.size if rows >= total else t.size * rows // total
+
         return RawBatch(
-            table, t.display, list(range(start + 1, done + 1)), [], max(0, end - began),
-            file_mark=FileMark(t.display, t.size, t.sha256, done, end, done + 1, complete),
+            table, t.display, list(range(start + 1, done + 1)), [], offset(done) - offset(start),
+            file_mark=FileMark(t.display, t.size, t.sha256, done, offset(done), done + 1, done >= total),
             position_word="row",
         )
 

@@ -215,36 +215,39 @@ def _read(conn: psycopg.Connection[Any], spec: PostgresSource, source: sql.Compo
     fetch = max(1, min(spec.batch_rows, batch_rows))
     row_no = 0
     try:
-        with conn.cursor(name="pgmill_source") as cur:
-            cur.execute(query, params)
-            buf: list[Sequence[Any]] = []
-            keys: list[Any] = []  # tie key of the cursor of each row of buf
-            done = False
-            while not done or buf:
-                if not done:
-                    rows = cur.fetchmany(fetch)
-                    done = len(rows) < fetch
-                    buf.extend(rows)
-                    if cursor_at >= 0:
-                        keys.extend(key(r[cursor_at]) for r in rows)
-                while buf:
-                    if cursor_at >= 0:
-                        n = _cut(keys, batch_rows, done)
-                    else:
-                        n = min(len(buf), batch_rows) if done or len(buf) >= batch_rows else None
-                    if n is None:
-                        break
-                    out, buf, keys = buf[:n], buf[n:], keys[n:]
-                    checkpoint = None
-                    if cursor_at >= 0:
-                        # NULLs come first and a value's rows are never split: all NULLs are behind us
-                        checkpoint = {CHECKPOINT_KEY: {"cursor": cursor, "nulls_done": True,
-                                                       "last_cursor": _as_text(out[-1][cursor_at])}}
-                    table = _to_arrow(names, oids, out)
-                    positions = list(range(row_no + 1, row_no + n + 1))
-                    row_no += n
-                    yield RawBatch(table, origin, positions, [], int(table.nbytes), checkpoint=checkpoint,
-                                   position_word="row")
+        # no `with`: when the consumer abandons the read, closing the connection (in read_postgres)
+        # drops the cursor and the transaction; a polite CLOSE could fail on a connection already gone
+        cur = conn.cursor(name="pgmill_source")
+        cur.execute(query, params)
+        buf: list[Sequence[Any]] = []
+        keys: list[Any] = []  # tie key of the cursor of each row of buf
+        done = False
+        while not done or buf:
+            if not done:
+                rows = cur.fetchmany(fetch)
+                done = len(rows) < fetch
+                buf.extend(rows)
+                if cursor_at >= 0:
+                    keys.extend(key(r[cursor_at]) for r in rows)
+            while buf:
+                if cursor_at >= 0:
+                    n = _cut(keys, batch_rows, done)
+                else:
+                    n = min(len(buf), batch_rows) if done or len(buf) >= batch_rows else None
+                if n is None:
+                    break
+                out, buf, keys = buf[:n], buf[n:], keys[n:]
+                checkpoint = None
+                if cursor_at >= 0:
+                    # NULLs come first and a value's rows are never split: all NULLs are behind us
+                    checkpoint = {CHECKPOINT_KEY: {"cursor": cursor, "nulls_done": True,
+                                                   "last_cursor": _as_text(out[-1][cursor_at])}}
+                table = _to_arrow(names, oids, out)
+                positions = list(range(row_no + 1, row_no + n + 1))
+                row_no += n
+                yield RawBatch(table, origin, positions, [], int(table.nbytes), checkpoint=checkpoint,
+                               position_word="row")
+        cur.close()
         conn.rollback()
     except psycopg.Error as exc:
         _raise_for(origin, exc)

@@ -1,0 +1,5 @@
+"""`python -m pgmill` runs the CLI."""
+
+from pgmill.cli import main
+
+main()
