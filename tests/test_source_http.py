@@ -103,8 +103,8 @@ def test_every_pagination_style_loads_the_whole_api(
     assert project.query("SELECT count(*), count(DISTINCT id), min(id), max(id), sum(total)::text FROM items") == [
         (137, 137, 1, 137, str(sum(Decimal(str(r["total"])) for r in make_records(137))))
     ]
-    row = project.query("SELECT customer->>'name', tags, total::text, updated_at FROM items WHERE id = 6")
-    assert row == [("customer 6", ["a", "b", "c"], "7.50", datetime(2024, 1, 1, 0, 6, tzinfo=UTC))]
+    row = project.query("SELECT customer->>'name', tags, total::text, updated_at FROM items WHERE id = 7")
+    assert row == [("customer 0", ["a", "b", "c"], "8.75", datetime(2024, 1, 1, 0, 7, tzinfo=UTC))]
     assert project.scalar("SELECT tags FROM items WHERE id = 4") == []
     assert http_state(project)["done"] is True
     if style in ("page", "offset", "cursor", "link"):
@@ -316,7 +316,7 @@ def test_checkpoint_of_a_differently_configured_source_is_not_resumed(serve: Cal
     api = serve(make_records(40), style="page")
     first = read_all(HttpSource.model_validate(api.source()), batch_rows=10)
     assert first[1].checkpoint is not None and first[1].checkpoint["http"]["at"] == 3
-    other = HttpSource.model_validate(api.source(size=20))
+    other = HttpSource.model_validate(api.source(pagination={"size": 20}))
     assert ids(read_all(other, SourceState(first[1].checkpoint, None, {}))) == list(range(1, 41))
 
 
@@ -350,7 +350,8 @@ def test_concurrent_read_stops_at_the_first_short_page(serve: Callable[..., Fake
     api = serve(make_records(100), style="page", max_page_size=7)  # the API serves fewer than asked
     spec = HttpSource.model_validate(api.source(concurrency=4))
     assert ids(read_all(spec)) == list(range(1, 8))
-    assert {s.query["page"] for s in api.seen} == {"1", "2", "3", "4"}
+    # pages 2-4 may be asked for (they were in flight), never a page beyond them
+    assert "1" in {s.query["page"] for s in api.seen} <= {"1", "2", "3", "4"}
 
 
 # ---------------------------------------------------------------- shapes of records

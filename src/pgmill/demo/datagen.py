@@ -7,9 +7,10 @@ products, events name loaded customers.
 
 Defects are injected at `defect_rate`, one kind per row, and counted exactly in the manifest, so a test can
 assert that pgmill quarantines exactly those rows and counts exactly those duplicates. A duplicate is the
-same key again right after the original (newer `updated_at` where the table has one); each demo file holds
-at most `PART_ROWS` records, fewer than one default batch, so a duplicate always meets its original in the
-same batch and is counted as a duplicate, not as an update.
+same key again right after the original (newer `updated_at` where the table has one). A demo file holds the
+rows of `PART_ROWS` orders (customers, events...): about 60k order lines at most, less than one default
+batch of 100k rows, so a duplicate always meets its original in the same batch and is counted as a
+duplicate, not as an update.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-PART_ROWS = 25_000  # records per demo file (before duplicates): well under one 100k-row batch
+PART_ROWS = 25_000  # generated rows per demo file (before duplicates; orders' lines: ~2.4 per order)
 BENCH_CHUNK_ROWS = 200_000
 
 #: Every kind of defect the generator injects, in the order used to classify a quarantined row.
@@ -562,8 +563,9 @@ class _Shop:
         src, _copy = _expand(kinds)  # an event delivered twice: identical
         m = src.size
         etype = rng.choice(len(_EVENT_TYPES), size=n, p=_EVENT_P)
-        path = _pick(rng, _PATHS, n) + _ints(np.where(rng.random(n) < 0.5, rng.integers(1, 999, n), 0)).str.replace(
-            r"^0$", "")
+        path = _pick(rng, _PATHS, n)
+        path = path + _ints(rng.integers(1, 999, n)).zip_with(  # /products/17, /category/3
+            path.str.ends_with("/") & (path != "/"), pl.Series([""] * n, dtype=pl.Utf8))
         payload = ('{"path": "' + path + '", "device": "' + _pick(rng, _DEVICES, n) + '", "duration_ms": '
                    + _ints(rng.integers(5, 30_000, n)) + "}")
         cols = {

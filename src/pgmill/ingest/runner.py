@@ -29,7 +29,7 @@ from pgmill.db.migrations import migrate
 from pgmill.errors import AccountingError, ConfigError, ContractError, PgmillError, PipelineLocked
 from pgmill.ingest import quarantine, state
 from pgmill.ingest.quarantine import QuarantinedRow
-from pgmill.ingest.sources import RawBatch, Stream, open_streams
+from pgmill.ingest.sources import RawBatch, SourceState, Stream, open_streams
 from pgmill.ingest.writer import TableWriter, dedupe, to_copy_bytes
 from pgmill.observe import ledger
 from pgmill.observe.ledger import Counts, RunRecord
@@ -202,7 +202,10 @@ def _load(ctx: ProjectContext, pipe: _Pipe, run_id: int, progress: ProgressFn | 
           workers: int) -> None:
     with ctx.target.connect() as conn:
         st = state.load_state(conn, pipe.name)
-        streams = open_streams(ctx.dir, pipe.spec, pipe.source_columns, st)
+        if pipe.spec.mode == "replace":
+            st = SourceState({}, None, {})  # a replace rebuilds the table from the whole source, every run
+        streams = open_streams(ctx.dir, pipe.spec, pipe.source_columns, st,
+                               dict(zip(pipe.columns, pipe.source_columns, strict=True)))
         sizes = [s.size_bytes for s in streams]
         if all(s is not None for s in sizes) and prog.total_bytes is None:
             prog.total_bytes = prog.bytes + sum(s or 0 for s in sizes)
@@ -359,6 +362,10 @@ def _prefetch(items: Iterator[_Prepared], depth: int = 2) -> Iterator[_Prepared]
             q.put(_END)
         except BaseException as exc:  # handed to the consumer, raised there
             q.put(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # sources release files, connections and snapshots now, not at garbage collection
 
     t = threading.Thread(target=produce, name="pgmill-read", daemon=True)
     t.start()

@@ -31,7 +31,8 @@ COPY_CHUNK = 1 << 20
 def to_copy_bytes(df: pl.DataFrame) -> bytes:
     """CSV in the shape `COPY ... (FORMAT csv, NULL '\\N')` expects."""
     buf = io.BytesIO()
-    df.write_csv(buf, include_header=False, null_value="\\N", datetime_format="%Y-%m-%dT%H:%M:%S%.f%z")
+    # polars' default datetime text is ISO 8601 with microseconds, and +0000 for zoned columns
+    df.write_csv(buf, include_header=False, null_value="\\N")
     return buf.getvalue()
 
 

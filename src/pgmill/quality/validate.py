@@ -12,6 +12,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pgmill.config.models import ColumnSpec, Contract, Policy
 from pgmill.errors import ConfigError
@@ -121,12 +122,7 @@ class CompiledContract:
                 return src.dt.convert_time_zone("UTC") if dtype.time_zone else src.dt.replace_time_zone("UTC")
             if dtype == pl.Date:
                 return src.cast(pl.Datetime("us", tz))
-            s = src.cast(pl.Utf8).str.strip_chars().str.replace(" ", "T", literal=True)
-            parsed = [s.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in _TS_FORMATS_TZ]
-            if tz is None:
-                parsed = [p.dt.replace_time_zone(None) for p in parsed]
-            parsed += [s.str.to_datetime(f, strict=False, time_unit="us", time_zone=tz) for f in _TS_FORMATS]
-            return pl.coalesce(parsed)
+            return src.cast(pl.Utf8).map_batches(lambda s: _parse_timestamps(s, tz), return_dtype=pl.Datetime("us", tz))
         if t.kind == "uuid":
             s = src.cast(pl.Utf8).str.strip_chars()
             return pl.when(s.str.contains(_UUID_RE)).then(s).otherwise(None)
@@ -304,6 +300,33 @@ class CompiledContract:
                 except ValueError:
                     out.setdefault(pos, col)
         return out
+
+
+def _parse_timestamps(raw: pl.Series, tz: str | None) -> pl.Series:
+    """ISO 8601 text to timestamps: Arrow's parser for the whole column when every value is clean (fast),
+    else each accepted format in turn, each one only on the values still unparsed."""
+    s = raw.str.strip_chars()
+    dtype = pl.Datetime("us", tz)
+    try:
+        arr = pc.cast(s.to_arrow(), pa.timestamp("us", tz=tz))
+        return pl.Series(raw.name, arr).cast(dtype)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    s = s.str.replace(" ", "T", literal=True)
+    out = pl.Series(raw.name, [None] * len(s), dtype=dtype)
+    todo = s.is_not_null()
+    for fmt, with_tz in [*((f, True) for f in _TS_FORMATS_TZ), *((f, False) for f in _TS_FORMATS)]:
+        if not todo.any():
+            break
+        idx = todo.arg_true()
+        part = s.gather(idx).str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC" if with_tz else tz)
+        if with_tz and tz is None:
+            part = part.dt.replace_time_zone(None)
+        ok = part.is_not_null()
+        if ok.any():
+            out = out.scatter(idx.filter(ok), part.filter(ok))
+            todo = todo.scatter(idx.filter(ok), False)
+    return out
 
 
 def _literal_for(t: PgType, value: Any, col: str) -> Any:

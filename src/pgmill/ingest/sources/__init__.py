@@ -24,8 +24,13 @@ class Stream:
     size_bytes: int | None  # bytes still to read, when known
 
 
-def open_streams(project_dir: Path, pipe: Pipeline, columns: list[str], state: SourceState) -> list[Stream]:
-    """Streams for what is left to load from `pipe.source`, resuming after the committed state."""
+def open_streams(
+    project_dir: Path, pipe: Pipeline, columns: list[str], state: SourceState,
+    columns_by_name: dict[str, str] | None = None,
+) -> list[Stream]:
+    """Streams for what is left to load from `pipe.source`, resuming after the committed state.
+    `columns` are the source's names for the contract columns; `columns_by_name` maps contract names to them."""
+    columns_by_name = columns_by_name or {}
     spec = pipe.source
     rows = pipe.batch_rows
     if isinstance(spec, CsvSource | NdjsonSource | ParquetSource):
@@ -38,7 +43,10 @@ def open_streams(project_dir: Path, pipe: Pipeline, columns: list[str], state: S
     if isinstance(spec, PostgresSource):
         from pgmill.ingest.sources.postgres import read_postgres
 
-        return [Stream(spec.table or "query", lambda: read_postgres(spec, state, pipe.cursor, rows), None)]
+        cursor = pipe.cursor
+        if cursor is not None and cursor in columns_by_name:
+            cursor = columns_by_name[cursor]
+        return [Stream(spec.table or "query", lambda: read_postgres(spec, state, cursor, rows), None)]
     raise AssertionError(f"unknown source {spec!r}")  # pragma: no cover - pydantic rejects it first
 
 

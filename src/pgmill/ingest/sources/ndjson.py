@@ -19,7 +19,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -32,6 +32,7 @@ from pgmill.ingest.sources.base import BadRecord, FileMark, RawBatch
 from pgmill.ingest.sources.files import FileTask
 
 MAX_LINE_BYTES = 256 << 20  # a longer line is quarantined unread rather than held in memory
+MAX_CHUNK_BYTES = 64 << 20  # a batch holds fewer than `batch_rows` lines rather than more bytes than this
 _RAW_TEXT_LIMIT = 64 << 10  # how much of an oversized line is kept as its raw text
 
 
@@ -54,9 +55,10 @@ class _Parsed:
 class NdjsonReader:
     """Reads one NDJSON file from a resume point, yielding RawBatches of at most `batch_rows` lines."""
 
-    def __init__(self, task: FileTask, batch_rows: int) -> None:
+    def __init__(self, task: FileTask, batch_rows: int, columns: Sequence[str] = ()) -> None:
         self.task = task
         self.batch_rows = batch_rows
+        self.columns = columns
 
     def batches(self) -> Iterator[RawBatch]:
         t = self.task
@@ -80,7 +82,7 @@ class NdjsonReader:
                 nbytes = chunk.end - offset + bom
                 offset, bom = chunk.end, 0
                 yield RawBatch(
-                    parsed.table, t.display, parsed.positions, parsed.bad, nbytes,
+                    _with_columns(parsed.table, self.columns), t.display, parsed.positions, parsed.bad, nbytes,
                     file_mark=FileMark(t.display, t.size, t.sha256, done, chunk.end,
                                        chunk.first_line + chunk.lines, chunk.end >= t.size),
                 )
@@ -92,7 +94,7 @@ class NdjsonReader:
         fh.seek(offset)
         sample = fh.read(256 << 10)
         per_line = max(1, len(sample) // max(1, sample.count(b"\n")))
-        return int(min(64 << 20, max(4 << 10, per_line * self.batch_rows * 1.05)))
+        return int(min(MAX_CHUNK_BYTES, max(4 << 10, per_line * self.batch_rows * 1.05)))
 
     def _chunks(self, fh: BinaryIO, offset: int, line: int) -> Iterator[_Chunk]:
         """Chunks of whole lines, up to the size the file had when it was hashed, so that a file being
@@ -119,9 +121,11 @@ class NdjsonReader:
             offset, line = chunk.end, line + chunk.lines
 
     def _fill(self, fh: BinaryIO, data: bytes, remaining: int, read_size: int) -> tuple[bytes, int]:
-        """Read until `data` holds `batch_rows` lines, the file ends, or its last line is oversized."""
+        """Read until `data` holds `batch_rows` lines, the file ends, `data` is as large as a chunk may be,
+        or its last line is oversized."""
         while remaining and data.count(b"\n") < self.batch_rows:
-            if len(data) - (data.rfind(b"\n") + 1) >= MAX_LINE_BYTES:
+            last_nl = data.rfind(b"\n")
+            if (last_nl >= 0 and len(data) >= MAX_CHUNK_BYTES) or len(data) - (last_nl + 1) >= MAX_LINE_BYTES:
                 break
             more = fh.read(min(remaining, max(read_size, len(data)), MAX_LINE_BYTES))
             if not more:  # the file shrank since it was hashed: read what is there
@@ -206,6 +210,17 @@ def _parse_good(lines: list[tuple[int, bytes]],
     return left + right, lpos + rpos
 
 
+def _with_columns(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """`table` with a null column for each expected key that no line of the batch has: a key a line leaves
+    out is a null in that line, for the contract to judge row by row, not a column missing from the file."""
+    if not table.num_rows:
+        return table
+    for name in columns:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+    return table
+
+
 def _read_frame(data: bytes) -> pl.DataFrame:
     """Every key of every object in `data` as a text column (missing keys: null)."""
     keys = pl.scan_ndjson(io.BytesIO(data), infer_schema_length=None).collect_schema()
@@ -237,10 +252,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# one decoder for every line: json.loads with keyword arguments builds a new one per call
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _why_not_object(raw: bytes) -> str | None:
     """Why a line is not one JSON object, or None when it is one."""
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
+        value = _DECODER.decode(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         return f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
     except json.JSONDecodeError as exc:
@@ -256,5 +275,8 @@ def _raw_text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace").rstrip("\r")
 
 
-def read_ndjson_file(spec: NdjsonSource, task: FileTask, batch_rows: int) -> Iterator[RawBatch]:
-    return NdjsonReader(task, batch_rows).batches()
+def read_ndjson_file(
+    spec: NdjsonSource, task: FileTask, batch_rows: int, columns: Sequence[str] = ()
+) -> Iterator[RawBatch]:
+    """Batches of the file's records; `columns` (the contract's source names) are always present."""
+    return NdjsonReader(task, batch_rows, columns).batches()

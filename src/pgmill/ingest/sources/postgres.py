@@ -23,6 +23,9 @@ Types. int, float, bool, text, date, timestamp and timestamptz come typed (times
 type (numeric, uuid, json, arrays, intervals, enums...) is cast to text by the source, which keeps its exact
 value (numeric digits, JSON as written) for the contract to check. A date or timestamp Python cannot hold
 (infinity, years BC) arrives as its text, so the contract quarantines that row instead of the read failing.
+
+A `table` is 'name' or 'schema.name', taken literally (case-sensitive, no quotes needed). A row is named
+"postgres:<table or query>:row n", n counting the rows of this read, in cursor order when there is one.
 """
 
 from __future__ import annotations
@@ -189,7 +192,7 @@ def _read(conn: psycopg.Connection[Any], spec: PostgresSource, source: sql.Compo
     if cursor is not None and cursor not in names:
         raise SourceError(
             f"{origin}: the cursor column {cursor!r} is not in the source's columns ({', '.join(names)}); "
-            "the source must return it under the contract's name for it"
+            "the source must return the pipeline's `cursor` column under that name"
         )
     select = sql.SQL(", ").join(
         sql.SQL("src.{}").format(sql.Identifier(n)) if oid in _TYPED
