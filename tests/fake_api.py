@@ -101,8 +101,7 @@ class FakeApi:
 
     def start(self) -> FakeApi:
         handler = type("Handler", (_Handler,), {"api": self})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
+        server = _Server(("127.0.0.1", 0), handler)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="fake-api", daemon=True)
@@ -230,6 +229,12 @@ class FakeApi:
                 headers["Link"] = f'<{target}>; rel="next", <{self.base}{self.path}>; rel="first"'
             return self._wrap(rows[lo:lo + size]), headers
         raise ValueError(f"unknown style {self.style!r}")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # many clients connecting at once must not overflow the accept queue (a dropped SYN costs a second)
+    request_queue_size = 256
 
 
 class _Handler(BaseHTTPRequestHandler):

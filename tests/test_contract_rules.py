@@ -130,3 +130,17 @@ def test_source_name_mapping(project: ProjectDir) -> None:
                   "Order ID\n7\n")
     run_pipelines(ctx)
     assert project.scalar("SELECT id FROM t") == 7
+
+
+def test_extra_columns_evolve_adds_text_columns(project: ProjectDir) -> None:
+    contract = {"columns": {"id": {"type": "int", "primary_key": True}}, "extra_columns": "evolve"}
+    ctx = _orders(project, contract, "id,colour\n1,red\n2,\n", mode="merge")
+    [run] = run_pipelines(ctx)
+    assert run.counts.rows_inserted == 2
+    assert project.query("SELECT id, colour FROM t ORDER BY 1") == [(1, "red"), (2, None)]
+    project.write("data/t.csv", "id,colour,size\n1,blue,L\n3,green,\n")
+    run_pipelines(open_project())
+    assert project.query("SELECT id, colour, size FROM t ORDER BY 1") == [
+        (1, "blue", "L"), (2, None, None), (3, "green", None)]
+    assert project.scalar("SELECT data_type FROM information_schema.columns WHERE table_name = 't'"
+                          " AND column_name = 'size'") == "text"

@@ -57,3 +57,11 @@ def test_demo_project_refuses_a_foreign_project(tmp_path: Path) -> None:
     (tmp_path / "pgmill.yaml").write_text("pipelines: {}\n")
     with pytest.raises(ConfigError, match="not the demo"):
         write_demo_project(tmp_path, scale=0.01)
+
+
+def test_demo_project_rewrite_drops_files_of_an_earlier_scale(tmp_path: Path) -> None:
+    big = write_demo_project(tmp_path, scale=0.6)
+    assert len(big.tables["events"].files) == 2
+    small = write_demo_project(tmp_path, scale=0.3)
+    on_disk = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "data").rglob("*.csv"))
+    assert on_disk == sorted(f for t in small.tables.values() for f in t.files)

@@ -139,3 +139,15 @@ def test_postgres_refusal_is_quarantined_by_bisection(project: ProjectDir) -> No
     loc, msg = project.query("SELECT source_location, violations->0->>'message' FROM pgmill.quarantine")[0]
     assert loc == "data/b.csv:line 12"
     assert msg.startswith('rejected by PostgreSQL: new row for relation "orders" violates check constraint "small"')
+
+
+def test_parallel_files_with_workers_give_the_same_table(project: ProjectDir) -> None:
+    project.orders_pipeline(mode="merge", path="data/*.csv", batch_rows=7)
+    for f in range(6):
+        project.write(f"data/p{f}.csv", orders_csv([_row(f * 40 + i) for i in range(40)] + [_row(f * 40, "O")]))
+    [run] = run_pipelines(open_project(), executor=None) if False else [
+        __import__("pgmill").run_pipeline(open_project(), "orders", workers=3)]
+    c = run.counts
+    assert c.balanced() and (c.rows_read, c.rows_inserted, c.rows_duplicate) == (246, 240, 6)
+    steps = project.query("SELECT name, status, rows FROM pgmill.run_steps ORDER BY name")
+    assert steps == [(f"load data/p{f}.csv", "succeeded", 41) for f in range(6)]

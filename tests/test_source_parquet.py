@@ -14,7 +14,7 @@ import pytest
 
 import pgmill.ingest.sources.parquet as parquet
 from pgmill.config.models import ParquetSource
-from pgmill.errors import PgmillError, SourceError
+from pgmill.errors import SourceError
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources.base import RawBatch
 from pgmill.ingest.sources.files import FileTask, file_sha256
@@ -92,8 +92,6 @@ def test_typed_columns_load_exactly(project: ProjectDir) -> None:
     assert [r[0] for r in rows] == [1, 2, 3]
 
 
-@pytest.mark.xfail(strict=True, raises=PgmillError, reason="ingest.writer.to_copy_bytes formats every datetime with %z, "
-                   "which polars cannot do for a naive (timestamp without time zone) column")
 def test_naive_timestamp_into_a_timestamp_column(project: ProjectDir) -> None:
     project.contract("items", {"columns": {"id": {"type": "bigint", "primary_key": True},
                                            "seen_at": {"type": "timestamp"}}})

@@ -560,8 +560,7 @@ class _Shop:
         t = _T0 * 86400 + (ids - 1) * (_SPAN_DAYS * 86400 // max(1, total)) + rng.integers(0, 600, n)
         user = customers.ids[(rng.random(n) ** 2 * customers.ids.size).astype(np.int64)]
         kinds = _kinds(rng, n, self.rate, spec.weights)
-        src, _copy = _expand(kinds)  # an event delivered twice: identical
-        m = src.size
+        src, copy = _expand(kinds)  # an event delivered twice: identical
         etype = rng.choice(len(_EVENT_TYPES), size=n, p=_EVENT_P)
         path = _pick(rng, _PATHS, n)
         path = path + _ints(rng.integers(1, 999, n)).zip_with(  # /products/17, /category/3
@@ -573,13 +572,12 @@ class _Shop:
             "event_type": pl.Series(_EVENT_TYPES).gather(etype[src]), "occurred_at": _timestamps(t[src]),
             "payload": payload.gather(src),
         }
-        kg = np.where(_copy, 0, kinds[src]).astype(np.int8)
+        kg = np.where(copy, 0, kinds[src]).astype(np.int8)
         _inject(cols, kg, "null_required", rng, [("user_id", [None])])
         _inject(cols, kg, "bad_enum", rng, [("event_type", ["pageview", "CLICK", "unknown"])])
         _inject(cols, kg, "bad_date", rng, [("occurred_at", _BAD_TIMESTAMPS)])
         _inject(cols, kg, "bad_json", rng, [("payload", ['{"path": "/cart"', "{path: /cart}", "<html>",
                                                          "{'device': 'mobile'}"])])
-        assert m == cols["event_id"].len()
         return _Chunk(pl.DataFrame(cols).select(spec.columns), _count(kinds, spec.weights),
                       _line_defects(rng, n, self.rate, part == 0))
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from pgmill.config.load import PROJECT_FILE
-from pgmill.demo.datagen import Manifest, generate
+from pgmill.demo.datagen import TABLES, Manifest, generate
 from pgmill.errors import ConfigError
 
 MARKER = "# pgmill demo project"
@@ -155,6 +155,10 @@ def write_demo_project(directory: Path, scale: float = 1.0, seed: int = 42, *,
             "pick an empty folder for the demo (or none: a temporary one)"
         )
     directory.mkdir(parents=True, exist_ok=True)
+    if is_demo_project(directory):  # an earlier demo, maybe at another scale: drop its files, not just some
+        for name in TABLES:
+            for old in (directory / "data" / name).glob(f"{name}_[0-9][0-9][0-9][0-9].csv"):
+                old.unlink()
     manifest = generate(directory, scale=scale, seed=seed, defect_rate=defect_rate)
     (directory / "contracts").mkdir(exist_ok=True)
     for name, text in CONTRACTS.items():

@@ -144,7 +144,7 @@ def run_demo(workdir: Path | None = None, scale: float = 1.0, echo: Echo = print
     load_seconds = time.perf_counter() - load_started
 
     with ctx.target.connect() as conn:
-        caught = _caught(conn)
+        caught = _caught(conn, [r.run_id for r in records])
         reasons = _reasons(conn, list(ctx.config.pipelines))
         all_ok = all(r.status == "succeeded" for r in records)
         orphans = _orphans(conn) if all_ok else {}
@@ -185,10 +185,11 @@ def classify(pipeline: str, violations: list[dict[str, Any]], raw_text: str | No
     return None
 
 
-def _caught(conn: psycopg.Connection[Any]) -> dict[str, dict[str, int]]:
-    """Quarantined rows of every pipeline, by the defect kind they stand for."""
+def _caught(conn: psycopg.Connection[Any], run_ids: list[int]) -> dict[str, dict[str, int]]:
+    """Rows these runs quarantined, per pipeline, by the defect kind they stand for."""
     out: dict[str, dict[str, int]] = {}
-    rows = conn.execute("SELECT pipeline, violations, raw_text FROM pgmill.quarantine").fetchall()
+    rows = conn.execute("SELECT pipeline, violations, raw_text FROM pgmill.quarantine WHERE run_id = ANY(%s)",
+                        (run_ids,)).fetchall()
     for pipeline, violations, raw_text in rows:
         kind = classify(str(pipeline), violations, raw_text) or "other"
         per = out.setdefault(str(pipeline), {})

@@ -11,6 +11,7 @@ writing batch n.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +60,7 @@ class _Prepared:
     good: pl.DataFrame
     good_pos: list[int]  # row of `raw.table` for each row of `good`
     payload: bytes
+    extra_columns: list[str]  # source fields added to the table (extra_columns: evolve)
     quarantined: list[QuarantinedRow]
     duplicates: int
     warned: int
@@ -230,11 +232,22 @@ def _load(ctx: ProjectContext, pipe: _Pipe, run_id: int, progress: ProgressFn | 
 def _load_stream(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, stream: Stream,
                  progress: ProgressFn | None, prog: Progress, lock: threading.Lock | None = None) -> None:
     writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, pipe.spec.mode, pipe.spec.cursor)
-    for prep in _prefetch(_prepare(pipe, stream.open())):
-        with conn.transaction():
-            counts = _checkpoint(conn, pipe, run_id, writer, prep)
-            ledger.add_counts(conn, run_id, counts)
-        _report(progress, prog, counts, lock)
+    started = datetime.now(UTC)
+    total = Counts()
+    try:
+        for prep in _prefetch(_prepare(pipe, stream.open())):
+            with conn.transaction():
+                counts = _checkpoint(conn, pipe, run_id, writer, prep)
+                ledger.add_counts(conn, run_id, counts)
+            total.add(counts)
+            _report(progress, prog, counts, lock)
+    except BaseException as exc:
+        if not conn.closed and not conn.broken:
+            conn.rollback()
+            ledger.step(conn, run_id, f"load {stream.label}", "failed", started, total.rows_read,
+                        {"error": describe(exc), **total.__dict__})
+        raise
+    ledger.step(conn, run_id, f"load {stream.label}", "succeeded", started, total.rows_read, total.__dict__)
 
 
 def _load_replace(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, streams: list[Stream],
@@ -256,6 +269,8 @@ def _load_replace(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, strea
 def _checkpoint(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, writer: TableWriter,
                 prep: _Prepared) -> Counts:
     """Write one prepared batch (inside the caller's transaction) and return its counts."""
+    if prep.extra_columns:
+        writer.add_text_columns(prep.extra_columns)
     result = writer.write(prep.good, prep.payload)
     rows = list(prep.quarantined)
     if result.rejected:
@@ -319,6 +334,12 @@ def _prepare(pipe: _Pipe, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
               for (p, viols), rec in zip(v.bad, records, strict=True)]
         good = v.good
         good_pos = v.good_rows.to_list()
+        evolve = [c for c in extras if _IDENT.match(c)] if extra_policy == "evolve" else []
+        if evolve:
+            import pyarrow as pa
+
+            taken = table.select(evolve).take(pa.array(good_pos, pa.int64()))
+            good = good.with_columns(pl.from_arrow(taken).select(pl.all().cast(pl.Utf8)))  # type: ignore[union-attr]
         good, kept = dedupe(good, pipe.key, pipe.spec.cursor)
         dups = 0
         if kept is not None:
@@ -329,7 +350,8 @@ def _prepare(pipe: _Pipe, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
             m = good.get_column(pipe.spec.cursor).max()
             cursor_max = None if m is None else (m.isoformat() if hasattr(m, "isoformat") else str(m))
         warned = sum(v.warnings.values())
-        yield _Prepared(raw, good, good_pos, to_copy_bytes(good) if good.height else b"", q, dups, warned, cursor_max)
+        yield _Prepared(raw, good, good_pos, to_copy_bytes(good) if good.height else b"", evolve, q, dups, warned,
+                        cursor_max)
 
 
 def _raw_records(raw: RawBatch, rows: list[int]) -> list[dict[str, Any]]:
@@ -341,6 +363,7 @@ def _raw_records(raw: RawBatch, rows: list[int]) -> list[dict[str, Any]]:
 
 
 _END = object()
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 def _prefetch(items: Iterator[_Prepared], depth: int = 2) -> Iterator[_Prepared]:

@@ -107,12 +107,27 @@ class TableWriter:
                 self.conn.execute(str(idef).encode())  # pg_indexes gives complete, quoted DDL
         self.dest = qualified(self.table)
 
+    def add_text_columns(self, names: list[str]) -> None:
+        """Evolve the destination with source fields the contract does not name (extra_columns: evolve)."""
+        new = [n for n in names if n not in self.columns]
+        if not new:
+            return
+        for n in new:
+            self.conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} text").format(
+                self.dest, sql.Identifier(n)))
+        self.conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(self.stage))  # re-made with them
+        self.columns = [*self.columns, *new]
+        self.cols_sql = sql.SQL(", ").join(map(sql.Identifier, self.columns))
+
     # ------------------------------------------------------------ batches
 
     def write(self, df: pl.DataFrame, payload: bytes | None = None) -> WriteResult:
         """Write `df` (contract columns, typed, key-unique; `payload` its COPY bytes if already made)."""
         if df.height == 0:
             return WriteResult()
+        if df.columns != self.columns:
+            df = df.select(self.columns)  # evolved columns this batch does not carry arrive as NULL
+            payload = None
         return self._write_or_bisect(df, 0, payload)
 
     def _write_or_bisect(self, df: pl.DataFrame, base: int, payload: bytes | None = None) -> WriteResult:

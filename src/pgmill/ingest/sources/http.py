@@ -89,6 +89,20 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+_URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_text(text: str) -> str:
+    """`text` with every URL in it redacted."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
 class _Scrubber:
     """Removes the secret (and its token, e.g. after "Bearer ") from any text that leaves the source."""
 
@@ -214,7 +228,7 @@ class _Api:
         self.secret = secret
         self.scrub = _Scrubber(secret)
         base = urlsplit(spec.url)
-        self.origin = (base.scheme, base.hostname, base.port)
+        self.origin = _origin(spec.url)
         host = base.netloc.rsplit("@", 1)[-1]
         self.label = self.scrub("GET " + urlunsplit((base.scheme, host, base.path, "", "")))
         self.base_params: dict[str, str] = dict(spec.params)
@@ -249,8 +263,7 @@ class _Api:
     def get(self, url: str, params: dict[str, str] | None) -> tuple[httpx.Response, str]:
         """The response to a GET and the request's redacted URL; retried as the module docstring says."""
         headers: dict[str, str] = {}
-        target = urlsplit(url)
-        if self.secret is not None and (target.scheme, target.hostname, target.port) == self.origin:
+        if self.secret is not None and _origin(url) == self.origin:
             headers[self.spec.auth_header] = self.secret
         shown = url
         for attempt in range(1, ATTEMPTS + 1):
@@ -260,7 +273,8 @@ class _Api:
             try:
                 request = self.client.build_request("GET", url, params=params, headers=headers)
             except httpx.InvalidURL as exc:
-                raise SourceError(f"GET {self.scrub(redact_url(url))}: not a usable URL ({exc})") from None
+                raise SourceError(f"GET {self.scrub(redact_url(url))}: not a usable URL "
+                                  f"({self.scrub(redact_text(str(exc)))})") from None
             shown = self.scrub(redact_url(str(request.url)))
             asked: float | None = None
             try:
@@ -268,9 +282,9 @@ class _Api:
             except httpx.TimeoutException:
                 why = f"no answer within {self.spec.timeout_s:g} s"
             except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-                raise SourceError(f"GET {shown}: cannot send the request ({self.scrub(str(exc))})") from None
+                raise SourceError(f"GET {shown}: cannot send the request ({self.scrub(redact_text(str(exc)))})") from None
             except (httpx.TransportError, httpx.DecodingError) as exc:
-                why = f"connection failed ({type(exc).__name__}: {self.scrub(redact_url(str(exc))) or 'no detail'})"
+                why = f"connection failed ({type(exc).__name__}: {self.scrub(redact_text(str(exc))) or 'no detail'})"
             else:
                 status = resp.status_code
                 if status < 300:
