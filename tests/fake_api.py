@@ -81,6 +81,7 @@ class FakeApi:
     since_param: str | None = None  # filter: records whose `since_field` is later than the value
     since_field: str = "updated_at"
     relative_links: bool = False
+    link_base: str | None = None  # where next links point (another server: another origin); default: here
     seed: int = 0
     path: str = "/items"
 
@@ -224,7 +225,9 @@ class FakeApi:
                 nq = dict(query)
                 nq.update({self.page_param: str(p + 1), self.size_param: str(size)})
                 target = f"{self.path}?{urlencode(nq)}"
-                if not self.relative_links:
+                if self.link_base is not None:
+                    target = self.link_base + target
+                elif not self.relative_links:
                     target = self.base + target
                 headers["Link"] = f'<{target}>; rel="next", <{self.base}{self.path}>; rel="first"'
             return self._wrap(rows[lo:lo + size]), headers

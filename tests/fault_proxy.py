@@ -7,8 +7,9 @@ Each accepted connection is, with probability `drop_fraction`, doomed: after a r
 (uniform in 0..max_bytes, counted over both directions after the startup packet) both sides are closed
 abruptly (a TCP reset towards the client), as when a network path or a pooler dies mid-stream. The
 proxy reads the startup packet itself, so it knows each connection's `application_name` and `user`;
-`spare` (a predicate on those parameters) exempts connections from random drops, and `kill(pred)` drops
-live connections on demand. SSL and GSS encryption requests are answered "no" by the proxy.
+`spare` (a predicate on those parameters) exempts connections from random drops, `doom` replaces the
+random choice with a script (connection number from 0, parameters -> byte budget or None), and
+`kill(pred)` drops live connections on demand. SSL and GSS encryption requests are answered "no" by the proxy.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Conn:
     """One proxied connection."""
 
     client: socket.socket
+    number: int = 0  # in the order accepted, from 0
     params: Params = field(default_factory=dict)
     budget: int | None = None  # bytes before it is dropped; None: never (randomly)
     moved: int = 0
@@ -55,11 +57,13 @@ def socket_file(db_url: str) -> Path:
 
 class FaultProxy:
     def __init__(self, target: Path | str, *, drop_fraction: float = 0.0, max_bytes: int = 100_000,
-                 seed: int = 0, spare: Callable[[Params], bool] | None = None) -> None:
+                 seed: int = 0, spare: Callable[[Params], bool] | None = None,
+                 doom: Callable[[int, Params], int | None] | None = None) -> None:
         self.target = str(target)
         self.drop_fraction = drop_fraction
         self.max_bytes = max_bytes
         self.spare = spare
+        self.doom = doom
         self.rng = random.Random(seed)
         self.connections: list[Conn] = []
         self._lock = threading.Lock()
@@ -128,8 +132,8 @@ class FaultProxy:
                 client, _ = lst.accept()
             except OSError:
                 return
-            conn = Conn(client)
             with self._lock:
+                conn = Conn(client, len(self.connections))
                 self.connections.append(conn)
             threading.Thread(target=self._serve, args=(conn,), name="fault-proxy-conn", daemon=True).start()
 
@@ -141,11 +145,14 @@ class FaultProxy:
             server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             server.connect(self.target)
             server.sendall(startup)
-            with self._lock:
-                doomed = self.rng.random() < self.drop_fraction
-                budget = self.rng.randint(0, self.max_bytes)
-            if doomed and not (self.spare and self.spare(conn.params)):
-                conn.budget = budget
+            if self.doom is not None:
+                conn.budget = self.doom(conn.number, conn.params)
+            else:
+                with self._lock:
+                    doomed = self.rng.random() < self.drop_fraction
+                    budget = self.rng.randint(0, self.max_bytes)
+                if doomed and not (self.spare and self.spare(conn.params)):
+                    conn.budget = budget
             conn.server = server
         except OSError:
             return self._drop(conn, count=False)

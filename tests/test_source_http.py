@@ -202,6 +202,21 @@ def test_redact_url_hides_passwords_and_key_like_parameters() -> None:
     assert http.redact_url(url) == (
         "https://me:***@api.example.com/v1/items?api_key=***&page=2&access_token=***&sig=***&apiKey=***"
     )
+    assert http.redact_text("no answer from https://h/x?token=abc#top, giving up") == (
+        "no answer from https://h/x?token=***, giving up"
+    )
+
+
+def test_secret_is_not_sent_to_another_origin(
+    serve: Callable[..., FakeApi], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ITEMS_API_TOKEN", f"Bearer {SECRET}")
+    elsewhere = serve(make_records(30), style="link")
+    api = serve(make_records(30), style="link", token=SECRET, link_base=elsewhere.base)
+    spec = HttpSource.model_validate(api.source(auth_env="ITEMS_API_TOKEN"))
+    assert ids(read_all(spec)) == list(range(1, 31))
+    assert [s.headers.get("authorization") for s in api.seen] == [f"Bearer {SECRET}"]
+    assert len(elsewhere.seen) == 2 and all("authorization" not in s.headers for s in elsewhere.seen)
 
 
 # ---------------------------------------------------------------- retries

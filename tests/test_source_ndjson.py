@@ -11,7 +11,7 @@ import pytest
 
 import pgmill.ingest.sources.ndjson as ndjson
 from pgmill.config.models import NdjsonSource
-from pgmill.errors import ContractError, SourceError
+from pgmill.errors import SourceError
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources.base import RawBatch
 from pgmill.ingest.sources.files import FileTask, file_sha256
@@ -273,9 +273,6 @@ def test_expected_keys_missing_from_every_line_become_null_columns(tmp_path: Pat
     assert batch.table.to_pylist() == [{"customer_id": "5", "order_id": None}, {"customer_id": None, "order_id": None}]
 
 
-@pytest.mark.xfail(strict=True, raises=ContractError,
-                   reason="sources._file_opener does not yet pass the contract's columns to read_ndjson_file, so "
-                   "a batch whose lines all lack a required key fails the load instead of quarantining them")
 def test_a_line_without_a_required_key_is_quarantined(project: ProjectDir) -> None:
     setup(project, orders=pipeline(batch_rows=1))
     project.write("data/orders.ndjson", ndjson_text(order(1), {"customer_id": 5, "ordered_at": "2024-01-01"}))

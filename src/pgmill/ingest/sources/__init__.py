@@ -60,7 +60,7 @@ def _file_opener(
     if isinstance(spec, NdjsonSource):
         from pgmill.ingest.sources.ndjson import read_ndjson_file
 
-        return lambda: read_ndjson_file(spec, task, rows)
+        return lambda: read_ndjson_file(spec, task, rows, columns)
     from pgmill.ingest.sources.parquet import read_parquet_file
 
     return lambda: read_parquet_file(spec, task, rows)
