@@ -37,9 +37,9 @@ def open_streams(
         tasks = pending_files(project_dir, spec.path, state.files)
         return [Stream(t.display, _file_opener(spec, t, columns, rows), t.size - t.resume_offset) for t in tasks]
     if isinstance(spec, HttpSource):
-        from pgmill.ingest.sources.http import read_http
+        from pgmill.ingest.sources.http import read_http, redact_url
 
-        return [Stream(spec.url, lambda: read_http(spec, state, rows), None)]
+        return [Stream(redact_url(spec.url), lambda: read_http(spec, state, rows), None)]
     if isinstance(spec, PostgresSource):
         from pgmill.ingest.sources.postgres import read_postgres
 

@@ -94,7 +94,13 @@ _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 def redact_text(text: str) -> str:
     """`text` with every URL in it redacted."""
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+    def one(m: re.Match[str]) -> str:
+        url = m.group(0)
+        trail = len(url) - len(url.rstrip(".,;:!?)]}"))  # sentence punctuation, not part of the URL
+        return redact_url(url[:len(url) - trail]) + url[len(url) - trail:]
+
+    return _URL_IN_TEXT.sub(one, text)
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
