@@ -300,7 +300,7 @@ def _csv_project(project: ProjectDir, mode: str) -> tuple[Any, Any]:
 @pytest.mark.parametrize("mode", ["append", "merge"])
 def test_csv_load_survives_sigkill(project: ProjectDir, mode: str) -> None:
     write_data, configure = _csv_project(project, mode)
-    crash_trials(project, mode, 8, "csv", write_data, configure)
+    crash_trials(project, mode, 7, "csv", write_data, configure)
 
 
 def test_expected_data_is_sane(project: ProjectDir) -> None:

@@ -99,12 +99,12 @@ def test_random_connection_drops_still_load_exactly_once(project: ProjectDir, pr
     drops have hit, and every load must still complete with exact results."""
     seed = seed_for("random drops")
     rng = random.Random(seed)
-    proxy = proxy_for(drop_fraction=0.1, max_bytes=150_000, seed=seed)
+    proxy = proxy_for(drop_fraction=0.1, max_bytes=40_000, seed=seed)
     monkeypatch.setenv("PGMILL_DATABASE_URL", proxy.url(project.db_url))
     parts: list[Dataset] = []
     errors: list[str] = []
     rounds = 0
-    while (len(proxy.dropped) < 3 or rounds < 2) and rounds < 12:
+    while (len(proxy.dropped) < 3 or rounds < 2) and rounds < 10:
         parts.append(write_orders(project, rng, prefix=f"data/r{rounds:02d}", n_files=2, rows=1500))
         project.config({"orders": {"source": {"kind": "csv", "path": "data/r*_*.csv"}, "table": "public.orders",
                                    "contract": "contracts/orders.yaml", "mode": "merge", "cursor": "updated_at",

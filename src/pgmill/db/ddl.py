@@ -50,6 +50,8 @@ def create_table_sql(table: str | sql.Composable, contract: Contract, extra_text
 def ensure_table(conn: psycopg.Connection[object], table: str, contract: Contract) -> list[str]:
     """Create `table` from the contract, or add the columns the contract gained; return columns added."""
     schema, _ = split_table(table)
+    # concurrent pipelines creating the same schema race on the catalog even with IF NOT EXISTS
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('pgmill ddl'))")
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     have = existing_columns(conn, table)
     if not have:

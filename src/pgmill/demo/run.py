@@ -269,7 +269,7 @@ def render(report: DemoReport, top: int = 12) -> list[str]:
     if report.first_load:
         lines.append(f"Quarantined {_n(q_total)} rows; the generator broke {_n(injected)} on purpose"
                      + (": every one caught, no good row lost." if q_total == injected else "."))
-    lines += ["", "Why rows were quarantined (most frequent first; `pgmill quarantine list` shows them all):"]
+    lines += ["", "Why rows were quarantined (most frequent first; `pgmill quarantine list` counts them all):"]
     if report.reasons:
         lines.append(f"  {'rows':>7}  {'table':<12} {'column':<12} {'rule':<25} example")
         for r in report.reasons[:top]:
@@ -297,7 +297,8 @@ def render(report: DemoReport, top: int = 12) -> list[str]:
         "What to try next:",
         f"  {where}",
         "  pgmill status                 every run: rows read, loaded, quarantined, duplicates, timings",
-        "  pgmill quarantine list        each quarantined row with its file, line and the rules it broke",
+        "  pgmill quarantine list        quarantined rows counted by table, column and rule",
+        "  pgmill quarantine show orders each quarantined order with its file, line and the rules it broke",
         "  pgmill db url                 the database URL; open it with psql \"$(pgmill db url)\" and try",
         "                                SELECT status, count(*), sum(total) FROM shop.orders GROUP BY 1;",
     ]

@@ -136,16 +136,22 @@ def run_pipeline(
     pipe = _Pipe(ctx, name)
     lock_conn = ctx.target.connect(autocommit=True, application_name=f"pgmill lock {name}")
     try:
-        migrate(lock_conn)
-        _lock(lock_conn, name, wait)
-        ledger.abandon_stale(lock_conn, name)
-        with ctx.target.connect() as conn:
-            added = ddl.ensure_table(conn, pipe.spec.table, pipe.contract)
-            conn.commit()
-            roles.ensure_roles(conn, [ddl.split_table(pipe.spec.table)[0]])
-            run_id = ledger.start_run(conn, name, pipe.spec.mode, pipe.spec.table)
-            if added:
-                ledger.step(conn, run_id, "evolve", "succeeded", datetime.now(UTC), detail={"added_columns": added})
+        try:
+            migrate(lock_conn)
+            _lock(lock_conn, name, wait)
+            ledger.abandon_stale(lock_conn, name)
+            with ctx.target.connect() as conn:
+                added = ddl.ensure_table(conn, pipe.spec.table, pipe.contract)
+                conn.commit()
+                roles.ensure_roles(conn, [ddl.split_table(pipe.spec.table)[0]])
+                run_id = ledger.start_run(conn, name, pipe.spec.mode, pipe.spec.table)
+                if added:
+                    ledger.step(conn, run_id, "evolve", "succeeded", datetime.now(UTC),
+                                detail={"added_columns": added})
+        except PgmillError:
+            raise
+        except Exception as exc:  # setup failed before a run existed: a clean error, no run row
+            raise as_pgmill(exc) from exc
         try:
             _attempts(ctx, pipe, run_id, lock_conn, progress, workers or ctx.config.workers)
         except BaseException as exc:
