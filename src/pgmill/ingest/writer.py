@@ -36,6 +36,21 @@ def to_copy_bytes(df: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+@dataclass(frozen=True)
+class CopyData:
+    """Bytes ready for COPY ... FROM STDIN (FORMAT csv), the columns they hold, in order, and the dialect."""
+
+    data: bytes
+    columns: list[str]
+    delimiter: str = ","
+    quote: str = '"'
+    null: str = "\\N"
+
+    @classmethod
+    def of(cls, df: pl.DataFrame) -> CopyData:
+        return cls(to_copy_bytes(df), list(df.columns))
+
+
 @dataclass
 class WriteResult:
     inserted: int = 0
@@ -121,7 +136,7 @@ class TableWriter:
 
     # ------------------------------------------------------------ batches
 
-    def write(self, df: pl.DataFrame, payload: bytes | None = None) -> WriteResult:
+    def write(self, df: pl.DataFrame, payload: CopyData | None = None) -> WriteResult:
         """Write `df` (contract columns, typed, key-unique; `payload` its COPY bytes if already made)."""
         if df.height == 0:
             return WriteResult()
@@ -130,7 +145,7 @@ class TableWriter:
             payload = None
         return self._write_or_bisect(df, 0, payload)
 
-    def _write_or_bisect(self, df: pl.DataFrame, base: int, payload: bytes | None = None) -> WriteResult:
+    def _write_or_bisect(self, df: pl.DataFrame, base: int, payload: CopyData | None = None) -> WriteResult:
         try:
             with self.conn.transaction():
                 return self._write_once(df, payload)
@@ -145,9 +160,12 @@ class TableWriter:
             return WriteResult(a.inserted + b.inserted, a.updated + b.updated, a.unchanged + b.unchanged,
                                a.duplicate + b.duplicate, a.rejected + b.rejected)
 
-    def _copy(self, dest: sql.Composable, df: pl.DataFrame, payload: bytes | None = None) -> None:
-        data = memoryview(payload if payload is not None else to_copy_bytes(df))
-        stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, NULL '\\N')").format(dest, self.cols_sql)
+    def _copy(self, dest: sql.Composable, df: pl.DataFrame, payload: CopyData | None = None) -> None:
+        p = payload if payload is not None else CopyData.of(df)
+        data = memoryview(p.data)
+        stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, DELIMITER {}, QUOTE {}, NULL {})").format(
+            dest, sql.SQL(", ").join(map(sql.Identifier, p.columns)),
+            sql.Literal(p.delimiter), sql.Literal(p.quote), sql.Literal(p.null))
         with self.conn.cursor() as cur, cur.copy(stmt) as cp:
             for i in range(0, len(data), COPY_CHUNK):
                 cp.write(data[i : i + COPY_CHUNK])
@@ -159,7 +177,7 @@ class TableWriter:
         ).format(self.stage, self.dest))
         self.conn.execute(sql.SQL("TRUNCATE {}").format(self.stage))
 
-    def _write_once(self, df: pl.DataFrame, payload: bytes | None) -> WriteResult:
+    def _write_once(self, df: pl.DataFrame, payload: CopyData | None) -> WriteResult:
         if self.mode == "merge" and self.key:
             return self._upsert(df, payload)
         if not self.key:
@@ -181,7 +199,7 @@ class TableWriter:
         inserted = cur.rowcount
         return WriteResult(inserted=inserted, duplicate=df.height - inserted)
 
-    def _upsert(self, df: pl.DataFrame, payload: bytes | None = None) -> WriteResult:
+    def _upsert(self, df: pl.DataFrame, payload: CopyData | None = None) -> WriteResult:
         self._ensure_stage()
         self._copy(self.stage, df, payload)
         non_key = [c for c in self.columns if c not in self.key]
@@ -212,7 +230,8 @@ def dedupe(df: pl.DataFrame, key: list[str], cursor: str | None) -> tuple[pl.Dat
     """Keep one row per key (the newest by cursor, else the last); return kept rows and their indices."""
     if not key or df.height < 2:
         return df, None
-    if df.select(key).n_unique() == df.height:
+    unique = df.get_column(key[0]).n_unique() if len(key) == 1 else df.select(key).n_unique()
+    if unique == df.height:
         return df, None
     indexed = df.with_row_index("__i")
     if cursor:
@@ -221,4 +240,4 @@ def dedupe(df: pl.DataFrame, key: list[str], cursor: str | None) -> tuple[pl.Dat
     return kept.drop("__i"), kept.get_column("__i")
 
 
-__all__ = ["TableWriter", "WriteResult", "create_table_sql", "dedupe", "to_copy_bytes"]
+__all__ = ["CopyData", "TableWriter", "WriteResult", "create_table_sql", "dedupe", "to_copy_bytes"]

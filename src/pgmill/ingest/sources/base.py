@@ -35,6 +35,17 @@ class FileMark:
     complete: bool
 
 
+@dataclass(frozen=True)
+class CsvText:
+    """The batch's original CSV text, one record per line, for loading good rows without re-encoding."""
+
+    chunk: bytes  # whole lines, no header
+    first_line: int  # physical line number of the chunk's first line
+    columns: list[str]  # the file's column names, in file order
+    delimiter: str
+    quote: str
+
+
 @dataclass
 class RawBatch:
     """One batch of records, all from one origin (a file, an API page run, a query)."""
@@ -47,6 +58,7 @@ class RawBatch:
     checkpoint: dict[str, Any] | None = None  # source state to commit with the batch (JSON-able)
     file_mark: FileMark | None = None  # for file sources: progress to commit with the batch
     position_word: str = "line"  # how a position is named in a location
+    csv_text: CsvText | None = None  # set when every record is exactly one line of UTF-8 text
 
     @property
     def records(self) -> int:

@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 
 from pgmill.config.models import CsvSource
 from pgmill.errors import SourceError
-from pgmill.ingest.sources.base import BadRecord, FileMark, RawBatch
+from pgmill.ingest.sources.base import BadRecord, CsvText, FileMark, RawBatch
 from pgmill.ingest.sources.files import FileTask
 
 MAX_RECORD_BYTES = 256 << 20  # a record larger than this ends the search for its closing quote
@@ -147,7 +147,7 @@ class CsvReader:
 
     # ------------------------------------------------------------ parse
 
-    def _parse(self, chunk: bytes, first_line: int) -> tuple[pa.Table, list[int], list[BadRecord]]:
+    def _parse(self, chunk: bytes, first_line: int) -> tuple[pa.Table, list[int], list[BadRecord], bool]:
         bad_rows: list[tuple[int, str]] = []
 
         def on_bad(row: Any) -> str:
@@ -178,7 +178,8 @@ class CsvReader:
         # physical line of every record: records are numbered 1.. within the chunk, bad ones included
         bad_by_num = dict(bad_rows)
         total = table.num_rows + len(bad_rows)
-        simple = chunk.count(b"\n") == total or (chunk.count(b"\n") == total - 1 and not chunk.endswith(b"\n"))
+        newlines = chunk.count(b"\n")
+        simple = newlines == total or (newlines == total - 1 and not chunk.endswith(b"\n"))
         if simple:
             starts = list(range(first_line, first_line + total))
         else:
@@ -207,7 +208,7 @@ class CsvReader:
             keep = pa.array([i for i in range(table.num_rows) if i not in first_bad], pa.int64())
             table = table.take(keep)
             positions = [positions[i] for i in keep.to_pylist()]
-        return table, positions, bad
+        return table, positions, bad, simple
 
     # ------------------------------------------------------------ entry point
 
@@ -230,12 +231,16 @@ class CsvReader:
                                file_mark=FileMark(t.display, t.size, t.sha256, done, t.size, line, True))
                 return
             for chunk, end, first_line, last in self._chunks(fh, offset, line):
-                table, positions, bad = self._parse(chunk, first_line)
+                table, positions, bad, simple = self._parse(chunk, first_line)
                 done += table.num_rows + len(bad)
+                text = None
+                if simple and self.encoding == "utf-8" and b"\r" not in chunk:
+                    text = CsvText(chunk, first_line, names, self.spec.delimiter, self.spec.quote)
                 yield RawBatch(
                     table, t.display, positions, bad, len(chunk) + (after_header if first_line == line_after else 0),
                     file_mark=FileMark(t.display, t.size, t.sha256, done, end,
                                        first_line + chunk.count(b"\n"), last or end >= t.size),
+                    csv_text=text,
                 )
 
 
