@@ -48,7 +48,7 @@ def bench_http(pages: int, reps: int, out: Path, delay_ms: int = 50,
             seq = list(concurrency)
             seq = seq[rep % len(seq):] + seq[:rep % len(seq)]
             for c in seq:
-                proj.reset(f"api_c{c}", TABLE if proj.sql("SELECT to_regclass(%s)", (TABLE,))[0][0] else None)
+                proj.reset(f"api_c{c}", TABLE)
                 api.max_in_flight = 0
                 served = len(api.seen)
                 r = proj.run_pgmill(f"api_c{c}")

@@ -195,7 +195,7 @@ class BenchProject:
         """Make the next run load the whole source again: forget the files and state (and the quarantine) of
         `pipeline`, empty `table` (unless `truncate` is false), and checkpoint so no run pays for another's
         dirty pages."""
-        if truncate and table:
+        if truncate and table and self.sql("SELECT to_regclass(%s)", (table,))[0][0] is not None:
             self.sql(f"TRUNCATE {table}")
         if self.sql("SELECT to_regclass('pgmill.files')")[0][0] is not None:
             for t in ("files", "state", "quarantine"):

@@ -225,7 +225,8 @@ def test_csv_reader_transient_failures_are_retried(project: ProjectDir, monkeypa
     assert rec.status == "succeeded", f"{why}: {rec.error}"
     check_exact(project.db_url, ds, "orders", why)
     assert failures[0] > 0, why
-    assert rec.retries == failures[0], f"{why}: pgmill.runs.retries = {rec.retries}"
+    # files load two at a time: both streams of one attempt may fail, and that costs one retry
+    assert 1 <= rec.retries <= failures[0], f"{why}: pgmill.runs.retries = {rec.retries}"
 
 
 def test_http_source_transient_failures_give_complete_results(project: ProjectDir) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import polars as pl
 import psycopg
 
@@ -372,14 +373,25 @@ def _original_lines(pipe: _Pipe, raw: RawBatch, good_pos: list[int]) -> CopyData
         return None
     if len(text.columns) != len(pipe.source_columns) or set(text.columns) != set(pipe.source_columns):
         return None
-    to_contract = dict(zip(pipe.source_columns, pipe.columns, strict=True))
-    lines = text.chunk.split(b"\n")
-    first = text.first_line
-    line_of = raw.positions
-    if line_of is None:
+    if raw.positions is None:
         return None
-    data = b"\n".join([lines[line_of[p] - first] for p in good_pos])
-    return CopyData(data + b"\n", [to_contract[c] for c in text.columns], text.delimiter, text.quote, "")
+    to_contract = dict(zip(pipe.source_columns, pipe.columns, strict=True))
+    chunk = text.chunk
+    ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + 1  # one past each line's newline
+    if not chunk.endswith(b"\n"):
+        ends = np.append(ends, len(chunk))
+    starts = np.concatenate(([0], ends[:-1]))
+    lines = np.asarray(raw.positions, np.int64)[np.asarray(good_pos, np.int64)] - text.first_line
+    # good lines come in long runs between the few bad ones: copy each run as one slice
+    breaks = np.flatnonzero(np.diff(lines) != 1)
+    run_first = np.concatenate(([0], breaks + 1))
+    run_last = np.concatenate((breaks, [len(lines) - 1]))
+    view = memoryview(chunk)
+    parts = [view[starts[lines[a]]:ends[lines[b]]] for a, b in zip(run_first.tolist(), run_last.tolist(), strict=True)]
+    data = b"".join(parts)
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    return CopyData(data, [to_contract[c] for c in text.columns], text.delimiter, text.quote, "")
 
 
 def _raw_records(raw: RawBatch, rows: list[int]) -> list[dict[str, Any]]:

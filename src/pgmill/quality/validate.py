@@ -252,10 +252,8 @@ class CompiledContract:
             sub_flags = flags[idx]
             sub_rows = typed[idx]
             warn_only: list[int] = []
-            for k in range(len(idx)):
-                pos = int(idx[k])
-                row = sub_rows.row(k, named=True)
-                row_flags = sub_flags.row(k)
+            for pos, row, row_flags in zip(idx.to_list(), sub_rows.iter_rows(named=True), sub_flags.iter_rows(),
+                                           strict=True):
                 viols: list[tuple[Policy, Violation, str]] = []
                 type_broken = {checks[i].column for i in range(len(type_checks)) if row_flags[i]}
                 for i, chk in enumerate(checks):
