@@ -204,9 +204,14 @@ class BenchProject:
 
     def run_pgmill(self, pipeline: str, timeout: float = 3600) -> dict[str, Any]:
         """`python -m pgmill run PIPELINE --json` as a measured subprocess: the ledger's figures and peak RSS."""
+        import resource
+
         load = loadavg()
         cmd = [sys.executable, "-m", "pgmill", "run", pipeline, "--project", str(self.dir), "--json"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         m = run_measured(cmd, env=pgmill_env(), timeout=timeout)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if m.returncode != 0:
             raise RuntimeError(f"pgmill run {pipeline} failed ({m.returncode}):\n{m.stderr[-3000:]}\n{m.stdout[-2000:]}")
         [rec] = json.loads(m.stdout)
@@ -217,7 +222,7 @@ class BenchProject:
         return {
             "seconds": round(rec["seconds"], 3), "wall_seconds": round(m.seconds, 3),
             "rows_per_s": round(rec["rows_read"] / rec["seconds"]), "peak_rss_mb": round(m.peak_rss_mb, 1),
-            "loadavg_1m": load[0], **{k: rec[k] for k in keys},
+            "loadavg_1m": load[0], "client_cpu_s": round(cpu, 2), **{k: rec[k] for k in keys},
         }
 
     def psql_copy(self, table: str, path: Path, rows: int, timeout: float = 3600) -> dict[str, Any]:

@@ -151,15 +151,40 @@ def _server_kinds(ing: dict[str, Any]) -> list[str]:
     return sorted(kinds)
 
 
-def main() -> None:
-    import bench_http
-    import bench_ingest
+def snapshot_source() -> str:
+    """Freeze the pgmill being measured: copy the working tree's src/ under bench/out/ and run that (the tree
+    may change during a 20-minute run); say which commit it is and whether it had uncommitted changes."""
+    import hashlib
+    import shutil
+    import subprocess
 
+    repo = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    diff = subprocess.run(["git", "diff", "HEAD", "--", "src"], cwd=repo, capture_output=True, text=True).stdout
+    tag = f"{head}+{hashlib.sha256(diff.encode()).hexdigest()[:8]}" if diff else head
+    dest = OUT_DIR / "src_snapshot" / tag
+    if not dest.exists():
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(repo / "src", tmp / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        tmp.rename(dest)
+    os.environ["PGMILL_BENCH_SRC"] = str(dest / "src")
+    sys.path.insert(0, str(dest / "src"))
+    return f"working tree at commit {head}" + (f" with uncommitted changes in src/ (diff sha256 {tag.split('+')[1]})"
+                                                if diff else " (clean)") + f", frozen in {dest / 'src'}"
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="500k orders, 1 rep, results into bench/out/")
     ap.add_argument("--sections", default="ingest,memory,parallel,http")
     ap.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from the results file")
     a = ap.parse_args()
+    source = os.environ.get("PGMILL_BENCH_SRC") or ("" if a.render else snapshot_source())
+
+    import bench_http
+    import bench_ingest
+
     if a.quick:
         rows, reps, mem_reps, pages = 500_000, 1, 1, 100
         out, md = OUT_DIR / "results.quick.json", OUT_DIR / "RESULTS.quick.md"
@@ -173,9 +198,7 @@ def main() -> None:
         render(out, md)
         return
     started = time.perf_counter()
-    src = os.environ.get("PGMILL_BENCH_SRC")
-    meta = {"source": src or str(Path(__file__).resolve().parents[1] / "src") + " (working tree)",
-            "mode": "quick" if a.quick else "full"}
+    meta = {"source": source, "mode": "quick" if a.quick else "full"}
     doc = json.loads(out.read_text()) if out.exists() else {}
     doc["meta"] = meta
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pgmill.ingest.runner import run_pipelines
 from pgmill.project import open_project
 from tests.helpers import ORDERS_HEADER, ProjectDir, orders_csv
 
-GOOD = [(i, 10 + i, "F", f"{i}.50", "2024-01-0%d" % (1 + i % 9), "2024-02-01T00:00:00Z") for i in range(1, 6)]
+GOOD = [(i, 10 + i, "F", f"{i}.50", f"2024-01-0{1 + i % 9}", "2024-02-01T00:00:00Z") for i in range(1, 6)]
 
 
 def _run(project: ProjectDir, mode: str = "append", **kw: object) -> object:
@@ -58,7 +58,7 @@ def test_truncated_last_line(project: ProjectDir) -> None:
 
 
 def test_wrong_encoding_is_quarantined_per_row_and_latin1_loads(project: ProjectDir) -> None:
-    rows = orders_csv(GOOD[:2]).encode() + "3,13,F,3.50,2024-01-03,2024-02-01T00:00:00Z\n".encode()
+    rows = orders_csv(GOOD[:2]).encode() + b"3,13,F,3.50,2024-01-03,2024-02-01T00:00:00Z\n"
     bad = "9,19,Fé,1,2024-01-03,2024-02-01T00:00:00Z\n".encode("latin-1")
     project.write("data/orders.csv", rows + bad)
     run = _run(project)

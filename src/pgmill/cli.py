@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -50,6 +51,16 @@ def _guard(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         err.print("interrupted; committed checkpoints are kept, rerun to resume")
         raise typer.Exit(130) from None
+    except (typer.Exit, SystemExit):
+        raise
+    except Exception as exc:  # a bug of pgmill's: still one line, and where to report it
+        from pgmill.retry import as_pgmill
+
+        err.print(f"[bold red]error:[/] {as_pgmill(exc)} (set PGMILL_DEBUG=1 for a traceback; "
+                  "please report it)", markup=True, highlight=False)
+        if os.environ.get("PGMILL_DEBUG"):
+            raise
+        raise typer.Exit(70) from None
 
 
 def _open(project: Path | None) -> Any:

@@ -86,6 +86,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX IF NOT EXISTS quarantine_run ON pgmill.quarantine (run_id);
         """,
     ),
+    (
+        2,
+        "pipeline owner fencing",
+        "ALTER TABLE pgmill.state ADD COLUMN IF NOT EXISTS owner_run bigint;",
+    ),
 )
 
 _LOCK_KEY = 0x70676D696C6C  # "pgmill"

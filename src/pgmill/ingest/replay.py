@@ -14,7 +14,8 @@ from psycopg.types.json import Jsonb
 
 from pgmill.db import ddl
 from pgmill.db.migrations import migrate
-from pgmill.ingest.runner import _lock, _Pipe
+from pgmill.ingest.lock import take
+from pgmill.ingest.runner import _Pipe
 from pgmill.ingest.writer import TableWriter, dedupe
 from pgmill.observe import ledger
 from pgmill.observe.ledger import Counts
@@ -36,7 +37,7 @@ def replay(ctx: ProjectContext, pipeline: str, ids: list[int] | None = None) -> 
     mode = "merge" if pipe.key else "append"
     with ctx.target.connect(autocommit=True) as lock_conn, ctx.target.connect() as conn:
         migrate(lock_conn)
-        _lock(lock_conn, pipeline, wait=True)
+        take(lock_conn, pipeline, wait=True)
         ddl.ensure_table(conn, pipe.spec.table, pipe.contract)
         conn.commit()
         run_id = ledger.start_run(conn, pipeline, "replay", pipe.spec.table)

@@ -27,9 +27,9 @@ import psycopg
 from pgmill.config.load import load_contract
 from pgmill.config.models import Pipeline
 from pgmill.db import ddl, roles
-from pgmill.db.migrations import migrate
-from pgmill.errors import AccountingError, ConfigError, ContractError, PgmillError, PipelineLocked
+from pgmill.errors import AccountingError, ConfigError, ContractError, PgmillError
 from pgmill.ingest import quarantine, state
+from pgmill.ingest.lock import PipelineLock, check_owner, retrying
 from pgmill.ingest.quarantine import QuarantinedRow
 from pgmill.ingest.sources import RawBatch, SourceState, Stream, open_streams
 from pgmill.ingest.writer import CopyData, TableWriter, dedupe
@@ -41,7 +41,6 @@ from pgmill.quality.validate import CompiledContract, Violation
 from pgmill.retry import as_pgmill, backoff, describe, is_transient
 
 ProgressFn = Callable[["Progress"], None]
-_LOCK_NAMESPACE = 0x706D  # "pm": advisory locks of pgmill pipelines
 
 
 @dataclass
@@ -121,7 +120,8 @@ def run_pipelines(
 def _run_catching(ctx: ProjectContext, name: str, progress: ProgressFn | None, wait: bool) -> RunRecord:
     try:
         return run_pipeline(ctx, name, progress=progress, wait=wait)
-    except PgmillError as exc:
+    except Exception as exc:  # one pipeline's failure must not hide the others' results
+        exc = as_pgmill(exc)
         run_id = getattr(exc, "run_id", None)
         if run_id is None:
             return RunRecord(0, name, "failed", datetime.now(UTC), datetime.now(UTC), 0, str(exc))
@@ -135,74 +135,77 @@ def run_pipeline(
 ) -> RunRecord:
     """Run one pipeline to the end of its source; raise a PgmillError (with `.run_id`) if it fails."""
     pipe = _Pipe(ctx, name)
-    lock_conn = ctx.target.connect(autocommit=True, application_name=f"pgmill lock {name}")
+    holder = PipelineLock(ctx, name, wait)
     try:
         try:
-            migrate(lock_conn)
-            _lock(lock_conn, name, wait)
-            ledger.abandon_stale(lock_conn, name)
-            with ctx.target.connect() as conn:
-                added = ddl.ensure_table(conn, pipe.spec.table, pipe.contract)
-                conn.commit()
-                roles.ensure_roles(conn, [ddl.split_table(pipe.spec.table)[0]])
-                run_id = ledger.start_run(conn, name, pipe.spec.mode, pipe.spec.table)
-                if added:
-                    ledger.step(conn, run_id, "evolve", "succeeded", datetime.now(UTC),
-                                detail={"added_columns": added})
+            run_id = retrying(ctx, lambda: _setup(ctx, pipe, holder), holder.count_retry)
         except PgmillError:
             raise
         except Exception as exc:  # setup failed before a run existed: a clean error, no run row
             raise as_pgmill(exc) from exc
         try:
-            _attempts(ctx, pipe, run_id, lock_conn, progress, workers or ctx.config.workers)
+            _attempts(ctx, pipe, run_id, holder, progress, workers or ctx.config.workers)
+            record = retrying(ctx, lambda: ledger.read_run(holder.conn(), run_id), holder.count_retry)
+            if not record.counts.balanced():
+                c = record.counts
+                raise AccountingError(
+                    f"pipeline {name}, run {run_id}: rows do not add up: read {c.rows_read} but inserted "
+                    f"{c.rows_inserted} + updated {c.rows_updated} + unchanged {c.rows_unchanged} + quarantined "
+                    f"{c.rows_quarantined} + duplicate {c.rows_duplicate} = {c.accounted}")
+            retrying(ctx, lambda: ledger.finish_run(holder.conn(), run_id, "succeeded", None, holder.retries),
+                     holder.count_retry)
         except BaseException as exc:
             err = as_pgmill(exc) if not isinstance(exc, KeyboardInterrupt) else PgmillError("interrupted")
-            ledger.finish_run(lock_conn, run_id, "failed", describe(err))
+            _record_failure(ctx, holder, run_id, describe(err))
             err.run_id = run_id  # type: ignore[attr-defined]
             if err is exc:
                 raise
             raise err from exc
-        record = ledger.read_run(lock_conn, run_id)
-        if not record.counts.balanced():
-            c = record.counts
-            msg = (f"rows do not add up: read {c.rows_read} but inserted {c.rows_inserted} + updated "
-                   f"{c.rows_updated} + unchanged {c.rows_unchanged} + quarantined {c.rows_quarantined} + "
-                   f"duplicate {c.rows_duplicate} = {c.accounted}")
-            ledger.finish_run(lock_conn, run_id, "failed", msg)
-            err2 = AccountingError(f"pipeline {name}, run {run_id}: {msg}")
-            err2.run_id = run_id  # type: ignore[attr-defined]
-            raise err2
-        ledger.finish_run(lock_conn, run_id, "succeeded")
-        return ledger.read_run(lock_conn, run_id)
+        return retrying(ctx, lambda: ledger.read_run(holder.conn(), run_id))
     finally:
-        lock_conn.close()
+        holder.close()
 
 
-def _lock(conn: psycopg.Connection[Any], name: str, wait: bool) -> None:
-    row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, name)).fetchone()
-    if row and row[0]:
-        return
-    if not wait:
-        raise PipelineLocked(
-            f"pipeline {name} is already running (another pgmill process holds its lock); "
-            "wait for it, or pass --wait to queue behind it"
-        )
-    conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, name))
+def _setup(ctx: ProjectContext, pipe: _Pipe, holder: PipelineLock) -> int:
+    """Lock, migrate, create or evolve the table, open a run and claim the pipeline for it."""
+    ledger.abandon_stale(holder.conn(), pipe.name)
+    with ctx.target.connect() as conn:
+        added = ddl.ensure_table(conn, pipe.spec.table, pipe.contract)
+        conn.commit()
+        roles.ensure_roles(conn, [ddl.split_table(pipe.spec.table)[0]])
+        run_id = ledger.start_run(conn, pipe.name, pipe.spec.mode, pipe.spec.table)
+        if added:
+            ledger.step(conn, run_id, "evolve", "succeeded", datetime.now(UTC), detail={"added_columns": added})
+    holder.claim(run_id)
+    return run_id
 
 
-def _attempts(ctx: ProjectContext, pipe: _Pipe, run_id: int, ledger_conn: psycopg.Connection[Any],
+def _record_failure(ctx: ProjectContext, holder: PipelineLock, run_id: int, message: str) -> None:
+    """Mark the run failed; if even that is impossible, the next run marks it abandoned."""
+    try:
+        retrying(ctx, lambda: ledger.finish_run(holder.conn(), run_id, "failed", message, holder.retries),
+                 holder.count_retry)
+    except Exception:  # noqa: S110 - the original error is what the user needs to see
+        pass
+
+
+def _attempts(ctx: ProjectContext, pipe: _Pipe, run_id: int, holder: PipelineLock,
               progress: ProgressFn | None, workers: int) -> None:
     cfg = ctx.config.retry
     attempt = 1
     prog = Progress(pipe.name, 0, 0, None, 0, time.monotonic())
+    rows_at_failure = 0
     while True:
         try:
             _load(ctx, pipe, run_id, progress, prog, workers)
             return
         except BaseException as exc:
+            if prog.rows > rows_at_failure:
+                attempt = 1  # progress since the last failure: faults far apart do not add up to a failure
+            rows_at_failure = prog.rows
             if not is_transient(exc) or attempt >= cfg.attempts:
                 raise
-            ledger.add_retry(ledger_conn, run_id)
+            retrying(ctx, lambda: ledger.add_retry(holder.conn(), run_id), holder.count_retry)
             time.sleep(backoff(attempt, cfg.initial_s, cfg.max_s))
             attempt += 1
 
@@ -276,6 +279,7 @@ def _load_replace(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, strea
 def _checkpoint(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, writer: TableWriter,
                 prep: _Prepared) -> Counts:
     """Write one prepared batch (inside the caller's transaction) and return its counts."""
+    check_owner(conn, pipe.name, run_id)
     if prep.extra_columns:
         writer.add_text_columns(prep.extra_columns)
     result = writer.write(prep.good, prep.payload)

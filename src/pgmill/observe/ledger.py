@@ -91,11 +91,14 @@ def add_retry(conn: psycopg.Connection[Any], run_id: int) -> None:
         conn.execute("UPDATE pgmill.runs SET retries = retries + 1 WHERE run_id = %s", (run_id,))
 
 
-def finish_run(conn: psycopg.Connection[Any], run_id: int, status: str, error: str | None = None) -> None:
+def finish_run(conn: psycopg.Connection[Any], run_id: int, status: str, error: str | None = None,
+               extra_retries: int = 0) -> None:
+    """Close the run; `extra_retries` are retries made outside the load itself (setup, the ledger)."""
     with conn.transaction():
         conn.execute(
-            "UPDATE pgmill.runs SET status = %s, error = %s, finished_at = clock_timestamp() WHERE run_id = %s",
-            (status, error, run_id),
+            "UPDATE pgmill.runs SET status = %s, error = %s, finished_at = clock_timestamp(),"
+            " retries = retries + %s WHERE run_id = %s",
+            (status, error, extra_retries, run_id),
         )
 
 
