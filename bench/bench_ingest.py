@@ -121,8 +121,8 @@ def pipelines(files: dict[str, Path | str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def open_project(files: dict[str, Path | str], workers: int = 1) -> BenchProject:
-    proj = BenchProject("ingest").fresh()
+def open_project(files: dict[str, Path | str], workers: int = 1, name: str = "ingest") -> BenchProject:
+    proj = BenchProject(name).fresh()
     proj.configure(pipelines(files), {"orders": CONTRACT}, workers)
     proj.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     return proj

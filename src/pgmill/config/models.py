@@ -7,6 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pgmill.config.checks import TableChecks
+from pgmill.config.transform import ModelsConfig
+from pgmill.config.tune import TuneConfig
+
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
@@ -66,6 +70,7 @@ class Contract(_Strict):
     columns: dict[str, ColumnSpec]
     rules: list[RowRule] = Field(default_factory=list, description="per-row boolean expressions")
     on_failure: Policy = Field("quarantine", description="default policy for every rule")
+    checks: TableChecks = Field(default_factory=TableChecks, description="table-level checks run in Postgres")
     extra_columns: Literal["ignore", "evolve", "quarantine"] = Field(
         "ignore",
         description="source fields not in the contract: ignore them (default), add them to the table "
@@ -197,3 +202,5 @@ class Project(_Strict):
     pipelines: dict[str, Pipeline] = Field(default_factory=dict)
     retry: Retry = Field(default_factory=Retry)
     workers: int = Field(2, ge=1, le=64, description="pipelines (and files) loaded at once")
+    models: ModelsConfig = Field(default_factory=ModelsConfig, description="SQL transformations in models/")
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="query tuning for queries/ and observed SQL")
