@@ -10,6 +10,7 @@ writing batch n.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import threading
@@ -182,11 +183,9 @@ def _setup(ctx: ProjectContext, pipe: _Pipe, holder: PipelineLock) -> int:
 
 def _record_failure(ctx: ProjectContext, holder: PipelineLock, run_id: int, message: str) -> None:
     """Mark the run failed; if even that is impossible, the next run marks it abandoned."""
-    try:
+    with contextlib.suppress(Exception):  # the original error is what the user needs to see
         retrying(ctx, lambda: ledger.finish_run(holder.conn(), run_id, "failed", message, holder.retries),
                  holder.count_retry)
-    except Exception:  # noqa: S110 - the original error is what the user needs to see
-        pass
 
 
 def _attempts(ctx: ProjectContext, pipe: _Pipe, run_id: int, holder: PipelineLock,

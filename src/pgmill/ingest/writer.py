@@ -13,6 +13,7 @@ with Postgres' own message: one bad row never costs the batch.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -183,12 +184,10 @@ class TableWriter:
         if not self.key:
             self._copy(self.dest, df, payload)
             return WriteResult(inserted=df.height)
-        try:  # optimistic: the keys are new (the usual case for append)
+        with contextlib.suppress(pgerr.UniqueViolation):  # optimistic: the keys are new (usual for append)
             with self.conn.transaction():
                 self._copy(self.dest, df, payload)
             return WriteResult(inserted=df.height)
-        except pgerr.UniqueViolation:
-            pass
         if self.mode == "replace":
             return self._upsert(df, payload)
         self._ensure_stage()

@@ -6,6 +6,7 @@ are visited one by one, to write their reasons in words.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -305,11 +306,8 @@ def _parse_timestamps(raw: pl.Series, tz: str | None) -> pl.Series:
     else each accepted format in turn, each one only on the values still unparsed."""
     s = raw.str.strip_chars()
     dtype = pl.Datetime("us", tz)
-    try:
-        arr = pc.cast(s.to_arrow(), pa.timestamp("us", tz=tz))
-        return pl.Series(raw.name, arr).cast(dtype)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+    with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):  # not all clean: the slow path
+        return pl.Series(raw.name, pc.cast(s.to_arrow(), pa.timestamp("us", tz=tz))).cast(dtype)
     s = s.str.replace(" ", "T", literal=True)
     out = pl.Series(raw.name, [None] * len(s), dtype=dtype)
     todo = s.is_not_null()
