@@ -28,7 +28,7 @@ def test_cli_init_then_run_loads_the_starter_project(project: ProjectDir) -> Non
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["run", "--project", "starter", "--json"])
     assert res.exit_code == 0, res.output
-    [run] = json.loads(res.stdout)
+    [run] = json.loads(res.stdout)["loads"]
     assert run["status"] == "succeeded"
     assert (run["rows_read"], run["rows_inserted"], run["rows_quarantined"], run["rows_duplicate"]) == (10, 5, 4, 1)
     again = runner.invoke(app, ["init", "starter"])

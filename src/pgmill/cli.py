@@ -109,23 +109,38 @@ def run(
     project: ProjectOpt = None,
     as_json: JsonOpt = False,
     wait: Annotated[bool, typer.Option("--wait", help="queue behind a run of the same pipeline")] = False,
+    transform: Annotated[bool, typer.Option("--transform/--no-transform",
+                                            help="build the models in models/ after the loads")] = True,
 ) -> None:
-    """Load the project's pipelines: validate every row, commit in checkpoints, report every row."""
-    from pgmill.ingest.runner import run_pipelines
+    """Load the pipelines (every row validated, committed in checkpoints, accounted for), then build the models."""
+    from pgmill.orchestrate import run_project
 
     def body() -> None:
         ctx = _open(project)
         progress = _progress_printer(as_json)
-        records = run_pipelines(ctx, pipelines, progress=progress.update, wait=wait)
-        progress.close()
+        try:
+            result = run_project(ctx, pipelines, progress=progress.update, wait=wait, transform=transform)
+        finally:
+            progress.close()
         if as_json:
-            out.print_json(json.dumps([r.as_dict() for r in records]))
+            out.print_json(json.dumps(result.as_dict(), default=str))
         else:
-            _print_runs(records)
-        failed = [r for r in records if r.status != "succeeded"]
-        if failed:
-            for r in failed:
+            if result.loads:
+                _print_runs(result.loads)
+            if result.transform is not None:
+                t = result.transform
+                out.print(f"models: {len(t.ran)} built, {len(t.failed)} failed, {len(t.skipped)} skipped"
+                          + (f" (run {t.run_id})" if t.run_id else ""))
+            for note in result.notes:
+                out.print(note)
+        for r in result.loads:
+            if r.status != "succeeded":
                 err.print(f"[bold red]error:[/] pipeline {r.pipeline} failed: {r.error}", markup=True)
+        if result.transform is not None:
+            for m in result.transform.models:
+                if m.status == "failed":
+                    err.print(f"[bold red]error:[/] model {m.model} failed: {m.error}", markup=True)
+        if not result.ok:
             raise typer.Exit(1)
 
     _guard(body)
@@ -381,6 +396,15 @@ def demo(
     from pgmill.demo.run import run_demo
 
     _guard(lambda: run_demo(directory, scale=scale, echo=lambda s: out.print(s, markup=False)))
+
+
+def _register_commands() -> None:
+    from pgmill.transform.commands import register as register_transform
+
+    register_transform(app)
+
+
+_register_commands()
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ pipelines:
     contract: contracts/orders.yaml
     mode: merge                          # append | replace | merge (upsert on the primary key)
     cursor: updated_at                   # newest row wins in merges; incremental loads follow it
-    # batch_rows: 100000                 # rows per batch, and per checkpoint
+    # batch_rows: 50000                  # rows per batch, and per checkpoint
 
 # retry: {attempts: 5, initial_s: 0.5, max_s: 30}   # transient failures: backoff with jitter
 # workers: 2                                        # pipelines and files loaded at once

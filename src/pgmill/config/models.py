@@ -170,7 +170,7 @@ class Pipeline(_Strict):
     contract: str = Field(description="path of the contract file, relative to the project folder")
     mode: Literal["append", "replace", "merge"] = "append"
     cursor: str | None = Field(None, description="column for incremental loads and newest-wins merges")
-    batch_rows: int = Field(100_000, ge=1, description="rows per batch (and per checkpoint)")
+    batch_rows: int = Field(50_000, ge=1, description="rows per batch (and per checkpoint); memory grows with it")
 
     @field_validator("table")
     @classmethod

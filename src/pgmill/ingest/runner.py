@@ -11,6 +11,7 @@ writing batch n.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import re
 import threading
@@ -61,6 +62,7 @@ class _Prepared:
     good: pl.DataFrame
     good_pos: list[int]  # row of `raw.table` for each row of `good`
     payload: CopyData | None
+    records: int  # records read for this batch, good and bad
     extra_columns: list[str]  # source fields added to the table (extra_columns: evolve)
     quarantined: list[QuarantinedRow]
     duplicates: int
@@ -284,7 +286,7 @@ def _checkpoint(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, writer:
     result = writer.write(prep.good, prep.payload)
     rows = list(prep.quarantined)
     if result.rejected:
-        raw_rows = _raw_records(prep.raw, [prep.good_pos[i] for i, _ in result.rejected])
+        raw_rows = [prep.good.row(i, named=True) for i, _ in result.rejected]
         for (i, msg), rec in zip(result.rejected, raw_rows, strict=True):
             rows.append(QuarantinedRow(prep.raw.location(prep.good_pos[i]), rec, None,
                                        [Violation(None, "database", msg)]))
@@ -294,7 +296,7 @@ def _checkpoint(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, writer:
     if prep.raw.checkpoint is not None or prep.cursor_max is not None:
         state.save_checkpoint(conn, pipe.name, run_id, prep.raw.checkpoint, prep.cursor_max, pipe.cursor_type)
     return Counts(
-        rows_read=prep.raw.records, rows_inserted=result.inserted, rows_updated=result.updated,
+        rows_read=prep.records, rows_inserted=result.inserted, rows_updated=result.updated,
         rows_unchanged=result.unchanged, rows_quarantined=len(rows), rows_duplicate=prep.duplicates + result.duplicate,
         rows_warned=prep.warned, bytes_read=prep.raw.nbytes, batches=1,
     )
@@ -338,10 +340,10 @@ def _prepare(pipe: _Pipe, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
             rule = f"{viol.column}.{viol.rule}" if viol.column else viol.rule
             raise ContractError(f"{raw.location(pos)}: {viol.message} [rule {rule}, policy fail]{more}")
         bad_pos = [p for p, _ in v.bad]
-        records = _raw_records(raw, bad_pos) if bad_pos else []
+        bad_records = _raw_records(raw, bad_pos) if bad_pos else []
         q = [QuarantinedRow(b.location, None, b.raw_text, [Violation(None, "parse", b.reason)]) for b in raw.bad]
         q += [QuarantinedRow(raw.location(p), rec, None, viols)
-              for (p, viols), rec in zip(v.bad, records, strict=True)]
+              for (p, viols), rec in zip(v.bad, bad_records, strict=True)]
         good = v.good
         good_pos = v.good_rows.to_list()
         evolve = [c for c in extras if _IDENT.match(c)] if extra_policy == "evolve" else []
@@ -364,7 +366,10 @@ def _prepare(pipe: _Pipe, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
         if good.height:
             payload = _original_lines(pipe, raw, good_pos) if not evolve else None
             payload = payload or CopyData.of(good)
-        yield _Prepared(raw, good, good_pos, payload, evolve, q, dups, warned, cursor_max)
+        records = raw.records
+        # keep what the checkpoint needs (positions, marks); let the batch's text and table go now
+        raw = dataclasses.replace(raw, table=raw.table.slice(0, 0), csv_text=None)
+        yield _Prepared(raw, good, good_pos, payload, records, evolve, q, dups, warned, cursor_max)
 
 
 def _original_lines(pipe: _Pipe, raw: RawBatch, good_pos: list[int]) -> CopyData | None:
@@ -409,7 +414,7 @@ _END = object()
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-def _prefetch(items: Iterator[_Prepared], depth: int = 2) -> Iterator[_Prepared]:
+def _prefetch(items: Iterator[_Prepared], depth: int = 1) -> Iterator[_Prepared]:
     """Produce items on a background thread, `depth` ahead of the consumer."""
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()

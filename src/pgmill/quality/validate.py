@@ -282,9 +282,13 @@ class CompiledContract:
                     warn_only.append(pos)
             bad_positions = [p for p, _ in bad]
             quarantine_mask = pl.Series([False] * n, dtype=pl.Boolean).scatter(bad_positions, True) if bad_positions else quarantine_mask
-        keep = typed.filter(~quarantine_mask)
-        good = keep.select(pl.col(f"__num_{c}").alias(c) if c in numeric else pl.col(c) for c in self.columns)
-        return Validated(good=good, good_rows=keep.get_column("__pos"), bad=bad, warnings=warnings, failures=failures)
+        # select, then filter: only the output columns are copied, not the raw ones beside them
+        out = typed.select(pl.col("__pos"), *(pl.col(f"__num_{c}").alias(c) if c in numeric else pl.col(c)
+                                              for c in self.columns))
+        keep = out.filter(~quarantine_mask) if bad else out
+        del typed, frame, flags
+        return Validated(good=keep.drop("__pos"), good_rows=keep.get_column("__pos"), bad=bad, warnings=warnings,
+                         failures=failures)
 
     def _json_failures(self, typed: pl.DataFrame) -> dict[int, str]:
         out: dict[int, str] = {}

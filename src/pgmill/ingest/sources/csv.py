@@ -26,6 +26,7 @@ from pgmill.ingest.sources.base import BadRecord, CsvText, FileMark, RawBatch
 from pgmill.ingest.sources.files import FileTask
 
 MAX_RECORD_BYTES = 256 << 20  # a record larger than this ends the search for its closing quote
+MAX_CHUNK_BYTES = 12 << 20  # a batch's text; with a few batches in flight this bounds the reader's memory
 
 
 def _cut(buf: bytes, quote: int, parity: int) -> tuple[int, int]:
@@ -108,7 +109,8 @@ class CsvReader:
         sample = fh.read(256 << 10)
         lines = max(1, sample.count(b"\n"))
         per_line = max(1, len(sample) // lines)
-        return int(min(64 << 20, max(4 << 10, per_line * self.batch_rows)))
+        # capped in bytes too: memory stays bounded however wide the rows are
+        return int(min(MAX_CHUNK_BYTES, max(4 << 10, per_line * self.batch_rows)))
 
     # ------------------------------------------------------------ chunks
 

@@ -1,0 +1,28 @@
+"""SQL transformations: models/*.sql, their dependency graph, materializations and the parallel runner.
+
+    from pgmill import open_project
+    from pgmill.transform import run_transforms
+
+    result = run_transforms(open_project("path/to/project"), select=["orders_daily+"], threads=4)
+    print(result.ran, result.failed, result.skipped)
+"""
+
+from pgmill.transform.deps import Relation, SqlError, references
+from pgmill.transform.graph import Catalog, Graph, build_graph
+from pgmill.transform.models import Model, discover_models
+from pgmill.transform.runner import ModelResult, TransformResult, load_graph, run_transforms
+
+__all__ = [
+    "Catalog",
+    "Graph",
+    "Model",
+    "ModelResult",
+    "Relation",
+    "SqlError",
+    "TransformResult",
+    "build_graph",
+    "discover_models",
+    "load_graph",
+    "references",
+    "run_transforms",
+]

@@ -1,0 +1,234 @@
+"""Running the models: in dependency order, independent ones at once, each on its own connection.
+
+The run is one row of pgmill.runs (pipeline "transform") and each model one row of pgmill.run_steps
+(succeeded, failed or skipped, with its duration and rows). A model starts when every model it reads has
+succeeded; a failed model stops its descendants and nothing else. Work goes through a
+`concurrent.futures.Executor`, so the same code runs on threads or on a cluster's executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from psycopg import sql
+
+from pgmill.db import roles
+from pgmill.db.migrations import migrate
+from pgmill.errors import ConfigError
+from pgmill.observe import ledger
+from pgmill.project import ProjectContext
+from pgmill.retry import backoff, describe, is_transient
+from pgmill.transform.graph import Catalog, Graph, build_graph
+from pgmill.transform.materialize import Conn, build
+from pgmill.transform.models import Model, discover_models
+
+PIPELINE = "transform"
+Status = Literal["succeeded", "failed", "skipped"]
+
+
+@dataclass
+class ModelResult:
+    model: str
+    file: str
+    materialized: str
+    status: Status
+    rows: int | None = None
+    seconds: float | None = None
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TransformResult:
+    """What a transform run did, model by model, in the order they finished (skipped ones last)."""
+
+    run_id: int | None
+    status: Literal["succeeded", "failed"]
+    models: list[ModelResult]
+
+    def _with(self, status: Status) -> list[str]:
+        return [m.model for m in self.models if m.status == status]
+
+    @property
+    def ran(self) -> list[str]:
+        return self._with("succeeded")
+
+    @property
+    def failed(self) -> list[str]:
+        return self._with("failed")
+
+    @property
+    def skipped(self) -> list[str]:
+        return self._with("skipped")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "status": self.status, "ran": self.ran, "failed": self.failed,
+                "skipped": self.skipped, "models": [asdict(m) for m in self.models]}
+
+
+def read_catalog(conn: Conn) -> Catalog:
+    """The search_path and every table, view and materialized view in the database."""
+    path = conn.execute("SELECT current_schemas(false)").fetchone()
+    rels = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')").fetchall()
+    return Catalog(tuple(path[0]) if path else (), frozenset((str(s), str(n)) for s, n in rels))
+
+
+def load_graph(ctx: ProjectContext, *, strict: bool = True) -> Graph:
+    """The project's models and their dependencies, resolved against the database."""
+    models = discover_models(ctx.dir, ctx.config.models)
+    with ctx.target.connect(autocommit=True) as conn:
+        catalog = read_catalog(conn)
+    return build_graph(models, catalog, strict=strict)
+
+
+def run_transforms(ctx: ProjectContext, select: Iterable[str] | None = None, threads: int | None = None, *,
+                   full_refresh: bool = False, executor: Executor | None = None) -> TransformResult:
+    """Build the selected models (all by default), `threads` at a time (default: models.threads)."""
+    models = discover_models(ctx.dir, ctx.config.models)
+    if not models:
+        return TransformResult(None, "succeeded", [])
+    with ctx.target.connect(autocommit=True) as conn:
+        migrate(conn)
+        catalog = read_catalog(conn)
+        graph = build_graph(models, catalog)
+        keys = graph.select(list(select) if select is not None else None)
+        _check_unbuilt_parents(graph, keys, catalog)
+        _ensure_schemas(conn, sorted({graph.models[k].schema for k in keys}))
+        run_id = ledger.start_run(conn, PIPELINE, "transform", ", ".join(keys)[:1000])
+    try:
+        results = _schedule(ctx, graph, keys, run_id, threads or ctx.config.models.threads, full_refresh, executor)
+    except BaseException as exc:
+        with ctx.target.connect(autocommit=True) as conn:
+            ledger.finish_run(conn, run_id, "failed", describe(exc))
+        raise
+    failed = [r for r in results if r.status == "failed"]
+    status: Literal["succeeded", "failed"] = "failed" if failed else "succeeded"
+    error = "; ".join(f"{r.model}: {r.error}" for r in failed)[:4000] or None
+    with ctx.target.connect(autocommit=True) as conn:
+        ledger.finish_run(conn, run_id, status, error)
+    return TransformResult(run_id, status, results)
+
+
+def _check_unbuilt_parents(graph: Graph, keys: list[str], catalog: Catalog) -> None:
+    """A selected model reading a model left out of the selection needs that model built already."""
+    chosen = set(keys)
+    errors = []
+    for k in keys:
+        for p in sorted(graph.parents[k] - chosen):
+            pm = graph.models[p]
+            if (pm.schema, pm.name) not in catalog.relations:
+                errors.append(f"{graph.models[k].file}: reads {p} ({pm.file}), which is not built yet and not "
+                              f"selected; select it too: --select +{graph.models[k].name}")
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+
+def _ensure_schemas(conn: Conn, schemas: list[str]) -> None:
+    with conn.transaction():
+        # concurrent CREATE SCHEMA IF NOT EXISTS races on the catalog; the ingest side takes the same lock
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('pgmill ddl'))")
+        for s in schemas:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(s)))
+    roles.ensure_roles(conn, schemas)
+
+
+def _schedule(ctx: ProjectContext, graph: Graph, keys: list[str], run_id: int, threads: int,
+              full_refresh: bool, executor: Executor | None) -> list[ModelResult]:
+    """Submit each model once all its selected parents succeeded; skip the descendants of failures."""
+    chosen = set(keys)
+    waiting = {k: graph.parents[k] & chosen for k in keys}
+    later = {k: frozenset(graph.descendants(k) & chosen) for k in keys}
+    own = executor is None
+    pool = executor or ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pgmill-model")
+    results: list[ModelResult] = []
+    skipped: dict[str, str] = {}
+    running: dict[Future[ModelResult], str] = {}
+    try:
+        def submit_ready() -> None:
+            for k in [k for k in keys if k in waiting and not waiting[k]]:
+                del waiting[k]
+                running[pool.submit(_build_one, ctx, graph.models[k], run_id, later[k], full_refresh)] = k
+
+        submit_ready()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                key = running.pop(fut)
+                res = fut.result()
+                results.append(res)
+                if res.status == "failed":
+                    for d in later[key]:
+                        if d in waiting:
+                            del waiting[d]
+                            skipped[d] = key
+                if res.status == "succeeded":
+                    for k in waiting:
+                        waiting[k].discard(key)
+            submit_ready()
+    finally:
+        if own:
+            pool.shutdown()
+    if skipped:
+        with ctx.target.connect(autocommit=True) as conn:
+            for k in keys:
+                if k in skipped:
+                    m = graph.models[k]
+                    reason = f"upstream model {skipped[k]} failed"
+                    started = _now(conn)
+                    ledger.step(conn, run_id, k, "skipped", started, None, {"file": m.file, "reason": reason})
+                    results.append(ModelResult(k, m.file, m.materialized, "skipped", error=reason))
+    return results
+
+
+def _build_one(ctx: ProjectContext, model: Model, run_id: int, rebuilt_later: frozenset[str],
+               full_refresh: bool) -> ModelResult:
+    """Build one model on a connection of its own, retrying transient failures; never raises."""
+    cfg = ctx.config.retry
+    t0 = time.perf_counter()
+    attempt = 1
+    while True:
+        started: datetime | None = None
+        try:
+            with ctx.target.connect(autocommit=True,
+                                    application_name=f"pgmill transform {model.key}"[:63]) as conn:
+                started = _now(conn)
+                built = build(conn, model, rebuilt_later, full_refresh)
+                secs = time.perf_counter() - t0
+                detail = {"file": model.file, **built.detail, **({"attempts": attempt} if attempt > 1 else {})}
+                ledger.step(conn, run_id, model.key, "succeeded", started, built.rows, detail)
+                return ModelResult(model.key, model.file, model.materialized, "succeeded", built.rows,
+                                   round(secs, 3), None, detail)
+        except Exception as exc:
+            if is_transient(exc) and attempt < cfg.attempts:
+                time.sleep(backoff(attempt, cfg.initial_s, cfg.max_s))
+                attempt += 1
+                continue
+            message = describe(exc)
+            _record_failure(ctx, model, run_id, started, message)
+            return ModelResult(model.key, model.file, model.materialized, "failed", None,
+                               round(time.perf_counter() - t0, 3), f"{model.file}: {message}",
+                               {"file": model.file})
+
+
+def _record_failure(ctx: ProjectContext, model: Model, run_id: int, started: datetime | None,
+                    message: str) -> None:
+    # the model's own error is what the result reports; the ledger is best effort here
+    with contextlib.suppress(Exception), ctx.target.connect(autocommit=True) as conn:
+        ledger.step(conn, run_id, model.key, "failed", started or _now(conn), None,
+                    {"file": model.file, "error": message})
+
+
+def _now(conn: Conn) -> datetime:
+    """The database's clock, so a step's start and end (clock_timestamp() in the ledger) share one clock."""
+    row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    value: datetime = row[0]
+    return value
