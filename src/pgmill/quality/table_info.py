@@ -1,0 +1,83 @@
+"""What the catalog says about a checked table: its columns and the uniqueness its indexes already prove."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgmill.db.ddl import existing_columns, qualified, split_table
+
+
+@dataclass
+class TableInfo:
+    name: str  # schema.table
+    columns: dict[str, str]  # name -> SQL type, in table order
+    unique_indexes: list[tuple[str, ...]] = field(default_factory=list)  # plain, valid, non-partial
+    not_null: set[str] = field(default_factory=set)
+    nulls_not_distinct: set[tuple[str, ...]] = field(default_factory=set)
+    sample_key: tuple[str, ...] = ()
+
+    @property
+    def ident(self) -> sql.Composed:
+        return qualified(self.name)
+
+    def key_is_unique(self, key: tuple[str, ...]) -> str | None:
+        """The index columns that already make `key` unique (rows with a NULL in the key aside), if any."""
+        for idx in self.unique_indexes:
+            if set(idx) <= set(key):
+                return ", ".join(idx)
+        return None
+
+    def rows_are_unique(self) -> str | None:
+        """An index that makes whole-row duplicates impossible: unique over columns that cannot be NULL."""
+        for idx in self.unique_indexes:
+            if set(idx) <= self.not_null or idx in self.nulls_not_distinct:
+                return ", ".join(idx)
+        return None
+
+    def missing(self, columns: tuple[str, ...]) -> str | None:
+        """A message for the first of `columns` the table lacks, with the nearest name; None if all exist."""
+        for c in columns:
+            if c not in self.columns:
+                close = difflib.get_close_matches(c, list(self.columns), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else f" (columns: {', '.join(self.columns)})"
+                return f"column {c!r} is not in {self.name}{hint}"
+        return None
+
+
+def normalize_table(name: str) -> str:
+    schema, table = split_table(name)
+    return f"{schema}.{table}"
+
+
+def table_info(conn: psycopg.Connection[Any], name: str) -> TableInfo | None:
+    """The table (or view, or materialized view) `name`, or None when it does not exist."""
+    name = normalize_table(name)
+    cols = existing_columns(conn, name)
+    if not cols:
+        return None
+    schema, table = split_table(name)
+    rows = conn.execute(
+        "SELECT array(SELECT a.attname::text FROM unnest(i.indkey) k JOIN pg_attribute a"
+        "        ON a.attrelid = i.indrelid AND a.attnum = k),"
+        "       coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false)"
+        " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indisvalid"
+        "   AND i.indpred IS NULL AND i.indexprs IS NULL",
+        (schema, table),
+    ).fetchall()
+    not_null = {
+        str(r[0]) for r in conn.execute(
+            "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND a.attnotnull",
+            (schema, table),
+        ).fetchall()
+    }
+    uniques = [tuple(r[0]) for r in rows]
+    nnd = {tuple(r[0]) for r in rows if r[1]}
+    return TableInfo(name, cols, uniques, not_null, nnd)
