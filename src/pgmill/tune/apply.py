@@ -1,0 +1,234 @@
+"""Applying recommendations with proof: build concurrently, measure before and after, keep what helped.
+
+An index is kept only when a query whose plan reads it got measurably faster and none that reads it got
+measurably slower; one that speeds a query and slows another is dropped and reported as a trade. Every
+step lands in pgmill.index_actions, so a run can be rolled back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgmill.tune import store
+from pgmill.tune.advisor import Advice, Recommendation
+from pgmill.tune.measure import Latency, improved, measure, regressed
+from pgmill.tune.whatif import COST_SAMPLES, explain_json, plan_indexes
+from pgmill.tune.workload import WorkloadQuery
+
+Connect = Callable[[], psycopg.Connection[Any]]
+_DROP_ATTEMPTS = 8
+
+
+@dataclass
+class Outcome:
+    """What became of one recommended index."""
+
+    name: str
+    label: str
+    table: str
+    definition: str
+    status: str  # kept | dropped | trade | failed
+    reason: str
+    size_bytes: int | None = None
+    used_by: list[str] = field(default_factory=list)
+    improved: list[str] = field(default_factory=list)
+    slowed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Applied:
+    before: dict[str, Latency]
+    after: dict[str, Latency]
+    outcomes: list[Outcome]
+    invalid_dropped: list[str]
+    slower: list[str]  # queries still measurably slower at the end (should stay empty)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "before": {k: v.as_dict() for k, v in self.before.items()},
+            "after": {k: v.as_dict() for k, v in self.after.items()},
+            "outcomes": [o.as_dict() for o in self.outcomes],
+            "invalid_dropped": self.invalid_dropped, "slower": self.slower,
+        }
+
+
+def _set_lock_timeout(conn: psycopg.Connection[Any], lock_timeout: str) -> None:
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
+
+
+def _invalid(conn: psycopg.Connection[Any], schema: str, name: str) -> bool:
+    row = conn.execute(
+        "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        (schema, name)).fetchone()
+    return bool(row and row[0])
+
+
+def drop_index(conn: psycopg.Connection[Any], schema: str, name: str, lock_timeout: str) -> bool:
+    """DROP INDEX CONCURRENTLY, retried with backoff when a lock is not granted in time."""
+    _set_lock_timeout(conn, lock_timeout)
+    for attempt in range(_DROP_ATTEMPTS):
+        try:
+            conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(name)))
+            return True
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+            time.sleep(min(0.25 * 2**attempt, 4.0))
+    return False
+
+
+def create_index(conn: psycopg.Connection[Any], rec: Recommendation, lock_timeout: str) -> str | None:
+    """CREATE INDEX CONCURRENTLY; on failure drop what it left INVALID. Returns the error, or None."""
+    c = rec.candidate
+    _set_lock_timeout(conn, lock_timeout)
+    try:
+        conn.execute(c.ddl(concurrently=True))
+        return None
+    except psycopg.Error as exc:
+        message = str(exc).strip().splitlines()[0]
+    if _invalid(conn, c.schema, c.name) and not drop_index(conn, c.schema, c.name, lock_timeout):
+        return f"{message}; the INVALID index it left could not be dropped yet (the next tune drops it)"
+    return message
+
+
+def drop_invalid_leftovers(conn: psycopg.Connection[Any], run_id: int, lock_timeout: str) -> list[str]:
+    """INVALID indexes that an earlier interrupted pgmill build left behind."""
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname, t.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE NOT i.indisvalid AND c.relname LIKE 'pgmill\\_%%' ORDER BY 1, 2").fetchall()
+    dropped = []
+    for schema, name, table in rows:
+        if drop_index(conn, schema, name, lock_timeout):
+            store.record(conn, run_id, "drop_invalid", schema, name, f"{schema}.{table}",
+                         reason="INVALID index left by an interrupted build")
+            dropped.append(f"{schema}.{name}")
+    return dropped
+
+
+def _size(conn: psycopg.Connection[Any], schema: str, name: str) -> int | None:
+    row = conn.execute(
+        "SELECT pg_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s", (schema, name)).fetchone()
+    return int(row[0]) if row else None
+
+
+def plan_users(conn: psycopg.Connection[Any], queries: list[WorkloadQuery]) -> dict[str, set[str]]:
+    """Index name -> the queries whose plan (for any of a few parameter sets) reads it."""
+    users: dict[str, set[str]] = {}
+    for q in queries:
+        if not q.runnable:
+            continue
+        sets = q.param_sets()
+        for i in range(min(COST_SAMPLES, len(sets))):
+            for name in plan_indexes(explain_json(conn, q, sets[(i * len(sets)) // COST_SAMPLES])):
+                users.setdefault(name, set()).add(q.name)
+    return users
+
+
+def _confirmed_slower(conn: psycopg.Connection[Any], q: WorkloadQuery, before: Latency,
+                      after: dict[str, Latency], executions: int) -> bool:
+    """A regression is acted on only if a second measurement shows it too (a noisy neighbour is not one)."""
+    if not regressed(before, after[q.name]):
+        return False
+    again = measure(conn, [q], executions)[q.name]
+    after[q.name] = again
+    return regressed(before, again)
+
+
+def apply_advice(connect: Connect, advice: Advice, run_id: int, *, executions: int,
+                 lock_timeout: str) -> Applied:
+    """Create the recommended indexes, measure, keep the ones that proved themselves, drop the rest."""
+    queries = [q for q in advice.workload if q.runnable]
+    by_name = {q.name: q for q in queries}
+    with connect() as ddl, connect() as mconn:
+        invalid = drop_invalid_leftovers(ddl, run_id, lock_timeout)
+        before = measure(mconn, queries, executions)
+        outcomes: list[Outcome] = []
+        live: list[Outcome] = []
+        for rec in advice.recommendations:
+            o = Outcome(rec.name, rec.label, rec.table, rec.definition, "kept", "")
+            error = create_index(ddl, rec, lock_timeout)
+            if error is not None:
+                o.status, o.reason = "failed", error
+                store.record(ddl, run_id, "failed", rec.candidate.schema, rec.name, rec.table,
+                             definition=rec.definition, reason=error)
+            else:
+                o.size_bytes = _size(ddl, rec.candidate.schema, rec.name)
+                store.record(ddl, run_id, "create", rec.candidate.schema, rec.name, rec.table,
+                             definition=rec.definition, size=o.size_bytes, reason="recommended",
+                             detail={"queries": rec.queries})
+                live.append(o)
+            outcomes.append(o)
+        for table in sorted({o.table for o in live}):
+            schema, name = table.split(".", 1)
+            ddl.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
+        after = measure(mconn, queries, executions) if live else dict(before)
+        for _round in range(3):
+            users = plan_users(mconn, queries)
+            dropped = False
+            for o in list(live):
+                used = sorted(users.get(o.name, set()))
+                o.used_by = used
+                o.improved = [q for q in used if improved(before[q], after[q])]
+                o.slowed = [q for q in used if _confirmed_slower(mconn, by_name[q], before[q], after, executions)]
+                verdict = _verdict(o)
+                if verdict is None:
+                    continue
+                o.status, o.reason = verdict
+                schema = o.table.split(".", 1)[0]
+                drop_index(ddl, schema, o.name, lock_timeout)
+                store.record(ddl, run_id, "trade" if o.status == "trade" else "drop", schema, o.name, o.table,
+                             definition=o.definition, size=o.size_bytes, reason=o.reason,
+                             detail={"improved": o.improved, "slowed": o.slowed})
+                live.remove(o)
+                dropped = True
+            if not dropped:
+                break
+            after = measure(mconn, queries, executions)
+        for o in live:
+            o.reason = "faster: " + ", ".join(o.improved)
+            store.record(ddl, run_id, "keep", o.table.split(".", 1)[0], o.name, o.table, definition=o.definition,
+                         size=o.size_bytes, reason=o.reason, detail={"improved": o.improved})
+        slower = [q for q in sorted(after) if regressed(before[q], after[q])]
+    return Applied(before, after, outcomes, invalid, slower)
+
+
+def _verdict(o: Outcome) -> tuple[str, str] | None:
+    """None to keep the index; else (status, reason) for dropping it."""
+    if not o.used_by:
+        return "dropped", "no workload query's plan reads it"
+    if o.slowed and o.improved:
+        return "trade", (f"speeds {', '.join(o.improved)} but slows {', '.join(o.slowed)}: "
+                         "not applied on its own; create it by hand if the trade is worth it")
+    if o.slowed:
+        return "dropped", f"slowed {', '.join(o.slowed)}"
+    if not o.improved:
+        return "dropped", "measured latency did not improve"
+    return None
+
+
+def rollback(connect: Connect, run_id: int, target_run: int, lock_timeout: str) -> list[str]:
+    """Drop the indexes `target_run` kept (newest first); the previous index set is back."""
+    with connect() as conn:
+        rows = conn.execute(
+            "SELECT schema_name, index_name, table_name, definition FROM pgmill.index_actions"
+            " WHERE run_id = %s AND action = 'keep' ORDER BY action_id DESC", (target_run,)).fetchall()
+        done = []
+        for schema, name, table, definition in rows:
+            if drop_index(conn, schema, name, lock_timeout):
+                store.record(conn, run_id, "rollback_drop", schema, name, table, definition=definition,
+                             reason=f"rollback of tuning run {target_run}")
+                done.append(f"{schema}.{name}")
+        with conn.transaction():
+            conn.execute("UPDATE pgmill.tuning_runs SET rolled_back_by = %s WHERE run_id = %s", (run_id, target_run))
+    return done

@@ -1,0 +1,160 @@
+"""CLI commands of query tuning: `pgmill tune`, `pgmill indexes`, `pgmill explain` (thin shells)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from pgmill.errors import ConfigError, PgmillError
+
+ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="project folder (default: found from "
+                                                 "the current folder upwards; none needed with PGMILL_DATABASE_URL)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True, width=160)
+
+
+def _context(project: Path | None) -> tuple[Any, Path | None, Any]:
+    """The target, the project folder (None: no project, just PGMILL_DATABASE_URL) and the tune settings."""
+    import os
+
+    from pgmill.config.tune import TuneConfig
+    from pgmill.db.connect import ENV_URL, Target
+    from pgmill.project import open_project
+
+    try:
+        ctx = open_project(project)
+    except ConfigError:
+        if project is not None or not os.environ.get(ENV_URL):
+            raise
+        return Target(os.environ[ENV_URL]), None, TuneConfig()
+    return ctx.target, ctx.dir, ctx.config.tune
+
+
+def _guarded(fn: Any) -> None:
+    try:
+        fn()
+    except PgmillError as exc:
+        Console(stderr=True, highlight=False).print(f"error: {exc}")
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _mb(n: int | None) -> str:
+    return "?" if n is None else f"{n / 2**20:,.1f} MB"
+
+
+def _print_report(out: Console, d: dict[str, Any]) -> None:
+    out.print(f"tuning run {d['run_id']} ({d['mode']}, costing by {d['backend']}): {len(d['queries'])} queries, "
+              f"{d['candidates']} candidate indexes, {d['seconds']:.1f} s")
+    if not d["recommendations"]:
+        out.print("no index would make the workload cheaper")
+    for r in d["recommendations"]:
+        out.print(f"  {r['label']}  ~{_mb(r['size_bytes'])}")
+        for q in r["queries"]:
+            out.print(f"      {q}: cost {r['cost_before'][q]:,.0f} -> {r['cost_after'][q]:,.0f}")
+    for s in d["skipped_for_budget"]:
+        out.print(f"  over budget: {s}")
+    applied = d.get("applied")
+    if applied:
+        for o in applied["outcomes"]:
+            out.print(f"  {o['status']:8} {o['label']}: {o['reason']}")
+        out.print("  query                              p95 before   p95 after")
+        for name, b in applied["before"].items():
+            a = applied["after"].get(name, b)
+            out.print(f"  {name:34} {b['p95_ms']:9.2f} ms {a['p95_ms']:9.2f} ms")
+        if applied["slower"]:
+            out.print(f"  still slower: {', '.join(applied['slower'])}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `tune`, `indexes` and `explain` to the pgmill CLI."""
+
+    @app.command()
+    def tune(
+        apply: Annotated[bool, typer.Option("--apply", help="create the indexes, measure, keep what helped")] = False,
+        rollback: Annotated[int | None, typer.Option("--rollback", metavar="RUN",
+                                                     help="drop the indexes tuning run RUN kept")] = None,
+        budget: Annotated[str | None, typer.Option("--budget", help="index storage: 2GB, 50%, 0.5x, unlimited")] = None,
+        backend: Annotated[str, typer.Option("--backend", help="what-if costing: auto, hypopg or real")] = "auto",
+        project: ProjectOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Recommend indexes for the declared and observed queries; --apply proves them with measured p95."""
+        from pgmill.tune.run import rollback_run
+        from pgmill.tune.run import tune as run_tune
+
+        def body() -> None:
+            target, project_dir, cfg = _context(project)
+            out = _console()
+            if rollback is not None:
+                result = rollback_run(target, cfg, rollback)
+                if as_json:
+                    print(json.dumps(result, indent=2))
+                else:
+                    out.print(f"rolled back tuning run {rollback}: dropped {', '.join(result['dropped']) or 'nothing'}")
+                return
+            report = run_tune(target, project_dir, cfg, apply=apply, budget=budget, backend=backend)
+            d = report.as_dict()
+            if as_json:
+                print(json.dumps(d, indent=2, default=str))
+            else:
+                _print_report(out, d)
+
+        _guarded(body)
+
+    @app.command()
+    def indexes(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
+        """Index health: unused, duplicate, redundant, invalid and bloated indexes; utilization."""
+        from pgmill.tune.health import index_health
+
+        def body() -> None:
+            target, _dir, _cfg = _context(project)
+            with target.connect(autocommit=True) as conn:
+                h = index_health(conn)
+            if as_json:
+                print(json.dumps(h.as_dict(), indent=2, default=str))
+                return
+            out = _console()
+            u1, u2 = h.utilization_scans, h.utilization_pgmill
+            out.print(f"index utilization: {'-' if u1 is None else f'{u1:.1%}'} of scans on tables over 10k rows "
+                      f"use an index; {'-' if u2 is None else f'{u2:.0%}'} of pgmill's {h.pgmill_indexes} "
+                      f"indexes used since created (stats since {h.stats_since or 'never reset'})")
+            for f in h.findings:
+                out.print(f"  {f.kind:9} {f.index} ({_mb(f.size_bytes)}): {f.detail}")
+            if not h.findings:
+                out.print("  no problems found")
+
+        _guarded(body)
+
+    @app.command()
+    def explain(
+        query: Annotated[str, typer.Argument(help="a declared query's name, or SQL")],
+        no_analyze: Annotated[bool, typer.Option("--no-analyze", help="plan only, do not execute")] = False,
+        project: ProjectOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Show a query's plan with the slow parts marked (big sequential scans, misestimates, spills)."""
+        from pgmill.tune.explain import explain_query
+        from pgmill.tune.workload import WorkloadQuery, declared
+
+        def body() -> None:
+            target, project_dir, cfg = _context(project)
+            with target.connect(autocommit=True) as conn:
+                named = {q.name: q for q in declared(project_dir, conn, cfg.target_ms)}
+                q = named.get(query) or WorkloadQuery("query", query.strip().rstrip(";"), [], cfg.target_ms,
+                                                      "declared")
+                result = explain_query(conn, q, analyze=not no_analyze)
+            if as_json:
+                print(json.dumps(result.as_dict(), indent=2))
+            else:
+                out = _console()
+                for line in result.render():
+                    out.print(line, markup=False)
+
+        _guarded(body)

@@ -1,0 +1,109 @@
+"""`pgmill tune`: advise, optionally apply with measurement, record everything; re-tune after loads."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgmill.config.tune import TuneConfig
+from pgmill.db.connect import Target
+from pgmill.tune import store
+from pgmill.tune.advisor import Advice, advise, data_size, prepare_workload, workload_tables
+from pgmill.tune.apply import Applied, apply_advice, rollback
+from pgmill.tune.workload import WorkloadQuery
+
+
+@dataclass
+class TuneReport:
+    run_id: int
+    mode: str
+    advice: Advice
+    applied: Applied | None
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"run_id": self.run_id, "mode": self.mode, **self.advice.as_dict()}
+        if self.applied is not None:
+            d["applied"] = self.applied.as_dict()
+        return d
+
+
+def workload_fingerprint(workload: list[WorkloadQuery]) -> str:
+    return hashlib.sha256("\n".join(sorted(q.fingerprint for q in workload)).encode()).hexdigest()[:16]
+
+
+def tune(target: Target, project_dir: Path | None, cfg: TuneConfig, *, apply: bool = False,
+         budget: str | None = None, backend: str = "auto", mode: str | None = None) -> TuneReport:
+    """Recommend indexes for the workload; with `apply`, create them and keep only those that proved faster."""
+    with target.connect(autocommit=True, application_name="pgmill tune") as conn:
+        store.ensure_schema(conn)
+        advice = advise(conn, project_dir, cfg, budget=budget, backend=backend)
+        run_mode = mode or ("apply" if apply else "recommend")
+        run_id = store.start_run(conn, run_mode, advice.backend)
+        applied = None
+        try:
+            if apply and advice.workload:
+                applied = apply_advice(lambda: target.connect(autocommit=True, application_name="pgmill tune"),
+                                       advice, run_id, executions=cfg.executions, lock_timeout=cfg.lock_timeout)
+        except BaseException as exc:
+            store.finish_run(conn, run_id, "failed", {"error": str(exc).strip()})
+            raise
+        report = TuneReport(run_id, run_mode, advice, applied)
+        store.finish_run(conn, run_id, "succeeded", report.as_dict())
+        store.snapshot(conn, run_id, workload_fingerprint(advice.workload), advice.data_bytes,
+                       [q.name for q in advice.workload])
+    return report
+
+
+def rollback_run(target: Target, cfg: TuneConfig, target_run: int) -> dict[str, Any]:
+    """Undo tuning run `target_run`: drop the indexes it kept."""
+    from pgmill.errors import ConfigError
+
+    with target.connect(autocommit=True, application_name="pgmill tune") as conn:
+        store.ensure_schema(conn)
+        row = conn.execute("SELECT mode, rolled_back_by FROM pgmill.tuning_runs WHERE run_id = %s",
+                           (target_run,)).fetchone()
+        if row is None:
+            raise ConfigError(f"no tuning run {target_run} (see pgmill.tuning_runs)")
+        if row[1] is not None:
+            raise ConfigError(f"tuning run {target_run} was already rolled back by run {row[1]}")
+        run_id = store.start_run(conn, "rollback", None)
+    dropped = rollback(lambda: target.connect(autocommit=True, application_name="pgmill tune"), run_id,
+                       target_run, cfg.lock_timeout)
+    result = {"run_id": run_id, "rolled_back": target_run, "dropped": dropped}
+    with target.connect(autocommit=True) as conn:
+        store.finish_run(conn, run_id, "succeeded", result)
+    return result
+
+
+def needs_retune(conn: psycopg.Connection[Any], project_dir: Path | None, cfg: TuneConfig) -> tuple[bool, str]:
+    """Whether the workload changed, or its tables' size moved by `retune_size_change`, since the last tuning."""
+    store.ensure_schema(conn)
+    catalog, workload = prepare_workload(conn, project_dir, cfg)
+    if not workload:
+        return False, "no workload: no queries/ and nothing observed"
+    fp = workload_fingerprint(workload)
+    size = data_size(catalog, workload_tables(workload))
+    last = store.last_snapshot(conn)
+    if last is None:
+        return True, "never tuned"
+    if last[0] != fp:
+        return True, "the workload changed"
+    change = abs(size - last[1]) / max(last[1], 1)
+    if change >= cfg.retune_size_change:
+        return True, f"the data size changed by {change:.0%}"
+    return False, f"unchanged (data size moved {change:.0%})"
+
+
+def retune_after_run(target: Target, project_dir: Path | None, cfg: TuneConfig) -> TuneReport | None:
+    """Called after `pgmill run`: re-tune when needed, per `tune.auto`; the report lands in the ledger."""
+    if cfg.auto == "off":
+        return None
+    with target.connect(autocommit=True, application_name="pgmill tune") as conn:
+        needed, _why = needs_retune(conn, project_dir, cfg)
+    if not needed:
+        return None
+    return tune(target, project_dir, cfg, apply=cfg.auto == "apply", mode="auto")
