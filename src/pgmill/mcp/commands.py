@@ -1,0 +1,51 @@
+"""The `pgmill mcp` command: serve the project over MCP on stdio (the default) or streamable HTTP."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pgmill.db.connect import redact
+from pgmill.errors import PgmillError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `mcp` command to `app`."""
+    app.command("mcp")(mcp)
+
+
+def mcp(
+    project: Annotated[Path | None, typer.Option(
+        "--project", "-p", help="project folder (default: found from the current folder upwards)")] = None,
+    http: Annotated[str | None, typer.Option(
+        "--http", metavar="HOST:PORT",
+        help="serve streamable HTTP on this address (PORT alone binds 127.0.0.1); needs PGMILL_MCP_TOKEN"),
+    ] = None,
+    allow_writes: Annotated[bool, typer.Option(
+        "--allow-writes", help="add the run_pipeline tool (loads data); queries stay read-only")] = False,
+    allow_origin: Annotated[list[str] | None, typer.Option(
+        "--allow-origin", help="a browser origin allowed over HTTP besides localhost (repeatable)")] = None,
+) -> None:
+    """Serve the project to AI assistants over the Model Context Protocol (read-only by default)."""
+    from pgmill.mcp import http as mcp_http
+    from pgmill.mcp.server import build_server
+    from pgmill.project import open_project
+
+    try:
+        # check the address and token before touching the database: a mistake fails fast
+        address = mcp_http.parse_address(http) if http else None
+        if address:
+            mcp_http.token_from_env()
+        server = build_server(open_project(project), allow_writes=allow_writes)
+        if address:
+            mcp_http.serve(server, *address, origins=allow_origin or ())
+        else:
+            server.run("stdio")  # stdout carries the protocol; anything else goes to stderr
+    except PgmillError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None

@@ -1,0 +1,168 @@
+"""What each MCP tool does, as plain functions over a project and its read-only database.
+
+Each returns the text the model reads: data from the database always inside an untrusted-data envelope.
+`server.py` only registers these and turns pgmill errors into tool errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from pgmill.db.connect import redact
+from pgmill.ingest import quarantine
+from pgmill.mcp import catalog, project_view
+from pgmill.mcp.readonly import ReadOnlyDatabase, json_value
+from pgmill.mcp.untrusted import wrap
+from pgmill.observe import ledger
+from pgmill.project import ProjectContext
+
+MAX_QUARANTINE_SAMPLE = 50
+MAX_RUNS = 50
+
+
+def list_tables(ctx: ProjectContext, db: ReadOnlyDatabase) -> str:
+    listed = db.read(catalog.tables)
+    summaries = project_view.contract_summaries(ctx)
+    for t in listed:
+        t["contract"] = summaries.pop(t["table"], None)
+    for table, contract in sorted(summaries.items()):  # pipelines whose table is not created yet
+        listed.append({"table": table, "kind": "not created yet (no successful run)", "contract": contract})
+    return wrap(f"{len(listed)} tables and views (row counts are planner estimates; sizes include indexes).",
+                listed)
+
+
+def describe_table(ctx: ProjectContext, db: ReadOnlyDatabase, table: str) -> str:
+    def body(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+        info = catalog.describe(conn, table)
+        info["quality"] = latest_quality(conn, info["table"])
+        return info
+
+    info = db.read(body)
+    info["quality"] = [{k: json_value(v, db.limits.max_cell_chars) for k, v in r.items()} for r in info["quality"]]
+    info["contracts"] = {p: c for p, c in project_view.contracts(ctx).items() if c["table"] == info["table"]}
+    return wrap(f"Table {info['table']}: columns, constraints, indexes, the project's contracts for it and the"
+                " latest quality check results.",
+                info)
+
+
+def query(db: ReadOnlyDatabase, sql_text: str, params: Sequence[Any] | None, max_rows: int | None) -> str:
+    result = db.query(sql_text, params or (), max_rows)
+    note = (f" Truncated ({result.truncated_reason}): refine the query (WHERE, LIMIT, fewer columns)."
+            if result.truncated else "")
+    return wrap(f"{len(result.rows)} rows.{note}", result.as_dict())
+
+
+def explain(db: ReadOnlyDatabase, sql_text: str, params: Sequence[Any] | None, analyze: bool) -> str:
+    # The guard parses the whole text, EXPLAIN included, so the prefix cannot smuggle anything past it.
+    options = "ANALYZE, BUFFERS, " if analyze else ""
+    result = db.query(f"EXPLAIN ({options}FORMAT TEXT) {sql_text}", params or ())
+    plan = "\n".join(str(r[0]) for r in result.rows)
+    what = "Plan (executed: actual times and rows)" if analyze else "Plan (estimated, not executed)"
+    return wrap(what + (" - truncated" if result.truncated else ""), {"plan": plan})
+
+
+def pipeline_status(ctx: ProjectContext, db: ReadOnlyDatabase, pipeline: str | None, limit: int) -> str:
+    limit = max(1, min(limit, MAX_RUNS))
+
+    def body(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+        if not catalog.has_table(conn, "pgmill.runs"):
+            return {"runs": [], "quarantine": [], "note": "no run yet: pgmill's ledger tables do not exist"}
+        runs = [r.as_dict() for r in ledger.recent_runs(conn, pipeline, limit)]
+        counts = quarantine.summary(conn, pipeline)
+        return {"runs": runs, "quarantine": [{"pipeline": p, "column": c, "rule": r, "rows": n}
+                                             for p, c, r, n in counts]}
+
+    status = db.read(body)
+    for run in status["runs"]:
+        run["error"] = redact(run["error"]) if run["error"] else None
+    status["failures"] = [{k: r[k] for k in ("run_id", "pipeline", "status", "started_at", "error")}
+                          for r in status["runs"] if r["status"] in ("failed", "abandoned")]
+    status["pipelines"] = {n: {"table": project_view.table_key(p.table), "mode": p.mode}
+                           for n, p in sorted(ctx.config.pipelines.items())
+                           if pipeline is None or n == pipeline}
+    return wrap(f"Recent runs (newest first), failures and quarantine counts"
+                f"{' for ' + pipeline if pipeline else ''}.", status)
+
+
+def quarantine_sample(db: ReadOnlyDatabase, pipeline: str, limit: int, rule: str | None) -> str:
+    limit = max(1, min(limit, MAX_QUARANTINE_SAMPLE))
+
+    def body(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+        if not catalog.has_table(conn, "pgmill.quarantine"):
+            return []
+        return quarantine.rows(conn, pipeline, limit, rule)
+
+    rows = [{k: json_value(v, db.limits.max_cell_chars) for k, v in r.items()} for r in db.read(body)]
+    return wrap(f"{len(rows)} newest quarantined rows of {pipeline}"
+                f"{' that broke ' + rule if rule else ''}: where each came from, its values, what it broke.", rows)
+
+
+def run_pipeline(ctx: ProjectContext, pipeline: str) -> str:
+    from pgmill.ingest.runner import run_pipelines
+
+    records = run_pipelines(ctx, [pipeline])
+    out = [r.as_dict() for r in records]
+    for r in out:
+        r["error"] = redact(r["error"]) if r["error"] else None
+    status = ", ".join(f"{r['pipeline']}: {r['status']}" for r in out)
+    return wrap(f"Run finished ({status}).", out)
+
+
+def schema_overview(ctx: ProjectContext, db: ReadOnlyDatabase) -> str:
+    """Every readable table with its columns and the pipeline that loads it: the model's map."""
+    def body(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+        out = []
+        for t in catalog.tables(conn):
+            if not t["readable"]:
+                continue
+            d = catalog.describe(conn, t["table"])
+            out.append({"table": d["table"], "kind": d["kind"], "row_estimate": d["row_estimate"],
+                        "columns": {c["name"]: c["type"] for c in d["columns"]},
+                        "primary_key": next((c["definition"] for c in d["constraints"]
+                                             if c["type"] == "primary key"), None)})
+        return out
+
+    tables = db.read(body)
+    summaries = project_view.contract_summaries(ctx)
+    for t in tables:
+        t["loaded_by"] = [p["pipeline"] for p in summaries.get(t["table"], {}).get("pipelines", [])]
+    return wrap("Schema overview: readable tables, their columns and the pipelines that load them.", tables)
+
+
+def quality_report(db: ReadOnlyDatabase, table: str | None) -> str:
+    """The latest `pgmill check` results (pgmill.quality_results), per table or for one table."""
+    from pgmill.quality import history
+
+    def body(conn: psycopg.Connection[Any]) -> dict[str, list[dict[str, Any]]]:
+        if not catalog.has_table(conn, "pgmill.quality_results"):
+            return {}
+        names = [project_view.table_key(table)] if table else history.checked_tables(conn)
+        return {name: history.latest_run(conn, name) for name in names}
+
+    report = {t: [{k: json_value(v, db.limits.max_cell_chars) for k, v in r.items()} for r in rows]
+              for t, rows in db.read(body).items()}
+    if not any(report.values()):
+        return wrap("No quality check results yet: `pgmill check` records them.", report)
+    failing = sum(1 for rows in report.values() for r in rows if r.get("status") not in ("pass", "skipped"))
+    return wrap(f"Latest quality check results for {len(report)} tables ({failing} rules not passing).", report)
+
+
+def index_health(db: ReadOnlyDatabase) -> str:
+    """Unused, duplicate, redundant, invalid and bloated indexes, and how much indexes are used."""
+    from pgmill.tune.health import index_health as health
+
+    def body(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+        return health(conn).as_dict()
+
+    return wrap("Index health (scan counts since the statistics were last reset).", db.read(body))
+
+
+def latest_quality(conn: psycopg.Connection[Any], table: str) -> list[dict[str, Any]]:
+    from pgmill.quality import history
+
+    if not catalog.has_table(conn, "pgmill.quality_results"):
+        return []
+    return history.latest_run(conn, table)
