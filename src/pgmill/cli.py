@@ -111,6 +111,8 @@ def run(
     wait: Annotated[bool, typer.Option("--wait", help="queue behind a run of the same pipeline")] = False,
     transform: Annotated[bool, typer.Option("--transform/--no-transform",
                                             help="build the models in models/ after the loads")] = True,
+    check: Annotated[bool, typer.Option("--check/--no-check",
+                                        help="run the contracts' table checks on the loaded tables")] = True,
 ) -> None:
     """Load the pipelines (every row validated, committed in checkpoints, accounted for), then build the models."""
     from pgmill.orchestrate import run_project
@@ -119,7 +121,8 @@ def run(
         ctx = _open(project)
         progress = _progress_printer(as_json)
         try:
-            result = run_project(ctx, pipelines, progress=progress.update, wait=wait, transform=transform)
+            result = run_project(ctx, pipelines, progress=progress.update, wait=wait, transform=transform,
+                                 check=check)
         finally:
             progress.close()
         if as_json:
@@ -127,15 +130,25 @@ def run(
         else:
             if result.loads:
                 _print_runs(result.loads)
+            if result.checks is not None:
+                c = result.checks
+                out.print(f"checks: {len(c.results)} rules on {len(c.tables)} tables, {len(c.failures)} failed, "
+                          f"{len(c.warnings)} warnings (check run {c.run_id}; `pgmill report` for the details)")
             if result.transform is not None:
                 t = result.transform
                 out.print(f"models: {len(t.ran)} built, {len(t.failed)} failed, {len(t.skipped)} skipped"
                           + (f" (run {t.run_id})" if t.run_id else ""))
+            if result.tuning is not None:
+                out.print(f"indexes re-tuned after the load (tuning run {result.tuning.run_id}); "
+                          "`pgmill tune --json` for the report")
             for note in result.notes:
                 out.print(note)
         for r in result.loads:
             if r.status != "succeeded":
                 err.print(f"[bold red]error:[/] pipeline {r.pipeline} failed: {r.error}", markup=True)
+        if result.checks is not None:
+            for f in result.checks.failures:
+                err.print(f"[bold red]error:[/] {f.table}: check {f.rule} failed: {f.message}", markup=True)
         if result.transform is not None:
             for m in result.transform.models:
                 if m.status == "failed":
@@ -399,9 +412,15 @@ def demo(
 
 
 def _register_commands() -> None:
+    from pgmill.mcp.commands import register as register_mcp
+    from pgmill.quality.commands import register as register_quality
     from pgmill.transform.commands import register as register_transform
+    from pgmill.tune.commands import register as register_tune
 
     register_transform(app)
+    register_quality(app)
+    register_tune(app)
+    register_mcp(app)
 
 
 _register_commands()

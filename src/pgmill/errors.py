@@ -8,7 +8,12 @@
     ├── DatabaseError          Postgres refused something pgmill cannot work around
     │   └── DatabaseUnavailable  no server answered at the configured address
     ├── PipelineLocked         another run of the same pipeline holds the lock
-    └── AccountingError        rows read != loaded + quarantined + duplicate: the run is failed
+    ├── AccountingError        rows read != loaded + quarantined + duplicate: the run is failed
+    ├── QualityCheckFailed     (quality.results) an error-severity table check failed
+    ├── QueryRefused           (mcp.sqlcheck) the read-only guard will not send this statement
+    ├── NotReadOnly            (mcp.readonly) read-only access cannot be guaranteed for this user
+    ├── QueryFailed            (mcp.readonly) Postgres refused or cancelled a read-only statement
+    └── NoSuchTable            (mcp.catalog) the table does not exist or is not visible
 
 Lower-layer errors (psycopg, httpx, pyarrow) are mapped to these at the boundary that sees them.
 """

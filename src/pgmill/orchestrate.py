@@ -1,14 +1,19 @@
-"""`pgmill run`: load the pipelines, then build the models, then (as later steps land) check and tune."""
+"""`pgmill run`: load the pipelines, check the loaded tables, then build the models on what passed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgmill.config.load import load_contract
+from pgmill.errors import PgmillError
 from pgmill.ingest.runner import ProgressFn, run_pipelines
 from pgmill.observe.ledger import RunRecord
 from pgmill.project import ProjectContext
-from pgmill.transform.runner import TransformResult, run_transforms
+from pgmill.quality.checks import run_checks
+from pgmill.quality.results import CheckReport
+from pgmill.transform.runner import TransformResult, load_graph, run_transforms
+from pgmill.tune.run import TuneReport, retune_after_run
 
 
 @dataclass
@@ -16,19 +21,24 @@ class ProjectRun:
     """Everything one `pgmill run` did."""
 
     loads: list[RunRecord]
+    checks: CheckReport | None = None
     transform: TransformResult | None = None
+    tuning: TuneReport | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        loads_ok = all(r.status == "succeeded" for r in self.loads)
-        return loads_ok and (self.transform is None or self.transform.status == "succeeded")
+        return (all(r.status == "succeeded" for r in self.loads)
+                and (self.checks is None or self.checks.ok)
+                and (self.transform is None or self.transform.status == "succeeded"))
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "loads": [r.as_dict() for r in self.loads],
+            "checks": self.checks.as_dict() if self.checks else None,
             "transform": self.transform.as_dict() if self.transform else None,
+            "tuning": self.tuning.as_dict() if self.tuning else None,
             "notes": self.notes,
         }
 
@@ -40,16 +50,70 @@ def run_project(
     progress: ProgressFn | None = None,
     wait: bool = False,
     transform: bool = True,
+    check: bool = True,
+    tune: bool = True,
 ) -> ProjectRun:
-    """Load, then transform; models are not built on top of a failed load (their inputs would be stale)."""
+    """Load; check the loaded tables whose contracts declare `checks:`; build the models, except those
+    downstream of a failed load or of a table that failed an error-severity check; then re-tune the
+    indexes if the workload or the data size changed enough."""
+    result = _load_check_build(ctx, pipelines, progress, wait, transform, check)
+    if tune and result.ok and _auto_tune_wanted(ctx):
+        try:
+            result.tuning = retune_after_run(ctx.target, ctx.dir, ctx.config.tune)
+        except PgmillError as exc:  # a failed re-tune never fails a good load
+            result.notes.append(f"re-tuning failed (the load stands): {exc}")
+    return result
+
+
+def _auto_tune_wanted(ctx: ProjectContext) -> bool:
+    """Automatic re-tuning follows the declared workload (queries/*.sql); for a workload that is only
+    observed, pgmill changes indexes as a side effect of a load only when `tune.auto` says so explicitly."""
+    if ctx.config.tune.auto == "off":
+        return False
+    if "auto" in ctx.config.tune.model_fields_set:
+        return True
+    queries = ctx.dir / "queries"
+    return queries.is_dir() and any(queries.glob("*.sql"))
+
+
+def _load_check_build(ctx: ProjectContext, pipelines: list[str] | None, progress: ProgressFn | None,
+                      wait: bool, transform: bool, check: bool) -> ProjectRun:
     loads = run_pipelines(ctx, pipelines, progress=progress, wait=wait) if ctx.config.pipelines else []
     result = ProjectRun(loads)
+    if not all(r.status == "succeeded" for r in loads):
+        result.notes.append("checks and models skipped: a load failed (fix it and rerun)")
+        return result
+    blocked: set[str] = set()
+    if check:
+        targets = _tables_with_checks(ctx, [r.pipeline for r in loads])
+        if targets:
+            result.checks = run_checks(ctx, targets)
+            blocked = set(result.checks.failed_tables)
     if not transform:
         return result
-    if not all(r.status == "succeeded" for r in loads):
-        result.notes.append("models were not built: a load failed (fix it and rerun)")
+    graph = load_graph(ctx, strict=False)
+    if not graph.models:
         return result
-    result.transform = run_transforms(ctx)
-    if not result.transform.models:
-        result.transform = None
+    stopped = {k for k, srcs in graph.sources.items() if {_qualified(s) for s in srcs} & blocked}
+    for k in list(stopped):
+        stopped |= graph.descendants(k)
+    if stopped:
+        result.notes.append("models not built, downstream of a table that failed its checks: "
+                            + ", ".join(sorted(stopped)))
+    todo = [k for k in graph.order if k not in stopped]
+    if todo:
+        result.transform = run_transforms(ctx, todo if stopped else None)
     return result
+
+
+def _tables_with_checks(ctx: ProjectContext, pipelines: list[str]) -> list[str]:
+    out = []
+    for name in pipelines:
+        spec = ctx.config.pipelines[name]
+        if load_contract(ctx.dir, spec.contract).checks.model_dump(exclude_defaults=True):
+            out.append(name)
+    return out
+
+
+def _qualified(name: str) -> str:
+    return name if "." in name else f"public.{name}"

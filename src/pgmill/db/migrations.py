@@ -90,6 +90,86 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         2,
         "pipeline owner fencing",
         "ALTER TABLE pgmill.state ADD COLUMN IF NOT EXISTS owner_run bigint;",
+    ),    (
+        3,
+        "quality check results and the sampling aggregate",
+        """
+        CREATE SEQUENCE IF NOT EXISTS pgmill.quality_run_id;
+
+        CREATE TABLE IF NOT EXISTS pgmill.quality_results (
+            id           bigserial PRIMARY KEY,
+            run_id       bigint NOT NULL,
+            table_name   text NOT NULL,
+            rule         text NOT NULL,
+            kind         text NOT NULL,
+            columns      text[] NOT NULL DEFAULT '{}',
+            rows_checked bigint NOT NULL,
+            rows_failed  bigint NOT NULL,
+            pass_rate    numeric(7,3) NOT NULL,
+            threshold    numeric(7,3) NOT NULL,
+            severity     text NOT NULL CHECK (severity IN ('warn','error')),
+            status       text NOT NULL CHECK (status IN ('pass','warn','fail','error','skipped')),
+            value        double precision,
+            message      text,
+            sample       jsonb NOT NULL DEFAULT '[]',
+            detail       jsonb,
+            measured_at  timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS quality_results_trend ON pgmill.quality_results (table_name, rule, run_id DESC);
+        CREATE INDEX IF NOT EXISTS quality_results_run ON pgmill.quality_results (run_id);
+
+        -- keeps the first SAMPLE_SIZE values it sees: an aggregate whose memory does not grow with failing rows
+        CREATE OR REPLACE FUNCTION pgmill.quality_sample_add(acc jsonb[], item jsonb) RETURNS jsonb[]
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE
+            AS $$ SELECT CASE WHEN cardinality(acc) >= 10 THEN acc ELSE acc || item END $$;
+        CREATE OR REPLACE FUNCTION pgmill.quality_sample_merge(a jsonb[], b jsonb[]) RETURNS jsonb[]
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE
+            AS $$ SELECT (a || b)[1:10] $$;
+        CREATE OR REPLACE AGGREGATE pgmill.quality_sample(jsonb) (
+            SFUNC = pgmill.quality_sample_add, STYPE = jsonb[], INITCOND = '{}',
+            COMBINEFUNC = pgmill.quality_sample_merge, PARALLEL = SAFE
+        );
+        """,
+    ),
+    (
+        4,
+        "query tuning: tuning runs, index actions, workload snapshots",
+        """
+        CREATE TABLE IF NOT EXISTS pgmill.tuning_runs (
+            run_id       bigserial PRIMARY KEY,
+            mode         text NOT NULL CHECK (mode IN ('recommend','apply','auto','rollback')),
+            started_at   timestamptz NOT NULL DEFAULT now(),
+            finished_at  timestamptz,
+            backend      text,
+            status       text NOT NULL DEFAULT 'running',
+            report       jsonb,
+            rolled_back_by bigint
+        );
+        CREATE TABLE IF NOT EXISTS pgmill.index_actions (
+            action_id    bigserial PRIMARY KEY,
+            run_id       bigint NOT NULL REFERENCES pgmill.tuning_runs ON DELETE CASCADE,
+            at           timestamptz NOT NULL DEFAULT clock_timestamp(),
+            action       text NOT NULL CHECK (action IN
+                           ('create','keep','drop','failed','drop_invalid','rollback_drop','trade')),
+            schema_name  text NOT NULL,
+            index_name   text NOT NULL,
+            table_name   text NOT NULL,
+            definition   text,
+            size_bytes   bigint,
+            reason       text,
+            detail       jsonb
+        );
+        CREATE INDEX IF NOT EXISTS index_actions_run ON pgmill.index_actions (run_id, action_id);
+        CREATE INDEX IF NOT EXISTS index_actions_index ON pgmill.index_actions (schema_name, index_name);
+        CREATE TABLE IF NOT EXISTS pgmill.workload_snapshots (
+            snapshot_id  bigserial PRIMARY KEY,
+            run_id       bigint REFERENCES pgmill.tuning_runs ON DELETE SET NULL,
+            taken_at     timestamptz NOT NULL DEFAULT now(),
+            fingerprint  text NOT NULL,
+            data_bytes   bigint NOT NULL,
+            queries      jsonb NOT NULL
+        );
+        """,
     ),
 )
 
