@@ -218,6 +218,8 @@ def bench_ingest(rows: int, reps: int, out: Path) -> dict[str, Any]:
         for kind in ("append", "merge", "merge_unchanged"):
             rs = runs[kind]
             rps = median([r["rows_per_s"] for r in rs])
+            target = targets[kind]
+            paired = median([r["rows_per_s"] / c["rows_per_s"] for r, c in zip(rs, runs["psql_copy"], strict=False)])
             summary[kind] = {
                 "rows_per_s": rps, "seconds": median([r["seconds"] for r in rs]),
                 "wall_seconds": median([r["wall_seconds"] for r in rs]),
@@ -225,7 +227,8 @@ def bench_ingest(rows: int, reps: int, out: Path) -> dict[str, Any]:
                 "ratio_to_copy": round(rps / ref, 3),
                 "ratios_per_rep": [round(r["rows_per_s"] / c["rows_per_s"], 3)
                                    for r, c in zip(rs, runs["psql_copy"], strict=False)],
-                "target": targets[kind], "met": None if targets[kind] is None else rps / ref >= targets[kind],
+                "ratio_median_paired": round(paired, 3),
+                "target": target, "met": None if target is None else min(rps / ref, paired) >= target,
             }
         data = {
             "input": {"file": src.name, "orders": rows, "records": warm["rows_read"], "bytes": src.stat().st_size,

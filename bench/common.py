@@ -198,8 +198,9 @@ class BenchProject:
         if truncate and table and self.sql("SELECT to_regclass(%s)", (table,))[0][0] is not None:
             self.sql(f"TRUNCATE {table}")
         if self.sql("SELECT to_regclass('pgmill.files')")[0][0] is not None:
-            for t in ("files", "state", "quarantine"):
-                self.sql(f"DELETE FROM pgmill.{t} WHERE pipeline = %s", (pipeline,))
+            self.sql("DELETE FROM pgmill.files WHERE pipeline = %s", (pipeline,))
+            self.sql("DELETE FROM pgmill.state WHERE pipeline = %s", (pipeline,))
+            self.sql("DELETE FROM pgmill.quarantine WHERE pipeline = %s", (pipeline,))
         self.sql("CHECKPOINT")
 
     def run_pgmill(self, pipeline: str, timeout: float = 3600) -> dict[str, Any]:
@@ -214,7 +215,8 @@ class BenchProject:
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if m.returncode != 0:
             raise RuntimeError(f"pgmill run {pipeline} failed ({m.returncode}):\n{m.stderr[-3000:]}\n{m.stdout[-2000:]}")
-        [rec] = json.loads(m.stdout)
+        doc = json.loads(m.stdout)
+        [rec] = doc["loads"] if isinstance(doc, dict) else doc  # {"ok", "loads": [...], ...} or, before, a list
         if rec["status"] != "succeeded":
             raise RuntimeError(f"pgmill run {pipeline}: {rec['status']}: {rec.get('error')}")
         keys = ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_quarantined",

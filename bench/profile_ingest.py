@@ -53,7 +53,7 @@ def main() -> None:
     a = ap.parse_args()
     pyspy = os.environ.get("PYSPY") or shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy"
     src = bench_ingest.orders_file(a.rows)
-    proj = bench_ingest.open_project({"main": src}, name="profile")
+    proj = bench_ingest.open_project({"main": src}, name="profile_db")
     out = OUT_DIR / "profile"
     out.mkdir(parents=True, exist_ok=True)
     raw = out / f"{a.mode}_{a.rows}.raw.txt"
@@ -70,8 +70,8 @@ def main() -> None:
             sys.exit(m.stderr[-3000:])
         import json
 
-        start = m.stdout.index("[")
-        [rec] = json.loads(m.stdout[start:m.stdout.rindex("]") + 1])
+        doc = json.loads(m.stdout[min(i for i in (m.stdout.find("{"), m.stdout.find("[")) if i >= 0):])
+        [rec] = doc["loads"] if isinstance(doc, dict) else doc
         cpu_u = after.ru_utime - before.ru_utime
         cpu_s = after.ru_stime - before.ru_stime
         server = bench_ingest.server_profile(proj)
