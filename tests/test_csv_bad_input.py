@@ -155,3 +155,12 @@ def test_nul_bytes_and_control_characters_do_not_break_quarantine(project: Proje
     project.write("data/orders.csv", orders_csv(GOOD[:1]).encode() + b"2,\x00,F,1,2024-01-01,\n")
     run = _run(project)
     assert (run.counts.rows_inserted, run.counts.rows_quarantined) == (1, 1)
+
+
+def test_quarantine_keeps_tabs_backslashes_and_newlines_exactly(project: ProjectDir) -> None:
+    ragged = '7,17,F\t\\N,"two\nlines \\ and \\\\",ü'
+    project.write("data/orders.csv", orders_csv(GOOD[:1]) + ragged + "\n")
+    run = _run(project)
+    assert (run.counts.rows_inserted, run.counts.rows_quarantined) == (1, 1)
+    [(loc, raw, _msg)] = _quarantine(project)
+    assert loc == "data/orders.csv:line 3" and raw == ragged

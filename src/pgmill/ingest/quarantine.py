@@ -38,14 +38,41 @@ def _json(value: Any) -> str:
     return json.dumps(_scrub(value), default=str, ensure_ascii=False)
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_SQL = ("COPY pgmill.quarantine (run_id, pipeline, target_table, source_location, record, raw_text, violations)"
+             " FROM STDIN")
+
+
+def _field(value: str | None) -> str:
+    return "\\N" if value is None else _clean(value).translate(_COPY_ESCAPES)
+
+
+def encode(run_id: int, pipeline: str, table: str, rows: list[QuarantinedRow]) -> bytes:
+    """The rows in COPY text format: built off the writing thread, so that the checkpoint only sends bytes."""
+    head = f"{run_id}\t{_field(pipeline)}\t{_field(table)}\t"
+    lines = [
+        head + "\t".join((
+            _field(r.location),
+            _field(_json(r.record) if r.record is not None else None),
+            _field(r.raw_text),
+            _field(_json([v.as_dict() for v in r.violations])),
+        ))
+        for r in rows
+    ]
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def write_encoded(conn: psycopg.Connection[Any], data: bytes) -> None:
+    if data:
+        with conn.cursor() as cur, cur.copy(_COPY_SQL) as cp:
+            cp.write(data)
+
+
 def write(conn: psycopg.Connection[Any], run_id: int, pipeline: str, table: str, rows: list[QuarantinedRow]) -> int:
     """COPY the rows into pgmill.quarantine (inside the caller's checkpoint transaction)."""
     if not rows:
         return 0
-    with conn.cursor() as cur, cur.copy(
-        "COPY pgmill.quarantine (run_id, pipeline, target_table, source_location, record, raw_text, violations)"
-        " FROM STDIN"
-    ) as cp:
+    with conn.cursor() as cur, cur.copy(_COPY_SQL) as cp:
         for r in rows:
             cp.write_row((
                 run_id, pipeline, table, _clean(r.location),

@@ -63,6 +63,7 @@ class _Prepared:
     good_pos: list[int]  # row of `raw.table` for each row of `good`
     payload: CopyData | None
     records: int  # records read for this batch, good and bad
+    quarantine_copy: bytes  # `quarantined`, encoded for COPY
     extra_columns: list[str]  # source fields added to the table (extra_columns: evolve)
     quarantined: list[QuarantinedRow]
     duplicates: int
@@ -246,7 +247,7 @@ def _load_stream(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, stream
     started = datetime.now(UTC)
     total = Counts()
     try:
-        for prep in _prefetch(_prepare(pipe, stream.open())):
+        for prep in _prefetch(_prepare(pipe, run_id, stream.open())):
             with conn.transaction():
                 counts = _checkpoint(conn, pipe, run_id, writer, prep)
                 ledger.add_counts(conn, run_id, counts)
@@ -269,7 +270,7 @@ def _load_replace(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, strea
         writer.begin_replace(lambda t: ddl.create_table_sql(t, pipe.contract))
         total = Counts()
         for s in streams:
-            for prep in _prefetch(_prepare(pipe, s.open())):
+            for prep in _prefetch(_prepare(pipe, run_id, s.open())):
                 counts = _checkpoint(conn, pipe, run_id, writer, prep)
                 total.add(counts)
                 _report(progress, prog, counts, None)
@@ -284,7 +285,8 @@ def _checkpoint(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, writer:
     if prep.extra_columns:
         writer.add_text_columns(prep.extra_columns)
     result = writer.write(prep.good, prep.payload)
-    rows = list(prep.quarantined)
+    quarantine.write_encoded(conn, prep.quarantine_copy)
+    rows: list[QuarantinedRow] = []
     if result.rejected:
         raw_rows = [prep.good.row(i, named=True) for i, _ in result.rejected]
         for (i, msg), rec in zip(result.rejected, raw_rows, strict=True):
@@ -297,7 +299,7 @@ def _checkpoint(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, writer:
         state.save_checkpoint(conn, pipe.name, run_id, prep.raw.checkpoint, prep.cursor_max, pipe.cursor_type)
     return Counts(
         rows_read=prep.records, rows_inserted=result.inserted, rows_updated=result.updated,
-        rows_unchanged=result.unchanged, rows_quarantined=len(rows), rows_duplicate=prep.duplicates + result.duplicate,
+        rows_unchanged=result.unchanged, rows_quarantined=len(prep.quarantined) + len(rows), rows_duplicate=prep.duplicates + result.duplicate,
         rows_warned=prep.warned, bytes_read=prep.raw.nbytes, batches=1,
     )
 
@@ -319,7 +321,7 @@ def _report(progress: ProgressFn | None, prog: Progress, c: Counts, lock: thread
 # ---------------------------------------------------------------- client side of a batch
 
 
-def _prepare(pipe: _Pipe, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
+def _prepare(pipe: _Pipe, run_id: int, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
     extra_policy = pipe.contract.extra_columns
     for raw in batches:
         table = raw.table
@@ -369,7 +371,8 @@ def _prepare(pipe: _Pipe, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
         records = raw.records
         # keep what the checkpoint needs (positions, marks); let the batch's text and table go now
         raw = dataclasses.replace(raw, table=raw.table.slice(0, 0), csv_text=None)
-        yield _Prepared(raw, good, good_pos, payload, records, evolve, q, dups, warned, cursor_max)
+        encoded = quarantine.encode(run_id, pipe.name, pipe.spec.table, q)
+        yield _Prepared(raw, good, good_pos, payload, records, encoded, evolve, q, dups, warned, cursor_max)
 
 
 def _original_lines(pipe: _Pipe, raw: RawBatch, good_pos: list[int]) -> CopyData | None:

@@ -75,6 +75,10 @@ class TableWriter:
         self.dest: sql.Composable = qualified(table)
         self.stage = sql.Identifier(f"pgmill_stage_{abs(hash(table)) % 10**8}")
         self.cols_sql = sql.SQL(", ").join(map(sql.Identifier, columns))
+        with conn.transaction():  # its own transaction: a checkpoint must never nest in an implicit one
+            # the staging table lives in temp buffers: the 8 MB default is smaller than one batch
+            conn.execute("SET temp_buffers = '128MB'")
+            self._keys_new = mode == "merge" and bool(key) and _is_empty(conn, self.dest)
 
     # ------------------------------------------------------------ replace
 
@@ -180,6 +184,13 @@ class TableWriter:
 
     def _write_once(self, df: pl.DataFrame, payload: CopyData | None) -> WriteResult:
         if self.mode == "merge" and self.key:
+            if self._keys_new:
+                # the first load into a table: every key is new, so COPY straight in (the staging table and
+                # the upsert would write every row twice); the first conflict switches to upserts for good
+                with contextlib.suppress(pgerr.UniqueViolation), self.conn.transaction():
+                    self._copy(self.dest, df, payload)
+                    return WriteResult(inserted=df.height)
+                self._keys_new = False
             return self._upsert(df, payload)
         if not self.key:
             self._copy(self.dest, df, payload)
@@ -223,6 +234,11 @@ class TableWriter:
         assert row is not None
         ins, upd = int(row[0]), int(row[1])
         return WriteResult(inserted=ins, updated=upd, unchanged=df.height - ins - upd)
+
+
+def _is_empty(conn: psycopg.Connection[Any], table: sql.Composable) -> bool:
+    row = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(table)).fetchone()
+    return bool(row and row[0])
 
 
 def dedupe(df: pl.DataFrame, key: list[str], cursor: str | None) -> tuple[pl.DataFrame, pl.Series | None]:

@@ -1,8 +1,9 @@
 """The MCP server: tools, resources and prompts over one pgmill project, registered on the official SDK.
 
 Every tool is one call into `tools` (and through it the library); pgmill errors become tool errors with
-secrets redacted. Reading tools go through `ReadOnlyDatabase`; `run_pipeline` exists only when the server
-was started with allow_writes.
+secrets redacted. Reading tools go through `ReadOnlyDatabase`; `run_pipeline` and `apply_indexes` exist only
+when the server was started with allow_writes. `recommend_indexes` is read-only with HypoPG (hypothetical
+indexes, see `hypo`); without HypoPG the advisor builds real indexes, so it then needs allow_writes too.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import Field
 from pgmill.db.connect import redact
 from pgmill.db.ddl import split_table
 from pgmill.errors import PgmillError
-from pgmill.mcp import project_view, prompts, tools
+from pgmill.mcp import hypo, project_view, prompts, tools
 from pgmill.mcp.readonly import Limits, ReadOnlyDatabase
 from pgmill.project import ProjectContext
 
@@ -45,7 +46,9 @@ def build_server(ctx: ProjectContext, *, allow_writes: bool = False, limits: Lim
     """The server for project `ctx`; raises NotReadOnly if read-only access cannot be guaranteed."""
     schemas = sorted({split_table(p.table)[0] for p in ctx.config.pipelines.values()})
     db = ReadOnlyDatabase.start(ctx.target, schemas, limits)
-    app: MCPServer = MCPServer("pgmill", instructions=prompts.INSTRUCTIONS, log_level="WARNING")
+    tuning = hypo.detect(ctx.target)
+    app: MCPServer = MCPServer("pgmill", instructions=prompts.INSTRUCTIONS + _tuning_note(tuning, allow_writes),
+                               log_level="WARNING")
 
     @app.tool(annotations=READ, structured_output=False)
     def list_tables() -> str:
@@ -69,14 +72,17 @@ def build_server(ctx: ProjectContext, *, allow_writes: bool = False, limits: Lim
         only built-in side-effect-free functions may be called; statements time out server-side."""
         return _tool(lambda: tools.query(db, sql, params, max_rows))
 
-    @app.tool(annotations=READ, structured_output=False)
+    @app.tool(annotations=READ, structured_output=False, description=_explain_description(tuning))
     def explain(
         sql: Annotated[str, Field(description="the SELECT to explain; $1, $2... for values")],
         params: Annotated[list[Param] | None, Field(description="values for $1, $2...")] = None,
         analyze: Annotated[bool, Field(description="run it to get actual times and rows")] = False,
+        hypothetical_indexes: Annotated[list[str] | None, Field(
+            description="indexes to imagine (HypoPG): 'CREATE INDEX ON schema.table (a, b DESC) INCLUDE (c)"
+                        " WHERE ...' or just 'schema.table (a, b)'; returns the plan without and with them")
+        ] = None,
     ) -> str:
-        """The query plan of a read-only statement (EXPLAIN, or EXPLAIN ANALYZE with buffers)."""
-        return _tool(lambda: tools.explain(db, sql, params, analyze))
+        return _tool(lambda: tools.explain(db, sql, params, analyze, hypothetical_indexes, tuning))
 
     @app.tool(annotations=READ, structured_output=False)
     def pipeline_status(
@@ -107,7 +113,30 @@ def build_server(ctx: ProjectContext, *, allow_writes: bool = False, limits: Lim
         """Unused, duplicate, prefix-redundant, invalid and bloated indexes, and index utilization."""
         return _tool(lambda: tools.index_health(db))
 
+    if tuning.hypopg or allow_writes:
+        @app.tool(annotations=READ if tuning.hypopg else ToolAnnotations(
+                      read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+                  structured_output=False, description=_recommend_description(tuning))
+        def recommend_indexes(
+            budget: Annotated[str | None, Field(
+                description="index storage to spend: 512MB, 2GB, 50% (of the data the workload reads), 0.5x, "
+                            "unlimited (default: the project's tune.budget)")] = None,
+        ) -> str:
+            return _tool(lambda: tools.recommend_indexes(ctx, db, tuning, budget))
+
     if allow_writes:
+        @app.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                                              open_world_hint=False), structured_output=False)
+        def apply_indexes(
+            budget: Annotated[str | None, Field(
+                description="index storage to spend: 512MB, 2GB, 50%, 0.5x, unlimited (default: the project's"
+                            " tune.budget)")] = None,
+        ) -> str:
+            """`pgmill tune --apply`: create the recommended indexes (CONCURRENTLY), measure the workload's
+            latency before and after, and keep only the indexes that made it faster. Writes to the database;
+            the run is recorded and `pgmill tune --rollback RUN` drops what it kept."""
+            return _tool(lambda: tools.apply_indexes(ctx, budget))
+
         @app.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
                                               open_world_hint=True), structured_output=False)
         def run_pipeline(pipeline: Annotated[str, Field(description="pipeline name")]) -> str:
@@ -133,3 +162,32 @@ def build_server(ctx: ProjectContext, *, allow_writes: bool = False, limits: Lim
     app.prompt(title="Why is this query slow?")(prompts.why_is_this_query_slow)
     app.prompt(title="Profile a table")(prompts.explore_table)
     return app
+
+
+def _explain_description(tuning: hypo.Tuning) -> str:
+    text = "The query plan of a read-only statement (EXPLAIN, or EXPLAIN ANALYZE with buffers)."
+    if tuning.hypopg:
+        return text + (" With hypothetical_indexes (HypoPG), the estimated plan without and with those indexes;"
+                       " nothing is created.")
+    return text + (" hypothetical_indexes needs the HypoPG extension, which this database does not have: passing"
+                   " them is an error here.")
+
+
+def _recommend_description(tuning: hypo.Tuning) -> str:
+    text = ("Recommend indexes for the project's workload (queries/*.sql and the top statements of "
+            "pg_stat_statements) within a storage budget: each index with its DDL, size and the estimated "
+            "cost of the queries it serves, before and after.")
+    if tuning.hypopg:
+        return text + (" Costed with HypoPG's hypothetical indexes in a read-only session: nothing is created;"
+                       " apply_indexes (with --allow-writes) creates them.")
+    return text + (" HypoPG is not installed, so each candidate index is built for real inside a transaction"
+                   " that is rolled back (it takes locks and I/O while it runs): offered only because the"
+                   " server was started with --allow-writes.")
+
+
+def _tuning_note(tuning: hypo.Tuning, allow_writes: bool) -> str:
+    if tuning.hypopg or allow_writes:
+        return ""
+    return ("\nIndex recommendations (recommend_indexes) and hypothetical indexes in explain are not available:"
+            " the database has no HypoPG extension, and without it the advisor would build real indexes, which"
+            " needs the server started with --allow-writes. index_health and explain work.")

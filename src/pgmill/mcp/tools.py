@@ -13,8 +13,9 @@ import psycopg
 
 from pgmill.db.connect import redact
 from pgmill.ingest import quarantine
-from pgmill.mcp import catalog, project_view
+from pgmill.mcp import catalog, hypo, project_view
 from pgmill.mcp.readonly import ReadOnlyDatabase, json_value
+from pgmill.mcp.sqlcheck import QueryRefused
 from pgmill.mcp.untrusted import wrap
 from pgmill.observe import ledger
 from pgmill.project import ProjectContext
@@ -55,7 +56,17 @@ def query(db: ReadOnlyDatabase, sql_text: str, params: Sequence[Any] | None, max
     return wrap(f"{len(result.rows)} rows.{note}", result.as_dict())
 
 
-def explain(db: ReadOnlyDatabase, sql_text: str, params: Sequence[Any] | None, analyze: bool) -> str:
+def explain(db: ReadOnlyDatabase, sql_text: str, params: Sequence[Any] | None, analyze: bool,
+            hypothetical: Sequence[str] | None = None, tuning: hypo.Tuning | None = None) -> str:
+    if hypothetical:
+        if analyze:
+            raise QueryRefused("hypothetical indexes exist only for the planner: they cannot be combined with "
+                               "analyze (the plans with and without them are estimated)")
+        plans = hypo.explain_hypothetical(db, tuning or hypo.Tuning(None), sql_text, params, hypothetical)
+        used = sum(1 for h in plans["hypothetical_indexes"] if h["used_in_plan"])
+        return wrap(f"Plans (estimated, not executed) without and with {len(hypothetical)} hypothetical indexes"
+                    f" ({used} used by the planner); nothing was created."
+                    + (" - truncated" if plans["truncated"] else ""), plans)
     # The guard parses the whole text, EXPLAIN included, so the prefix cannot smuggle anything past it.
     options = "ANALYZE, BUFFERS, " if analyze else ""
     result = db.query(f"EXPLAIN ({options}FORMAT TEXT) {sql_text}", params or ())
@@ -158,6 +169,33 @@ def index_health(db: ReadOnlyDatabase) -> str:
         return health(conn).as_dict()
 
     return wrap("Index health (scan counts since the statistics were last reset).", db.read(body))
+
+
+def recommend_indexes(ctx: ProjectContext, db: ReadOnlyDatabase, tuning: hypo.Tuning, budget: str | None) -> str:
+    """The index advisor over the declared (queries/*.sql) and observed (pg_stat_statements) workload."""
+    advice = hypo.recommend(ctx.target, ctx.dir, ctx.config.tune, tuning, db.limits, budget=budget).as_dict()
+    how = ("costed with HypoPG: hypothetical indexes in a read-only session, nothing was created"
+           if tuning.hypopg else
+           "costed by building each candidate for real inside a rolled-back transaction: none was kept")
+    if not advice["queries"]:
+        return wrap("No workload to tune: add queries/*.sql to the project, or let pg_stat_statements observe"
+                    " the application's queries.", advice)
+    n = len(advice["recommendations"])
+    return wrap(f"{n} indexes recommended for {len(advice['queries'])} queries ({how}). Estimated workload "
+                f"cost {advice['estimated_cost_before']} -> {advice['estimated_cost_after']}."
+                + (" apply_indexes creates them, measured." if n else ""), advice)
+
+
+def apply_indexes(ctx: ProjectContext, budget: str | None) -> str:
+    """`pgmill tune --apply`: create the recommended indexes, measure, keep only those that proved faster."""
+    from pgmill.tune.run import tune
+
+    report = tune(ctx.target, ctx.dir, ctx.config.tune, apply=True, budget=budget).as_dict()
+    applied = report.get("applied") or {}
+    kept = [o["label"] for o in applied.get("outcomes", []) if o.get("status") == "kept"]
+    return wrap(f"Tuning run {report['run_id']}: {len(report['recommendations'])} indexes recommended, "
+                f"{len(kept)} kept after measuring (`pgmill tune --rollback {report['run_id']}` drops them).",
+                report)
 
 
 def latest_quality(conn: psycopg.Connection[Any], table: str) -> list[dict[str, Any]]:

@@ -114,7 +114,7 @@ class CsvReader:
 
     # ------------------------------------------------------------ chunks
 
-    def _chunks(self, fh: io.BufferedReader, offset: int, line: int) -> Iterator[tuple[bytes, int, int, bool]]:
+    def _chunks(self, fh: io.BufferedReader, offset: int, line: int) -> Iterator[tuple[bytes, int, int, bool, int]]:
         """(chunk, offset after it, physical line of its first byte, at end of file)."""
         fh.seek(offset)
         quote = ord(self.spec.quote)
@@ -142,14 +142,15 @@ class CsvReader:
                 return
             chunk, pending = data[:end], data[end:]
             offset += len(chunk)
-            yield chunk, offset, line, eof and not pending
-            line += chunk.count(b"\n")
+            newlines = chunk.count(b"\n")  # counted once, used for line numbers everywhere
+            yield chunk, offset, line, eof and not pending, newlines
+            line += newlines
             if eof and not pending:
                 return
 
     # ------------------------------------------------------------ parse
 
-    def _parse(self, chunk: bytes, first_line: int) -> tuple[pa.Table, list[int], list[BadRecord], bool]:
+    def _parse(self, chunk: bytes, first_line: int, newlines: int) -> tuple[pa.Table, list[int], list[BadRecord], bool]:
         bad_rows: list[tuple[int, str]] = []
 
         def on_bad(row: Any) -> str:
@@ -180,7 +181,6 @@ class CsvReader:
         # physical line of every record: records are numbered 1.. within the chunk, bad ones included
         bad_by_num = dict(bad_rows)
         total = table.num_rows + len(bad_rows)
-        newlines = chunk.count(b"\n")
         simple = newlines == total or (newlines == total - 1 and not chunk.endswith(b"\n"))
         if simple:
             starts = list(range(first_line, first_line + total))
@@ -232,8 +232,8 @@ class CsvReader:
                 yield RawBatch(pa.table({}), t.display, [], [], 0,
                                file_mark=FileMark(t.display, t.size, t.sha256, done, t.size, line, True))
                 return
-            for chunk, end, first_line, last in self._chunks(fh, offset, line):
-                table, positions, bad, simple = self._parse(chunk, first_line)
+            for chunk, end, first_line, last, newlines in self._chunks(fh, offset, line):
+                table, positions, bad, simple = self._parse(chunk, first_line, newlines)
                 done += table.num_rows + len(bad)
                 text = None
                 if simple and self.encoding == "utf-8" and b"\r" not in chunk:
@@ -241,7 +241,7 @@ class CsvReader:
                 yield RawBatch(
                     table, t.display, positions, bad, len(chunk) + (after_header if first_line == line_after else 0),
                     file_mark=FileMark(t.display, t.size, t.sha256, done, end,
-                                       first_line + chunk.count(b"\n"), last or end >= t.size),
+                                       first_line + newlines, last or end >= t.size),
                     csv_text=text,
                 )
 
