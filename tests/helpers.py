@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import yaml
+from psycopg import sql
 
 ORDERS_CONTRACT: dict[str, Any] = {
     "columns": {
@@ -54,11 +55,11 @@ class ProjectDir:
         spec.update(kw)
         self.config({"orders": spec})
 
-    def query(self, q: str, params: Any = None) -> list[tuple[Any, ...]]:
+    def query(self, q: str | sql.Composable, params: Any = None) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.db_url) as c:
             return c.execute(q, params).fetchall()
 
-    def scalar(self, q: str, params: Any = None) -> Any:
+    def scalar(self, q: str | sql.Composable, params: Any = None) -> Any:
         return self.query(q, params)[0][0]
 
 
@@ -70,7 +71,10 @@ def orders_csv(rows: list[tuple[Any, ...]], header: str = ORDERS_HEADER) -> str:
 def table_checksum(db_url: str, table: str, order_by: str) -> tuple[int, str]:
     """Row count and an md5 over the table's rows in key order: equal tables, equal checksums."""
     with psycopg.connect(db_url) as c:
-        rows = c.execute(f"SELECT t::text FROM {table} t ORDER BY {order_by}").fetchall()  # noqa: S608 - test code
+        schema, _, name = table.rpartition(".")
+        ident = sql.Identifier(schema, name) if schema else sql.Identifier(name)
+        keys = sql.SQL(", ").join(sql.Identifier(k.strip()) for k in order_by.split(","))
+        rows = c.execute(sql.SQL("SELECT t::text FROM {} t ORDER BY {}").format(ident, keys)).fetchall()
     h = hashlib.md5()
     for (r,) in rows:
         h.update(r.encode())

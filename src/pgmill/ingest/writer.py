@@ -79,6 +79,7 @@ class TableWriter:
             # the staging table lives in temp buffers: the 8 MB default is smaller than one batch
             conn.execute("SET temp_buffers = '128MB'")
             self._keys_new = mode == "merge" and bool(key) and _is_empty(conn, self.dest)
+        self._conflicts = 0
 
     # ------------------------------------------------------------ replace
 
@@ -185,12 +186,15 @@ class TableWriter:
     def _write_once(self, df: pl.DataFrame, payload: CopyData | None) -> WriteResult:
         if self.mode == "merge" and self.key:
             if self._keys_new:
-                # the first load into a table: every key is new, so COPY straight in (the staging table and
-                # the upsert would write every row twice); the first conflict switches to upserts for good
+                # the first load into a table: keys are new, so COPY straight in (the staging table and the
+                # upsert would write every row twice). A conflict (a key repeated across a batch boundary)
+                # sends that batch through the upsert; two conflicting batches in a row end the fast path.
                 with contextlib.suppress(pgerr.UniqueViolation), self.conn.transaction():
                     self._copy(self.dest, df, payload)
+                    self._conflicts = 0
                     return WriteResult(inserted=df.height)
-                self._keys_new = False
+                self._conflicts += 1
+                self._keys_new = self._conflicts < 2
             return self._upsert(df, payload)
         if not self.key:
             self._copy(self.dest, df, payload)
