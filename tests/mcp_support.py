@@ -74,26 +74,30 @@ def unwrap(text: str) -> Any:
     return json.loads(m.group(2))
 
 
-def data_checksum(db_url: str) -> str:
-    """One digest over every row of every table and the shape of the database: roles, objects, settings."""
-    h = hashlib.sha256()
+def data_checksum(db_url: str) -> dict[str, str]:
+    """Digests over every row of every table and the shape of the database (roles, objects, settings),
+    one per part, so that a failure names what changed."""
+    parts: dict[str, str] = {}
     with psycopg.connect(db_url, autocommit=True) as c:
         tables = c.execute(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-            " AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1").fetchall()
+            " AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1").fetchall()
         for (t,) in tables:
-            h.update(t.encode())
+            h = hashlib.sha256()
             for (row,) in c.execute(f"SELECT t::text FROM {t} t ORDER BY 1").fetchall():  # noqa: S608 - names from the catalog
                 h.update(row.encode())
-        for q in ("SELECT oid::regclass::text, relkind, relowner::regrole::text FROM pg_class"
-                  " WHERE relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)"
-                  " ORDER BY 1",
-                  "SELECT proname, pronamespace::regnamespace::text FROM pg_proc"
-                  " WHERE pronamespace <> 'pg_catalog'::regnamespace ORDER BY 1, 2",
-                  "SELECT rolname, rolsuper, rolcanlogin FROM pg_roles ORDER BY 1",
-                  "SELECT coalesce(setdatabase, 0), setrole, setconfig::text FROM pg_db_role_setting ORDER BY 1, 2",
-                  "SELECT count(*) FROM pg_largeobject_metadata",
-                  "SELECT count(*) FROM pg_prepared_xacts"):
-            h.update(repr(c.execute(q).fetchall()).encode())
-    return h.hexdigest()
+            parts[f"rows of {t}"] = h.hexdigest()
+        for name, q in (
+                ("relations", "SELECT oid::regclass::text, relkind, relowner::regrole::text FROM pg_class"
+                 " WHERE relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)"
+                 " AND relpersistence <> 't' ORDER BY 1"),
+                ("functions", "SELECT proname, pronamespace::regnamespace::text FROM pg_proc"
+                 " WHERE pronamespace <> 'pg_catalog'::regnamespace ORDER BY 1, 2"),
+                ("roles", "SELECT rolname, rolsuper, rolcanlogin FROM pg_roles ORDER BY 1"),
+                ("role settings", "SELECT coalesce(setdatabase, 0), setrole, setconfig::text FROM pg_db_role_setting"
+                 " ORDER BY 1, 2"),
+                ("large objects", "SELECT count(*) FROM pg_largeobject_metadata"),
+                ("prepared transactions", "SELECT count(*) FROM pg_prepared_xacts")):
+            parts[name] = repr(c.execute(q).fetchall())
+    return parts
