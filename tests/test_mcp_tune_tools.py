@@ -78,12 +78,20 @@ def hypo_project(tmp_path: Path, pg15: str, monkeypatch: pytest.MonkeyPatch) -> 
     return project
 
 
+def install_hypopg(url: str) -> None:
+    """What the operator does once (or `pgmill tune`, or a server started with --allow-writes)."""
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("CREATE EXTENSION hypopg")
+
+
 @pytest.fixture
 def hypo_ctx(hypo_project: ProjectDir) -> ProjectContext:
     # the pipeline (never run) puts schema `app` in the read-only role's grants
     pipelines = {"orders": {"source": {"kind": "csv", "path": "data/*.csv"}, "table": "app.orders",
                             "contract": "contracts/orders.yaml", "mode": "merge"}}
-    return write_tune_project(hypo_project, QUERIES, {"observed": 0}, pipelines)
+    ctx = write_tune_project(hypo_project, QUERIES, {"observed": 0}, pipelines)
+    install_hypopg(hypo_project.db_url)
+    return ctx
 
 
 def test_with_hypopg_recommend_is_offered_read_only(hypo_ctx: ProjectContext) -> None:
@@ -93,7 +101,26 @@ def test_with_hypopg_recommend_is_offered_read_only(hypo_ctx: ProjectContext) ->
     assert "HypoPG" in (rec.description or "") and "nothing is created" in (rec.description or "")
     assert "apply_indexes" not in tools and "run_pipeline" not in tools
     assert "hypothetical_indexes" in tools["explain"].input_schema["properties"]
-    assert hypo.detect(hypo_ctx.target).hypopg_schema == "public"
+    assert hypo.detect(hypo_ctx.target, install=False).hypopg_schema == "public"
+
+
+def test_a_read_only_server_does_not_install_hypopg(hypo_project: ProjectDir) -> None:
+    pipelines = {"orders": {"source": {"kind": "csv", "path": "data/*.csv"}, "table": "app.orders",
+                            "contract": "contracts/orders.yaml", "mode": "merge"}}
+    ctx = write_tune_project(hypo_project, QUERIES, {"observed": 0}, pipelines)
+    srv = server(ctx)
+    assert "recommend_indexes" not in listed(srv)
+    assert "CREATE EXTENSION hypopg" in (srv.instructions or "")
+    with psycopg.connect(hypo_project.db_url, autocommit=True) as c:
+        assert c.execute("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'").fetchone() is None
+    # a server allowed to write installs it (as `pgmill tune` does), and then recommends what-if only
+    srv = server(ctx, allow_writes=True)
+    rec = listed(srv)["recommend_indexes"]
+    assert rec.annotations is not None and rec.annotations.read_only_hint is True
+    before = index_set(hypo_project.db_url)
+    err, text = call(srv, "recommend_indexes")
+    assert not err and unwrap(text)["backend"] == "hypopg", text
+    assert index_set(hypo_project.db_url) == before
 
 
 def test_recommend_indexes_is_what_if_only(hypo_ctx: ProjectContext, hypo_project: ProjectDir) -> None:

@@ -25,7 +25,8 @@ def mcp(
         help="serve streamable HTTP on this address (PORT alone binds 127.0.0.1); needs PGMILL_MCP_TOKEN"),
     ] = None,
     allow_writes: Annotated[bool, typer.Option(
-        "--allow-writes", help="add the run_pipeline tool (loads data); queries stay read-only")] = False,
+        "--allow-writes", help="add the tools that change things: run_pipeline, apply_indexes (and recommend_indexes "
+        "when HypoPG is missing); installs HypoPG if the server has it; queries stay read-only")] = False,
     allow_origin: Annotated[list[str] | None, typer.Option(
         "--allow-origin", help="a browser origin allowed over HTTP besides localhost (repeatable)")] = None,
 ) -> None:

@@ -50,30 +50,34 @@ class HypoPGUnavailable(PgmillError):
 class Tuning:
     """What the server can offer for index tuning, decided once at start."""
 
-    hypopg_schema: str | None  # the schema holding HypoPG's functions; None: HypoPG is not available
+    hypopg_schema: str | None = None  # the schema holding HypoPG's functions; None: HypoPG is not installed
+    hypopg_installable: bool = False  # not installed, but the server has it (CREATE EXTENSION hypopg)
 
     @property
     def hypopg(self) -> bool:
         return self.hypopg_schema is not None
 
 
-def detect(target: Target) -> Tuning:
-    """Whether HypoPG is (or can be made) available, as pgmill's tuning does it: installing the extension
-    when the server has it and the operator's user may (like the schema migration done at start). The
-    observed-workload extension, pg_stat_statements, is set up the same way: read-only sessions cannot."""
+def detect(target: Target, *, install: bool) -> Tuning:
+    """Whether HypoPG is installed in the database. With `install` (a server allowed to write) it is created
+    when the server has it, as `pgmill tune` does; a read-only server changes nothing and only reports that
+    it could be installed."""
     from pgmill.tune.whatif import has_hypopg
-    from pgmill.tune.workload import has_pg_stat_statements
 
     try:
         with target.connect(autocommit=True, application_name=APP_NAME) as conn:
-            has_pg_stat_statements(conn)
-            if not has_hypopg(conn):
-                return Tuning(None)
-            row = conn.execute("SELECT extnamespace::regnamespace::text FROM pg_catalog.pg_extension"
-                               " WHERE extname = 'hypopg'").fetchone()
+            if install:
+                has_hypopg(conn)
+            row = conn.execute("SELECT n.nspname FROM pg_catalog.pg_extension e"
+                               " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
+                               " WHERE e.extname = 'hypopg'").fetchone()
+            if row:
+                return Tuning(str(row[0]))
+            available = conn.execute("SELECT 1 FROM pg_catalog.pg_available_extensions"
+                                     " WHERE name = 'hypopg'").fetchone()
+            return Tuning(None, available is not None)
     except psycopg.Error:
-        return Tuning(None)
-    return Tuning(str(row[0]) if row else None)
+        return Tuning()
 
 
 # ---------------------------------------------------------------- hypothetical indexes
@@ -103,6 +107,14 @@ class HypoIndex:
             # the Postgres parser's own rendering of the request's predicate, checked like a query
             parts.append(sql.SQL(" WHERE ") + sql.SQL(self.where))
         return sql.Composed(parts).as_string(None)
+
+
+def missing(tuning: Tuning) -> str:
+    """Why HypoPG cannot be used, and what would fix it."""
+    if tuning.hypopg_installable:
+        return ("the server has it but it is not installed in this database (CREATE EXTENSION hypopg, or start "
+                "the server once with --allow-writes, which installs it)")
+    return "this database server does not have it (install the package, e.g. postgresql-NN-hypopg)"
 
 
 def parse_hypothetical(text: str) -> HypoIndex:
@@ -154,9 +166,9 @@ def _column(elem: Any, text: str) -> str:
 def explain_hypothetical(db: ReadOnlyDatabase, tuning: Tuning, sql_text: str, params: Sequence[Any] | None,
                          indexes: Sequence[str]) -> dict[str, Any]:
     """The estimated plan of `sql_text` without and with hypothetical `indexes` (nothing is created)."""
-    if not tuning.hypopg_schema:
-        raise HypoPGUnavailable("hypothetical indexes need the HypoPG extension, which this database does not "
-                                "have (install it: CREATE EXTENSION hypopg); explain without them works")
+    if tuning.hypopg_schema is None:
+        raise HypoPGUnavailable(f"hypothetical indexes need the HypoPG extension: {missing(tuning)}; explain"
+                                " without them works")
     if not indexes:
         raise QueryRefused("no hypothetical indexes given")
     if len(indexes) > MAX_HYPOTHETICAL:

@@ -46,7 +46,7 @@ def build_server(ctx: ProjectContext, *, allow_writes: bool = False, limits: Lim
     """The server for project `ctx`; raises NotReadOnly if read-only access cannot be guaranteed."""
     schemas = sorted({split_table(p.table)[0] for p in ctx.config.pipelines.values()})
     db = ReadOnlyDatabase.start(ctx.target, schemas, limits)
-    tuning = hypo.detect(ctx.target)
+    tuning = hypo.detect(ctx.target, install=allow_writes)
     app: MCPServer = MCPServer("pgmill", instructions=prompts.INSTRUCTIONS + _tuning_note(tuning, allow_writes),
                                log_level="WARNING")
 
@@ -169,8 +169,7 @@ def _explain_description(tuning: hypo.Tuning) -> str:
     if tuning.hypopg:
         return text + (" With hypothetical_indexes (HypoPG), the estimated plan without and with those indexes;"
                        " nothing is created.")
-    return text + (" hypothetical_indexes needs the HypoPG extension, which this database does not have: passing"
-                   " them is an error here.")
+    return text + f" hypothetical_indexes needs HypoPG, which is unavailable: {hypo.missing(tuning)}."
 
 
 def _recommend_description(tuning: hypo.Tuning) -> str:
@@ -189,5 +188,5 @@ def _tuning_note(tuning: hypo.Tuning, allow_writes: bool) -> str:
     if tuning.hypopg or allow_writes:
         return ""
     return ("\nIndex recommendations (recommend_indexes) and hypothetical indexes in explain are not available:"
-            " the database has no HypoPG extension, and without it the advisor would build real indexes, which"
-            " needs the server started with --allow-writes. index_health and explain work.")
+            f" HypoPG is missing ({hypo.missing(tuning)}), and without it the advisor would build real indexes,"
+            " which needs the server started with --allow-writes. index_health and explain work.")
