@@ -26,7 +26,7 @@ from pgmill.ingest.sources.base import BadRecord, CsvText, FileMark, RawBatch
 from pgmill.ingest.sources.files import FileTask
 
 MAX_RECORD_BYTES = 256 << 20  # a record larger than this ends the search for its closing quote
-MAX_CHUNK_BYTES = 12 << 20  # a batch's text; with a few batches in flight this bounds the reader's memory
+MAX_CHUNK_BYTES = 8 << 20  # a batch's text; with a few batches in flight this bounds the reader's memory
 
 
 def _cut(buf: bytes, quote: int, parity: int) -> tuple[int, int]:
