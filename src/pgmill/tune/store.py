@@ -1,4 +1,4 @@
-"""pgmill's tuning tables, created idempotently under the migrations' advisory lock.
+"""pgmill's tuning tables (migration 4 in pgmill.db.migrations) and how tuning writes to them.
 
 pgmill.tuning_runs    one row per `pgmill tune` (recommend, apply, auto, rollback): its report as jsonb
 pgmill.index_actions  every index created, kept, dropped, failed or rolled back, with why
@@ -12,55 +12,14 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pgmill.db.migrations import _LOCK_KEY
-
-DDL = """
-CREATE TABLE IF NOT EXISTS pgmill.tuning_runs (
-    run_id       bigserial PRIMARY KEY,
-    mode         text NOT NULL CHECK (mode IN ('recommend','apply','auto','rollback')),
-    started_at   timestamptz NOT NULL DEFAULT now(),
-    finished_at  timestamptz,
-    backend      text,
-    status       text NOT NULL DEFAULT 'running',
-    report       jsonb,
-    rolled_back_by bigint
-);
-CREATE TABLE IF NOT EXISTS pgmill.index_actions (
-    action_id    bigserial PRIMARY KEY,
-    run_id       bigint NOT NULL REFERENCES pgmill.tuning_runs ON DELETE CASCADE,
-    at           timestamptz NOT NULL DEFAULT clock_timestamp(),
-    action       text NOT NULL CHECK (action IN
-                   ('create','keep','drop','failed','drop_invalid','rollback_drop','trade')),
-    schema_name  text NOT NULL,
-    index_name   text NOT NULL,
-    table_name   text NOT NULL,
-    definition   text,
-    size_bytes   bigint,
-    reason       text,
-    detail       jsonb
-);
-CREATE INDEX IF NOT EXISTS index_actions_run ON pgmill.index_actions (run_id, action_id);
-CREATE INDEX IF NOT EXISTS index_actions_index ON pgmill.index_actions (schema_name, index_name);
-CREATE TABLE IF NOT EXISTS pgmill.workload_snapshots (
-    snapshot_id  bigserial PRIMARY KEY,
-    run_id       bigint REFERENCES pgmill.tuning_runs ON DELETE SET NULL,
-    taken_at     timestamptz NOT NULL DEFAULT now(),
-    fingerprint  text NOT NULL,
-    data_bytes   bigint NOT NULL,
-    queries      jsonb NOT NULL
-);
-"""
-
-#: the tuple to append to pgmill.db.migrations.MIGRATIONS (then `ensure_schema` finds the tables in place)
-MIGRATION = (4, "query tuning: tuning runs, index actions, workload snapshots", DDL)
+from pgmill.db.migrations import migrate
 
 
 def ensure_schema(conn: psycopg.Connection[Any]) -> None:
-    """Create the tuning tables if missing (safe to call from many processes at once)."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        conn.execute("CREATE SCHEMA IF NOT EXISTS pgmill")
-        conn.execute(DDL.encode())
+    """The tuning tables are migration 4 of pgmill's schema: bring it up to date."""
+    migrate(conn)
+    if not conn.autocommit:
+        conn.commit()
 
 
 def start_run(conn: psycopg.Connection[Any], mode: str, backend: str | None) -> int:
