@@ -34,7 +34,7 @@ from pgmill.ingest import quarantine, state
 from pgmill.ingest.lock import PipelineLock, check_owner, retrying
 from pgmill.ingest.quarantine import QuarantinedRow
 from pgmill.ingest.sources import RawBatch, SourceState, Stream, open_streams
-from pgmill.ingest.writer import RETRY_CAREFULLY, CopyData, TableWriter, dedupe
+from pgmill.ingest.writer import CopyData, TableWriter, dedupe
 from pgmill.observe import ledger
 from pgmill.observe.ledger import Counts, RunRecord
 from pgmill.project import ProjectContext
@@ -246,22 +246,11 @@ def _load_stream(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, stream
     writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, pipe.spec.mode, pipe.spec.cursor)
     started = datetime.now(UTC)
     total = Counts()
-    redone = 0
     try:
         for prep in _prefetch(_prepare(pipe, run_id, stream.open())):
-            try:
-                with conn.transaction():
-                    counts = _checkpoint(conn, pipe, run_id, writer, prep)
-                    ledger.add_counts(conn, run_id, counts)
-            except RETRY_CAREFULLY:
-                if writer.careful:
-                    raise
-                writer.careful = True  # the same checkpoint again, with savepoints to isolate what Postgres refused
-                with conn.transaction():
-                    counts = _checkpoint(conn, pipe, run_id, writer, prep)
-                    ledger.add_counts(conn, run_id, counts)
-                redone += 1
-                writer.careful = redone >= 2  # keys keep colliding (a re-load): stay careful, skip the failing try
+            with conn.transaction():
+                counts = _checkpoint(conn, pipe, run_id, writer, prep)
+                ledger.add_counts(conn, run_id, counts)
             total.add(counts)
             _report(progress, prog, counts, lock)
     except BaseException as exc:

@@ -9,10 +9,6 @@ replace: like append/merge, but into a fresh table that is swapped in when the w
 If Postgres rejects data that the contract let through (a CHECK or foreign key of the user's, a value out
 of range), the batch is bisected under savepoints until the offending rows are isolated and quarantined
 with Postgres' own message: one bad row never costs the batch.
-
-Savepoints cost the server time on every row, so a batch is first written without them ("fast"); if that
-raises one of RETRY_CAREFULLY, the caller rolls the checkpoint back and writes it again with
-`careful = True`, which takes the savepoint paths above. Replace loads are one transaction: always careful.
 """
 
 from __future__ import annotations
@@ -31,7 +27,6 @@ from psycopg import sql
 from pgmill.db.ddl import create_table_sql, qualified, split_table
 
 COPY_CHUNK = 1 << 20
-RETRY_CAREFULLY = (pgerr.DataError, pgerr.IntegrityError)
 
 
 def to_copy_bytes(df: pl.DataFrame) -> bytes:
@@ -85,7 +80,6 @@ class TableWriter:
             conn.execute("SET temp_buffers = '128MB'")
             self._keys_new = mode == "merge" and bool(key) and _is_empty(conn, self.dest)
         self._conflicts = 0
-        self.careful = mode == "replace"
 
     # ------------------------------------------------------------ replace
 
@@ -155,17 +149,7 @@ class TableWriter:
         if df.columns != self.columns:
             df = df.select(self.columns)  # evolved columns this batch does not carry arrive as NULL
             payload = None
-        if not self.careful:
-            return self._write_fast(df, payload)
         return self._write_or_bisect(df, 0, payload)
-
-    def _write_fast(self, df: pl.DataFrame, payload: CopyData | None) -> WriteResult:
-        """No savepoints: any refusal (RETRY_CAREFULLY) aborts the caller's transaction, to be redone carefully."""
-        if self.mode == "merge" and self.key and not self._keys_new:
-            return self._upsert(df, payload)
-        self._copy(self.dest, df, payload)  # append, or a merge while keys are new: straight in
-        self._conflicts = 0
-        return WriteResult(inserted=df.height)
 
     def _write_or_bisect(self, df: pl.DataFrame, base: int, payload: CopyData | None = None) -> WriteResult:
         try:
