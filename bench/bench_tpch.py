@@ -29,6 +29,7 @@ Figures go to bench/RESULTS_tpch.md and bench/results.json (section "tpch"); qui
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pwd
 import shutil
@@ -154,10 +155,8 @@ class Pg15:
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
                 self._run([str(PG15_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"], timeout=120)
-            except subprocess.CalledProcessError:
-                pass
 
     def version(self) -> str:
         import psycopg
@@ -187,19 +186,24 @@ def tpchgen(sf: float) -> tuple[Path, str]:
 
 def load(url: str, data: Path) -> dict[str, Any]:
     import psycopg
+    from psycopg import sql
 
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         for t, cols in TABLES.items():
-            conn.execute(f"CREATE TABLE {t} ({cols})")
-            with conn.cursor() as cur, cur.copy(f"COPY {t} FROM STDIN (FORMAT csv, HEADER true)") as cp, \
+            # column definitions are the fixed TPC-H DDL of this file (TABLES), not input
+            conn.execute(sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(t), sql.SQL(cols)))  # type: ignore[arg-type]
+            copy = sql.SQL("COPY {} FROM STDIN (FORMAT csv, HEADER true)").format(sql.Identifier(t))
+            with conn.cursor() as cur, cur.copy(copy) as cp, \
                     open(data / f"{t}.csv", "rb") as f:
                 while chunk := f.read(1 << 20):
                     cp.write(chunk)
         for t, pk in PRIMARY_KEYS.items():
-            conn.execute(f"ALTER TABLE {t} ADD PRIMARY KEY ({pk})")
+            keys = sql.SQL(", ").join(sql.Identifier(k.strip()) for k in pk.split(","))
+            conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(sql.Identifier(t), keys))
         conn.execute("VACUUM ANALYZE")
-        rows = {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES}  # type: ignore[index]  # noqa: S608 (constant table names)
+        rows = {t: int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0])  # type: ignore[index]
+                for t in TABLES}
         heap = int(conn.execute("SELECT sum(pg_table_size(c.oid)) FROM pg_class c WHERE c.relkind = 'r' AND "
                                 "c.relnamespace = 'public'::regnamespace").fetchone()[0])  # type: ignore[index]
         pk = int(conn.execute("SELECT sum(pg_relation_size(c.oid)) FROM pg_class c WHERE c.relkind = 'i' AND "

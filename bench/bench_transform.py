@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from psycopg import sql
 
 from common import BENCH_DIR, OUT_DIR, BenchProject, loadavg, log, median, pgmill_env, run_measured, save
 
@@ -141,8 +142,10 @@ def bench_vs_dbt(bp: BenchProject, reps: int, threads: int) -> dict[str, Any]:
         dbt.append(time_dbt(dbt_dir))
         log(f"rep {i + 1}: pgmill {pg[-1]:.2f}s, dbt {dbt[-1]:.2f}s")
     # the same rows: every model's table has the same count under both tools
-    mismatched = [n for n in MODELS if bp.sql(f"SELECT count(*) FROM {PGMILL_SCHEMA}.{n}")  # noqa: S608 - fixed names
-                  != bp.sql(f"SELECT count(*) FROM {DBT_SCHEMA}.{n}")]  # noqa: S608
+    def count(schema: str, name: str) -> Any:
+        return bp.sql(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name)))
+
+    mismatched = [n for n in MODELS if count(PGMILL_SCHEMA, n) != count(DBT_SCHEMA, n)]
     if mismatched:
         raise RuntimeError(f"pgmill and dbt built different row counts for {mismatched}")
     dbt_version = run_measured([str(DBT_VENV / "bin" / "dbt"), "--version"]).stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -30,13 +31,11 @@ def machine() -> dict[str, Any]:
     import pgmill
 
     cpu = "unknown"
-    try:
+    with contextlib.suppress(OSError):  # not Linux: the CPU stays "unknown"
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -73,11 +72,9 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | 
         try:
             p = psutil.Process(proc.pid)
             while not stop.is_set():
-                try:
+                with contextlib.suppress(psutil.Error):  # a child that just ended
                     rss = p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))
                     peak = max(peak, rss)
-                except psutil.Error:
-                    pass
                 time.sleep(0.05)
         except psutil.Error:
             return
@@ -176,7 +173,7 @@ class BenchProject:
             self._conn = psycopg.connect(self.url, autocommit=True)
         return self._conn
 
-    def sql(self, text: str, params: Any = None) -> list[tuple[Any, ...]]:
+    def sql(self, text: Any, params: Any = None) -> list[tuple[Any, ...]]:
         cur = self.conn().execute(text, params)
         return cur.fetchall() if cur.description else []
 

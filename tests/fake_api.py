@@ -14,6 +14,7 @@ bearer token, and filter records newer than a `since` parameter. Everything it s
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import random
 import socket
@@ -248,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
     api: FakeApi
 
     def log_message(self, format: str, *args: Any) -> None:
-        pass
+        """Silent: the tests read `seen`, not a request log on stderr."""
 
     def do_GET(self) -> None:
         api = self.api
@@ -320,8 +321,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _reset(self) -> None:
         """Drop the connection with a TCP reset, as a crashing proxy or server does."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
-        except OSError:
-            pass

@@ -14,6 +14,7 @@ random choice with a script (connection number from 0, parameters -> byte budget
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import struct
@@ -179,7 +180,7 @@ class FaultProxy:
             return head + body
 
     def _pump(self, conn: Conn, src: socket.socket, dst: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):  # a side went away: end both below
             while True:
                 data = src.recv(65536)
                 if not data:
@@ -197,8 +198,6 @@ class FaultProxy:
                     self._drop(conn)
                     return
                 dst.sendall(data)
-        except OSError:
-            pass
         self._close(conn, reset=False)  # orderly end of one side (or a failed write): end both
 
     def _drop(self, conn: Conn, count: bool = True) -> None:
@@ -212,21 +211,15 @@ class FaultProxy:
     @staticmethod
     def _close(conn: Conn, reset: bool) -> None:
         if reset:  # RST towards the client
-            try:
+            with contextlib.suppress(OSError):
                 conn.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
         for s in (conn.client, conn.server):
             if s is None:
                 continue
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
+            with contextlib.suppress(OSError):
                 s.close()
-            except OSError:
-                pass
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytes | None:

@@ -12,6 +12,7 @@ import anyio
 import psycopg
 from mcp import Client
 from mcp.server import MCPServer
+from psycopg import sql
 
 from pgmill.ingest.runner import run_pipelines
 from pgmill.mcp import Limits, build_server
@@ -80,14 +81,15 @@ def data_checksum(db_url: str) -> dict[str, str]:
     parts: dict[str, str] = {}
     with psycopg.connect(db_url, autocommit=True) as c:
         tables = c.execute(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-            " AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1").fetchall()
-        for (t,) in tables:
+            " AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1, 2").fetchall()
+        for schema, name in tables:
             h = hashlib.sha256()
-            for (row,) in c.execute(f"SELECT t::text FROM {t} t ORDER BY 1").fetchall():  # noqa: S608 - names from the catalog
+            q = sql.SQL("SELECT t::text FROM {} t ORDER BY 1").format(sql.Identifier(schema, name))
+            for (row,) in c.execute(q).fetchall():
                 h.update(row.encode())
-            parts[f"rows of {t}"] = h.hexdigest()
+            parts[f"rows of {schema}.{name}"] = h.hexdigest()
         for name, q in (
                 ("relations", "SELECT oid::regclass::text, relkind, relowner::regrole::text FROM pg_class"
                  " WHERE relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)"

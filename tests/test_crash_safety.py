@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pgmill.ingest.runner import run_pipelines
 from pgmill.project import open_project
@@ -150,13 +151,14 @@ def _keep(newest: dict[int, tuple[Any, ...]], row: tuple[Any, ...], mode: str) -
 
 def reset(db_url: str, table: str = "orders") -> None:
     with psycopg.connect(db_url, autocommit=True) as c:
-        c.execute(f"DROP TABLE IF EXISTS {table}, expected_{table}")
+        c.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(sql.Identifier(table),
+                                                                sql.Identifier(f"expected_{table}")))
         c.execute("DROP SCHEMA IF EXISTS pgmill CASCADE")
 
 
 def load_expected(db_url: str, ds: Dataset, table: str = "orders") -> None:
     with psycopg.connect(db_url) as c:
-        c.execute(f"DROP TABLE IF EXISTS expected_{table}")
+        c.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(f"expected_{table}")))
         c.execute(EXPECTED_DDL.format(name=f"expected_{table}"))
         with c.cursor().copy(f"COPY expected_{table} FROM STDIN") as cp:
             for row in ds.expected.values():

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pgmill.config.models import PostgresSource
 from pgmill.db.embedded import EmbeddedServer
@@ -245,14 +246,14 @@ def test_types_survive_exactly(project: ProjectDir, source: str) -> None:
     [run] = run_pipelines(open_project())
     assert run.status == "succeeded", run.error
 
-    cols = ("id, amount::text, ratio::text, flag, day::text, updated_at::text,"
-            " doc::text, ref::text, note, tags::text")
+    cols = sql.SQL("id, amount::text, ratio::text, flag, day::text, updated_at::text,"
+                   " doc::text, ref::text, note, tags::text")
     with psycopg.connect(source) as c:
         c.execute("SET TIME ZONE 'UTC'")
-        expected = c.execute(f"SELECT {cols} FROM shop.things WHERE id < 4 ORDER BY id").fetchall()  # noqa: S608
+        expected = c.execute(sql.SQL("SELECT {} FROM shop.things WHERE id < 4 ORDER BY id").format(cols)).fetchall()
     with psycopg.connect(project.db_url) as c:
         c.execute("SET TIME ZONE 'UTC'")
-        got = c.execute(f"SELECT {cols} FROM orders ORDER BY id").fetchall()  # noqa: S608
+        got = c.execute(sql.SQL("SELECT {} FROM orders ORDER BY id").format(cols)).fetchall()
     assert got == expected
     assert got[0][1:3] == ("12345678901234.123456", "0.1")
     assert got[0][5] == "2024-03-10 06:30:00.123456+00"

@@ -69,6 +69,15 @@ def _open(project: Path | None) -> Any:
     return open_project(project)
 
 
+def _read(project: Path | None, fn: Callable[[Any], T]) -> T:
+    """Open the project's database (schema pgmill up to date) and read from it."""
+    from pgmill.db.migrations import migrate
+
+    with _open(project).target.connect() as conn:
+        migrate(conn)
+        return fn(conn)
+
+
 # ---------------------------------------------------------------- init, schema
 
 
@@ -167,14 +176,10 @@ def status(
     limit: Annotated[int, typer.Option(help="how many runs")] = 20,
 ) -> None:
     """Recent runs from the ledger (pgmill.runs)."""
-    from pgmill.db.migrations import migrate
     from pgmill.observe.ledger import recent_runs
 
     def body() -> None:
-        ctx = _open(project)
-        with ctx.target.connect() as conn:
-            migrate(conn)
-            records = recent_runs(conn, pipeline, limit)
+        records = _read(project, lambda conn: recent_runs(conn, pipeline, limit))
         if as_json:
             out.print_json(json.dumps([r.as_dict() for r in records]))
         elif not records:
@@ -262,14 +267,10 @@ def quarantine_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Quarantined rows by pipeline, column and rule."""
-    from pgmill.db.migrations import migrate
     from pgmill.ingest.quarantine import summary
 
     def body() -> None:
-        ctx = _open(project)
-        with ctx.target.connect() as conn:
-            migrate(conn)
-            rows = summary(conn, pipeline)
+        rows = _read(project, lambda conn: summary(conn, pipeline))
         if as_json:
             out.print_json(json.dumps([{"pipeline": p, "column": c, "rule": r, "rows": n} for p, c, r, n in rows]))
             return
@@ -296,14 +297,10 @@ def quarantine_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Quarantined rows of a pipeline: where each came from, its values and what it broke."""
-    from pgmill.db.migrations import migrate
     from pgmill.ingest.quarantine import rows as q_rows
 
     def body() -> None:
-        ctx = _open(project)
-        with ctx.target.connect() as conn:
-            migrate(conn)
-            items = q_rows(conn, pipeline, limit, rule)
+        items = _read(project, lambda conn: q_rows(conn, pipeline, limit, rule))
         if as_json:
             out.print_json(json.dumps(items, default=str))
             return

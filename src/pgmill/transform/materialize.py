@@ -19,6 +19,7 @@ that names them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -72,13 +73,12 @@ def relkind(conn: Conn, schema: str, name: str) -> str | None:
 def _view(conn: Conn, model: Model, kind: str | None, rebuilt_later: frozenset[str]) -> Built:
     create = sql.SQL("CREATE VIEW {} AS {}").format(model.ident(), sql.SQL(model.query))
     if kind == "v":
-        try:
+        # the columns changed when these are raised: only drop and create (below) can do that
+        with contextlib.suppress(pgerr.InvalidTableDefinition, pgerr.DatatypeMismatch, pgerr.FeatureNotSupported):
             with conn.transaction():
                 conn.execute(sql.SQL("CREATE OR REPLACE VIEW {} AS {}").format(
                     model.ident(), sql.SQL(model.query)))
             return Built(None, {"materialized": "view"})
-        except (pgerr.InvalidTableDefinition, pgerr.DatatypeMismatch, pgerr.FeatureNotSupported):
-            pass  # the columns changed: only drop and create can do that
     if kind is not None:
         _drop(conn, model, kind, rebuilt_later)
     conn.execute(create)
