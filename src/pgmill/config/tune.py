@@ -39,6 +39,12 @@ class TuneConfig(BaseModel):
                         "the workload reads), 0.5x, or unlimited")
     target_ms: float = Field(100.0, gt=0, description="default p95 latency target of a declared query")
     max_columns: int = Field(3, ge=1, le=8, description="widest index key the advisor proposes")
+    max_width: int | None = Field(None, ge=1, le=32, description="most columns in one index, key and INCLUDE "
+                                  "columns together (the index width of the literature); none: keys up to "
+                                  "max_columns plus up to 4 INCLUDE columns")
+    min_benefit: float = Field(0.15, ge=0, description="leanness: an index must save, per byte it takes, at "
+                               "least this share of the workload's estimated cost per byte of the data it reads "
+                               "(0: any saving)")
     executions: int = Field(30, ge=5, description="measured executions per query, before and after")
     lock_timeout: str = Field("5s", description="lock_timeout of CREATE/DROP INDEX CONCURRENTLY")
     observed: int = Field(20, ge=0, description="top statements from pg_stat_statements added to the workload")

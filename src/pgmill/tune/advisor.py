@@ -32,12 +32,16 @@ class Recommendation:
     cost_before: dict[str, float]
     cost_after: dict[str, float]
     candidate: cand.Candidate = field(repr=False)
+    lean: cand.Candidate | None = field(default=None, repr=False)  # measured against it by --apply
+    lean_size_bytes: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "table": self.table, "definition": self.definition, "label": self.label,
                 "size_bytes": self.size_bytes, "queries": self.queries,
                 "cost_before": {k: round(v, 2) for k, v in self.cost_before.items()},
-                "cost_after": {k: round(v, 2) for k, v in self.cost_after.items()}}
+                "cost_after": {k: round(v, 2) for k, v in self.cost_after.items()},
+                "lean_alternative": None if self.lean is None else {
+                    "label": self.lean.label(), "definition": self.lean.text(), "size_bytes": self.lean_size_bytes}}
 
 
 @dataclass
@@ -94,17 +98,20 @@ def prepare_workload(conn: psycopg.Connection[Any], project_dir: Path | None,
 
 
 def advise(conn: psycopg.Connection[Any], project_dir: Path | None, cfg: TuneConfig, *,
-           budget: str | None = None, backend: str = "auto", max_columns: int | None = None) -> Advice:
-    """Recommend indexes for the workload. `conn` must be in autocommit mode; nothing is left changed."""
+           budget: str | None = None, backend: str = "auto", max_columns: int | None = None,
+           max_width: int | None = None) -> Advice:
+    """Recommend indexes for the workload. `conn` must be in autocommit mode; nothing is left changed.
+    `max_columns` and `max_width` override the settings of the same name for this call."""
     started = time.perf_counter()
     catalog, workload = prepare_workload(conn, project_dir, cfg)
     return advise_workload(conn, catalog, workload, cfg, budget=budget, backend=backend,
-                           max_columns=max_columns, started=started)
+                           max_columns=max_columns, max_width=max_width, started=started)
 
 
 def advise_workload(conn: psycopg.Connection[Any], catalog: Catalog, workload: list[WorkloadQuery],
                     cfg: TuneConfig, *, budget: str | None = None, backend: str = "auto",
-                    max_columns: int | None = None, started: float | None = None) -> Advice:
+                    max_columns: int | None = None, max_width: int | None = None,
+                    started: float | None = None) -> Advice:
     """`advise` for an already loaded catalog and workload (benchmarks reuse one across budgets)."""
     started = time.perf_counter() if started is None else started
     tables = workload_tables(workload)
@@ -114,8 +121,9 @@ def advise_workload(conn: psycopg.Connection[Any], catalog: Catalog, workload: l
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     width = max_columns or cfg.max_columns
+    widest = max_width or cfg.max_width
     accesses = [a for q in workload if q.analysis for a in q.analysis.accesses]
-    pool = cand.generate(accesses, catalog, width, cfg.schemas)
+    pool = cand.generate(accesses, catalog, width, cfg.schemas, widest)
     whatif = make_whatif(conn, catalog, backend)
     try:
         costable = []
@@ -129,13 +137,15 @@ def advise_workload(conn: psycopg.Connection[Any], catalog: Catalog, workload: l
             costable.append(q)
         whatif.prepare(costable, pool)
         sel: Selection = greedy(whatif, catalog, costable, pool, budget=budget_bytes,
-                                write_weight=cfg.write_penalty)
+                                write_weight=cfg.write_penalty, min_benefit=cfg.min_benefit,
+                                data_bytes=data_bytes)
         recs = []
         for ch in sel.chosen:
             c = ch.candidate
             recs.append(Recommendation(
                 c.name, f"{c.schema}.{c.table}", c.text(conn), c.label(), ch.size, ch.queries,
-                {q: sel.base[q] for q in ch.queries}, {q: sel.final[q] for q in ch.queries}, c))
+                {q: sel.base[q] for q in ch.queries}, {q: sel.final[q] for q in ch.queries}, c, ch.lean,
+                None if ch.lean is None else whatif.size(ch.lean)))
         explains = whatif.explains
     finally:
         whatif.close()

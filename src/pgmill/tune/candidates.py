@@ -161,13 +161,20 @@ def _partial_where(a: TableAccess, t: Table) -> tuple[set[str], str]:
     return set(cols), " AND ".join(f"{sql.Identifier(c).as_string(None)} = {a.consts[c]}" for c in cols)
 
 
-def for_access(a: TableAccess, catalog: Catalog, width: int) -> list[Candidate]:
-    """Every candidate for one table access: the rules' keys, plus partial and covering variants."""
+def for_access(a: TableAccess, catalog: Catalog, width: int, max_width: int | None = None) -> list[Candidate]:
+    """Every candidate for one table access: the rules' keys (at most `width` of them), plus partial and
+    covering variants; `max_width` caps the columns of an index, keys and INCLUDE together.
+
+    A covering variant comes in two forms when both fit: the extra columns as INCLUDE, and as trailing key
+    columns. The second is often far smaller: btree deduplication (PostgreSQL 13+) merges equal keys, and
+    INCLUDE columns turn it off (an index on (product_id, quantity) can take a quarter of the room of one
+    on (product_id) INCLUDE (quantity)); the costing then picks whichever is cheaper per byte."""
     t = catalog.tables[a.table]
+    keys_cap = min(width, max_width) if max_width is not None else width
     seen: set[Candidate] = set()
     fixed, where = _partial_where(a, t)
     for rule in RULES:
-        for keys in rule(a, t, width):
+        for keys in rule(a, t, keys_cap):
             cols = [k for k, _d in keys]
             if len(set(cols)) != len(cols) or not all(t.columns[k].btree for k in cols):
                 continue
@@ -181,19 +188,25 @@ def for_access(a: TableAccess, catalog: Catalog, width: int) -> list[Candidate]:
             for v in variants:
                 seen.add(v)
                 extra = sorted(a.used - set(v.keys) - (fixed if v.where else set()))
-                if (not a.star and 0 < len(extra) <= _MAX_INCLUDE
-                        and sum(t.columns[c].width for c in extra) <= _MAX_INCLUDE_WIDTH):
+                if (a.star or not 0 < len(extra) <= _MAX_INCLUDE
+                        or sum(t.columns[c].width for c in extra) > _MAX_INCLUDE_WIDTH):
+                    continue
+                total = len(v.keys) + len(extra)
+                if max_width is None or total <= max_width:
                     seen.add(Candidate(v.schema, v.table, v.keys, v.desc, tuple(extra), v.where))
+                if total <= keys_cap and all(t.columns[c].btree for c in extra):
+                    seen.add(Candidate(v.schema, v.table, (*v.keys, *extra), (*v.desc, *(False,) * len(extra)),
+                                       (), v.where))
     return sorted(c for c in seen if not any(covers(i, c) for i in t.indexes))
 
 
 def generate(accesses: Iterable[TableAccess], catalog: Catalog, width: int,
-             schemas: Iterable[str] = ()) -> list[Candidate]:
+             schemas: Iterable[str] = (), max_width: int | None = None) -> list[Candidate]:
     """Candidates for all accesses, deduplicated and in a fixed order."""
     allowed = set(schemas)
     out: set[Candidate] = set()
     for a in accesses:
         if allowed and a.table[0] not in allowed:
             continue
-        out.update(for_access(a, catalog, width))
+        out.update(for_access(a, catalog, width, max_width))
     return sorted(out)

@@ -45,6 +45,16 @@ def _guarded(fn: Any) -> None:
         raise typer.Exit(exc.exit_code) from None
 
 
+def _with_max_width(cfg: Any, max_width: int) -> Any:
+    """The tune settings with `max_width` from the command line, validated like the `tune:` section."""
+    from pydantic import ValidationError
+
+    try:
+        return type(cfg).model_validate({**cfg.model_dump(), "max_width": max_width})
+    except ValidationError as exc:
+        raise ConfigError(f"--max-width {max_width}: {exc.errors()[0]['msg']}") from None
+
+
 def _mb(n: int | None) -> str:
     return "?" if n is None else f"{n / 2**20:,.1f} MB"
 
@@ -58,6 +68,9 @@ def _print_report(out: Console, d: dict[str, Any]) -> None:
         out.print(f"  {r['label']}  ~{_mb(r['size_bytes'])}")
         for q in r["queries"]:
             out.print(f"      {q}: cost {r['cost_before'][q]:,.0f} -> {r['cost_after'][q]:,.0f}")
+        lean = r.get("lean_alternative")
+        if lean:
+            out.print(f"      --apply measures it against the leaner {lean['label']}  ~{_mb(lean['size_bytes'])}")
     for s in d["skipped_for_budget"]:
         out.print(f"  over budget: {s}")
     applied = d.get("applied")
@@ -82,6 +95,8 @@ def register(app: typer.Typer) -> None:
                                                      help="drop the indexes tuning run RUN kept")] = None,
         budget: Annotated[str | None, typer.Option("--budget", help="index storage: 2GB, 50%, 0.5x, unlimited")] = None,
         backend: Annotated[str, typer.Option("--backend", help="what-if costing: auto, hypopg or real")] = "auto",
+        max_width: Annotated[int | None, typer.Option("--max-width", metavar="N", help="most columns in one "
+                                                      "index, keys and INCLUDE together")] = None,
         project: ProjectOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -91,6 +106,8 @@ def register(app: typer.Typer) -> None:
 
         def body() -> None:
             target, project_dir, cfg = _context(project)
+            if max_width is not None:
+                cfg = _with_max_width(cfg, max_width)
             out = _console()
             if rollback is not None:
                 result = rollback_run(target, cfg, rollback)

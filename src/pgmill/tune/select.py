@@ -1,5 +1,13 @@
 """Choosing indexes: greedy by benefit per byte within a storage budget, write-heavy tables penalised.
 
+Lean by rule, so that cheap queries do not collect wide covering indexes that buy nothing measurable:
+  - an index is added only while its benefit per byte is worth it: at least `min_benefit` times the
+    workload's estimated cost per byte of the data it reads (the knee of the benefit curve);
+  - an index that extends a chosen one (same leading keys) replaces it, and is scored by the bytes it adds;
+  - each chosen index is then replaced by the smallest narrower candidate (fewer keys, no INCLUDE, its
+    INCLUDE columns as keys) that gives about the same cost: within LEAN, for every query.
+`pgmill tune --apply` then measures whether the extra width of what remains pays (apply.py).
+
 Deterministic: candidates arrive sorted, scores are compared with their tie-breaks spelled out (higher
 score, then smaller size, then the candidate's own order), so the same input gives the same indexes.
 """
@@ -16,6 +24,8 @@ from pgmill.tune.workload import WorkloadQuery
 SERVES = 0.02  # an index serves a query when it cuts that query's cost by at least 2% ...
 SERVES_MIN = 1.0  # ... and by at least one cost unit (about a page read): not by the planner's rounding
 MIN_GAIN = 0.05  # an index must cut the summed cost of the queries it speeds up by at least 5%
+LEAN_SIZE = 0.6  # a lean alternative worth measuring takes at most 60% of the room of the chosen index
+LEAN = 0.05  # a narrower index replaces a chosen one when no query's cost rises by more than 5% (and a unit)
 
 
 @dataclass
@@ -27,6 +37,7 @@ class Choice:
     benefit: float  # weighted cost saved when it was added
     penalty: float  # the write-load divisor applied to its score
     queries: list[str] = field(default_factory=list)
+    lean: Candidate | None = None  # a much smaller narrower index that still serves those queries, to measure
 
 
 @dataclass
@@ -50,8 +61,9 @@ def _total(whatif: WhatIf, queries: list[WorkloadQuery], config: list[Candidate]
 
 
 def greedy(whatif: WhatIf, catalog: Catalog, queries: list[WorkloadQuery], candidates: list[Candidate], *,
-           budget: int | None, write_weight: float) -> Selection:
-    """Add, one at a time, the candidate with the best weighted benefit per byte until none helps or fits."""
+           budget: int | None, write_weight: float, min_benefit: float = 0.0, data_bytes: int = 0) -> Selection:
+    """Add, one at a time, the candidate with the best weighted benefit per byte until none helps enough or
+    fits; then make each chosen index as lean as the costing allows and drop the ones left idle."""
     weights = {q.name: q.weight for q in queries}
     users = {c: [q for q in queries if whatif.relevant(q, [c])] for c in candidates}
     pool = [c for c in candidates if users[c]]
@@ -59,39 +71,84 @@ def greedy(whatif: WhatIf, catalog: Catalog, queries: list[WorkloadQuery], candi
     config: list[Candidate] = []
     current = _total(whatif, queries, [])
     base = dict(current)
+    floor = min_benefit * sum(base[n] * weights[n] for n in base) / data_bytes if data_bytes > 0 else 0.0
     used = 0
     skipped: list[Candidate] = []
     while pool:
         best: tuple[float, int, Candidate] | None = None
-        best_gain = 0.0
+        best_gain, best_ext = 0.0, None
         for c in pool:
-            costs = {q.name: whatif.cost(q, [*config, c]) for q in users[c]}
+            ext = _extended(c, config)  # a chosen index that `c` would make redundant: `c` replaces it
+            trial = [*(x for x in config if x != ext), c]
+            costs = {q.name: whatif.cost(q, trial) for q in users[c]}
             gain = sum((current[n] - v) * weights[n] for n, v in costs.items())
             sped = sum(current[n] * weights[n] for n, v in costs.items() if v < current[n])
             if gain <= 0 or gain < MIN_GAIN * sped:
                 continue
-            size = whatif.size(c)
+            size = whatif.size(c) - (whatif.size(ext) if ext is not None else 0)
             score = gain / max(size, 1) / write_penalty(catalog, c, write_weight)
             key = (-score, size, c)
             if best is None or key < (-best[0], best[1], best[2]):
-                best, best_gain = (score, size, c), gain
-        if best is None:
+                best, best_gain, best_ext = (score, size, c), gain, ext
+        if best is None or best[0] < floor:
             break
         _score, size, c = best
         pool.remove(c)
         if budget is not None and used + size > budget:
             skipped.append(c)
             continue
+        if best_ext is not None:
+            config.remove(best_ext)
+            chosen = [ch for ch in chosen if ch.candidate != best_ext]
         config.append(c)
         used += size
         helped = [q.name for q in users[c] if _serves(whatif.cost(q, config), current[q.name])]
         for q in users[c]:
             current[q.name] = whatif.cost(q, config)
-        chosen.append(Choice(c, size, best_gain, write_penalty(catalog, c, write_weight), helped))
+        chosen.append(Choice(c, whatif.size(c), best_gain, write_penalty(catalog, c, write_weight), helped))
         pool = [p for p in pool if not _same_keys_prefix(p, config)]
+    chosen = _leaner(whatif, queries, candidates, chosen)
     chosen = _prune(whatif, queries, chosen)
+    for ch in chosen:
+        ch.lean = _lean_alternative(whatif, queries, candidates, chosen, ch, base)
     final = _total(whatif, queries, [ch.candidate for ch in chosen])
     return Selection(chosen, base, final, budget, sum(ch.size for ch in chosen), skipped)
+
+
+def _extended(c: Candidate, config: list[Candidate]) -> Candidate | None:
+    """The chosen index `c` extends (Extend's move: same table and predicate, its keys a prefix of `c`'s, its
+    INCLUDE columns in `c`), so that adding `c` means replacing it; None if there is none."""
+    for x in config:
+        if ((x.schema, x.table, x.where) == (c.schema, c.table, c.where) and c.keys[: len(x.keys)] == x.keys
+                and x.desc == c.desc[: len(x.desc)] and set(x.include) <= set(c.keys) | set(c.include)):
+            return x
+    return None
+
+
+def _narrower(c: Candidate, other: Candidate) -> bool:
+    """`other` indexes a subset of `c`'s columns, on the same table with the same predicate."""
+    return ((other.schema, other.table, other.where) == (c.schema, c.table, c.where) and other != c
+            and set(other.keys) | set(other.include) <= set(c.keys) | set(c.include))
+
+
+def _leaner(whatif: WhatIf, queries: list[WorkloadQuery], candidates: list[Candidate],
+            chosen: list[Choice]) -> list[Choice]:
+    """Replace each chosen index, in the order chosen, by the smallest narrower candidate with which no
+    query costs more than LEAN (and SERVES_MIN) above what it costs with the chosen one."""
+    out = list(chosen)
+    for i, ch in enumerate(out):
+        c = ch.candidate
+        config = [x.candidate for x in out]
+        users = [q for q in queries if whatif.relevant(q, [c])]
+        now = {q.name: whatif.cost(q, config) for q in users}
+        options = sorted((whatif.size(v), v) for v in candidates
+                         if _narrower(c, v) and v not in config and whatif.size(v) < ch.size)
+        for size, v in options:
+            trial = [v if x == c else x for x in config]
+            if all(whatif.cost(q, trial) <= now[q.name] * (1 + LEAN) + SERVES_MIN for q in users):
+                out[i] = Choice(v, size, ch.benefit, ch.penalty, ch.queries)
+                break
+    return out
 
 
 def _serves(with_it: float, without: float) -> bool:
@@ -105,6 +162,23 @@ def _same_keys_prefix(c: Candidate, config: list[Candidate]) -> bool:
                 and set(c.include) <= set(x.keys) | set(x.include):
             return True
     return False
+
+
+def _lean_alternative(whatif: WhatIf, queries: list[WorkloadQuery], candidates: list[Candidate],
+                      chosen: list[Choice], ch: Choice, base: dict[str, float]) -> Candidate | None:
+    """The smallest narrower candidate, at most LEAN_SIZE of `ch`'s size, that still serves every query
+    `ch` serves (cheaper than before tuning by SERVES), with the other chosen indexes in place. The costing
+    preferred `ch`; whether its extra width pays in latency is for measurement to say (apply.py)."""
+    config = [x.candidate for x in chosen]
+    c = ch.candidate
+    served = [q for q in queries if q.name in ch.queries]
+    options = sorted((whatif.size(v), v) for v in candidates
+                     if _narrower(c, v) and v not in config and whatif.size(v) <= LEAN_SIZE * ch.size)
+    for _size, v in options:
+        trial = [v if x == c else x for x in config]
+        if served and all(_serves(whatif.cost(q, trial), base[q.name]) for q in served):
+            return v
+    return None
 
 
 def _prune(whatif: WhatIf, queries: list[WorkloadQuery], chosen: list[Choice]) -> list[Choice]:
