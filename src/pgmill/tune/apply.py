@@ -1,8 +1,11 @@
 """Applying recommendations with proof: build concurrently, measure before and after, keep what helped.
 
 An index is kept only when a query whose plan reads it got measurably faster and none that reads it got
-measurably slower; one that speeds a query and slows another is dropped and reported as a trade. Every
-step lands in pgmill.index_actions, so a run can be rolled back.
+measurably slower; one that speeds a query and slows another is dropped and reported as a trade. When the
+advisor names a much smaller alternative (fewer keys, no INCLUDE columns), its extra width must pay too:
+the lean index is built in its place and measured, and the wide one comes back only if the lean one is
+measurably slower (the same rule: p95 more than 10% and 5 ms higher) or no longer faster than before.
+Every step lands in pgmill.index_actions, so a run can be rolled back.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from psycopg import sql
 
 from pgmill.tune import store
 from pgmill.tune.advisor import Advice, Recommendation
+from pgmill.tune.candidates import Candidate
 from pgmill.tune.measure import Latency, improved, measure, regressed
 from pgmill.tune.whatif import COST_SAMPLES, explain_json, plan_indexes
 from pgmill.tune.workload import WorkloadQuery
@@ -150,6 +154,7 @@ def apply_advice(connect: Connect, advice: Advice, run_id: int, *, executions: i
     """Create the recommended indexes, measure, keep the ones that proved themselves, drop the rest."""
     queries = [q for q in advice.workload if q.runnable]
     by_name = {q.name: q for q in queries}
+    recs = {r.name: r for r in advice.recommendations}
     with connect() as ddl, connect() as mconn:
         invalid = drop_invalid_leftovers(ddl, run_id, lock_timeout)
         before = measure(mconn, queries, executions)
@@ -195,12 +200,77 @@ def apply_advice(connect: Connect, advice: Advice, run_id: int, *, executions: i
             if not dropped:
                 break
             after = measure(mconn, queries, executions)
+        for o in list(live):
+            rec = recs[o.name]
+            if rec.lean is not None and o.improved:
+                lean = _try_lean(ddl, mconn, run_id, rec, o, before, after, by_name, executions, lock_timeout)
+                outcomes.insert(outcomes.index(o) + 1, lean)
+                if lean.status == "kept":
+                    live[live.index(o)] = lean
         for o in live:
-            o.reason = "faster: " + ", ".join(o.improved)
+            o.reason = "faster: " + ", ".join(o.improved) + (f"; {o.reason}" if o.reason else "")
             store.record(ddl, run_id, "keep", o.table.split(".", 1)[0], o.name, o.table, definition=o.definition,
                          size=o.size_bytes, reason=o.reason, detail={"improved": o.improved})
         slower = [q for q in sorted(after) if regressed(before[q], after[q])]
     return Applied(before, after, outcomes, invalid, slower)
+
+
+def _lean_rec(rec: Recommendation, lean: Candidate) -> Recommendation:
+    return Recommendation(lean.name, rec.table, lean.text(), lean.label(), rec.lean_size_bytes or 0, rec.queries,
+                          rec.cost_before, {}, lean)
+
+
+def _try_lean(ddl: psycopg.Connection[Any], mconn: psycopg.Connection[Any], run_id: int, rec: Recommendation,
+              wide: Outcome, before: dict[str, Latency], after: dict[str, Latency],
+              by_name: dict[str, WorkloadQuery], executions: int, lock_timeout: str) -> Outcome:
+    """Swap the kept index `wide` for its lean alternative and measure the queries that read it. Keep the
+    lean one (and update `after` and `wide`) unless it is measurably slower than `wide` or no longer
+    faster than no index; otherwise build `wide` again. Returns the lean index's outcome."""
+    assert rec.lean is not None
+    lrec = _lean_rec(rec, rec.lean)
+    schema = rec.candidate.schema
+    o = Outcome(lrec.name, lrec.label, lrec.table, lrec.definition, "kept", "")
+    error = create_index(ddl, lrec, lock_timeout)
+    if error is not None:
+        o.status, o.reason = "failed", error
+        store.record(ddl, run_id, "failed", schema, o.name, o.table, definition=o.definition, reason=error)
+        return o
+    o.size_bytes = _size(ddl, schema, o.name)
+    store.record(ddl, run_id, "create", schema, o.name, o.table, definition=o.definition, size=o.size_bytes,
+                 reason=f"leaner alternative to {wide.name}: measured in its place")
+    drop_index(ddl, schema, wide.name, lock_timeout)
+    store.record(ddl, run_id, "drop", schema, wide.name, wide.table, definition=wide.definition,
+                 size=wide.size_bytes, reason=f"measuring its leaner alternative {o.name} in its place")
+    users = [by_name[q] for q in wide.used_by if q in by_name]
+    trial = measure(mconn, users, executions)
+    plans = plan_users(mconn, users)
+    o.used_by = sorted(plans.get(o.name, set()))
+    o.improved = [q for q in o.used_by if improved(before[q], trial[q])]
+    o.slowed = [q for q in trial if regressed(after[q], trial[q]) or regressed(before[q], trial[q])]
+    lost = [q for q in wide.improved if q not in o.improved]
+    if not o.slowed and not lost:
+        after.update(trial)
+        o.reason = f"leaner than {wide.label}, measured as fast"
+        wide.status = "dropped"
+        wide.reason = f"replaced by the leaner {o.label}: its extra width measured no faster"
+        return o
+    why = f"slower than {wide.label}: {', '.join(o.slowed)}" if o.slowed else \
+        f"no longer faster: {', '.join(lost)}"
+    error = create_index(ddl, rec, lock_timeout)
+    if error is None:
+        store.record(ddl, run_id, "create", schema, wide.name, wide.table, definition=wide.definition,
+                     size=wide.size_bytes, reason=f"its leaner alternative measured {why}")
+    else:
+        wide.status, wide.reason = "dropped", f"could not be built again after measuring {o.label}: {error}"
+        if not any(regressed(before[q], trial[q]) for q in trial):  # the lean one still beats no index
+            after.update(trial)
+            o.reason = f"kept instead of {wide.label}, which could not be built again"
+            return o
+    drop_index(ddl, schema, o.name, lock_timeout)
+    o.status, o.reason = "dropped", f"measured {why}"
+    store.record(ddl, run_id, "drop", schema, o.name, o.table, definition=o.definition, size=o.size_bytes,
+                 reason=o.reason, detail={"slowed": o.slowed, "lost": lost})
+    return o
 
 
 def _verdict(o: Outcome) -> tuple[str, str] | None:
