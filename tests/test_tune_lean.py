@@ -1,0 +1,197 @@
+"""Lean indexes: the width limit (keys + INCLUDE), covering columns as deduplicated keys, composite sizes from a
+sample, the benefit-per-byte floor, and `--apply` measuring the lean alternative in place of the wide index."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from typer.testing import CliRunner
+
+from pgmill.config.tune import TuneConfig
+from pgmill.db.connect import Target
+from pgmill.db.embedded import EmbeddedServer
+from pgmill.tune import store
+from pgmill.tune.advisor import Advice, Recommendation, advise
+from pgmill.tune.analyze import TableAccess
+from pgmill.tune.apply import apply_advice
+from pgmill.tune.candidates import Candidate, for_access
+from pgmill.tune.catalog import Catalog, Column, Table, load_catalog
+from pgmill.tune.run import rollback_run
+from pgmill.tune.whatif import estimate_size, sample_distinct
+from tests.test_cli_tune import cli
+from tests.test_tune_advisor import SHAPES, run_advice, write_queries
+
+pytest_plugins = ["tests.pg15"]  # the pg15 and backend_url fixtures
+
+
+def seeded(server_url: str) -> str:
+    from tests.pg15 import seeded as seed
+
+    return seed(server_url)
+
+
+def width(c: Candidate) -> int:
+    return len(c.keys) + len(c.include)
+
+
+def _catalog() -> Catalog:
+    cols = {n: Column(n, "bigint" if n != "quantity" else "integer", True, 8 if n != "quantity" else 4, d, 0.0,
+                      True, "d" if n != "quantity" else "i")
+            for n, d in (("order_id", -1.0), ("product_id", 500.0), ("quantity", 5.0))}
+    t = Table(1, "shop", "order_items", 100_000, 600, 600 * 8192, 100_000, 100_000, 0, 0, 0, 0, False, cols)
+    return Catalog({t.key: t}, ["shop"], 150000)
+
+
+def test_covering_columns_come_as_include_and_as_trailing_keys_within_the_width() -> None:
+    catalog = _catalog()
+    access = TableAccess(("shop", "order_items"), eq=["product_id"], used={"product_id", "quantity"})
+    got = {(c.keys, c.include) for c in for_access(access, catalog, 3)}
+    assert {(("product_id",), ()), (("product_id",), ("quantity",)), (("product_id", "quantity"), ())} <= got
+    assert {(c.keys, c.include) for c in for_access(access, catalog, 3, max_width=1)} == {(("product_id",), ())}
+    two = for_access(access, catalog, 1, max_width=2)  # one key column at most, two columns in all
+    assert {(c.keys, c.include) for c in two} == {(("product_id",), ()), (("product_id",), ("quantity",))}
+    # deduplication: few distinct (product_id, quantity) pairs make the two-key index far smaller
+    t = catalog.tables[("shop", "order_items")]
+    keys = Candidate("shop", "order_items", ("product_id", "quantity"), (False, False))
+    include = Candidate("shop", "order_items", ("product_id",), (False,), ("quantity",))
+    assert estimate_size(keys, t, 2500.0) * 2 < estimate_size(include, t)
+
+
+def test_max_width_caps_keys_and_include_together(backend_url: tuple[str, str], tmp_path: Path) -> None:
+    backend, url = backend_url
+    root = write_queries(tmp_path, SHAPES)
+    for limit in (1, 2):
+        advice = run_advice(url, backend, root, max_width=limit)
+        assert advice.recommendations
+        assert all(width(r.candidate) <= limit for r in advice.recommendations), \
+            [r.label for r in advice.recommendations]
+        for name in ("point_lookup", "date_range", "covering", "top_n"):
+            assert advice.cost_after[name] < advice.cost_before[name] * 0.9, name
+    one = run_advice(url, backend, root, max_width=1)
+    assert all(not r.candidate.include and len(r.candidate.keys) == 1 for r in one.recommendations)
+
+
+def test_cli_max_width(pg_server: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGMILL_DATABASE_URL", seeded(pg_server.url()))
+    monkeypatch.chdir(tmp_path)
+    write_queries(tmp_path, SHAPES)
+    (tmp_path / "pgmill.yaml").write_text("pipelines: {}\ntune: {observed: 0, max_width: 3}\n")
+    runner = CliRunner()
+    result = runner.invoke(cli(), ["tune", "--max-width", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    recs = json.loads(result.output)["recommendations"]
+    assert recs and all(" INCLUDE " not in r["label"] and ", " not in r["label"] for r in recs), recs
+    bad = runner.invoke(cli(), ["tune", "--max-width", "0"])
+    assert bad.exit_code != 0 and "--max-width 0" in bad.output
+
+
+def test_composite_key_size_comes_from_a_sample_not_independence(pg_server: EmbeddedServer) -> None:
+    url = seeded(pg_server.url())
+    c = Candidate("app", "orders", ("customer_id", "created_at"), (False, False))
+    with psycopg.connect(url, autocommit=True) as conn:
+        t = load_catalog(conn).tables[("app", "orders")]
+        distinct = sample_distinct(conn, c, t)
+        conn.execute(c.ddl())
+        real = int(conn.execute("SELECT pg_relation_size(to_regclass(%s))", (f"app.{c.name}",)).fetchone()[0])  # type: ignore[index]
+        conn.execute(sql.SQL("DROP INDEX app.{}").format(sql.Identifier(c.name)))
+    # the seed gives each of the 50 customers the same 30 dates: 1500 pairs, not 50 x 1500
+    assert distinct is not None and 1200 <= distinct <= 1800
+    assert 0.75 * real <= estimate_size(c, t, distinct) <= 1.25 * real
+    assert estimate_size(c, t) > 2.5 * real  # what assuming independent columns would have said
+
+
+def _all_visible(url: str, table: str) -> bool:
+    with psycopg.connect(url) as conn:
+        return bool(conn.execute("SELECT relallvisible > 0 FROM pg_class WHERE oid = %s::regclass",
+                                 (table,)).fetchone()[0])  # type: ignore[index]
+
+
+def test_a_cheap_lookup_gets_a_plain_index_unless_leanness_is_off(backend_url: tuple[str, str],
+                                                                   tmp_path: Path) -> None:
+    backend, url = backend_url
+    root = write_queries(tmp_path, SHAPES)
+    lean = run_advice(url, backend, root)
+    [rec] = [r for r in lean.recommendations if "point_lookup" in r.queries]
+    assert (rec.candidate.keys, rec.candidate.include) == (("email",), ())
+    if _all_visible(url, "app.customers"):  # index-only scans (the covering gain) need the visibility map
+        with psycopg.connect(url, autocommit=True) as conn:
+            wide = advise(conn, root, TuneConfig(observed=0, min_benefit=0.0), backend=backend)
+        [w] = [r for r in wide.recommendations if "point_lookup" in r.queries]
+        assert w.candidate.keys[0] == "email" and width(w.candidate) == 3, w.label
+        assert sum(r.size_bytes for r in wide.recommendations) > sum(r.size_bytes for r in lean.recommendations)
+
+
+# ---------------------------------------------------------------- --apply measures the lean alternative
+
+
+def _advice_with(url: str, root: Path, wide: Candidate, lean: Candidate) -> tuple[Advice, int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        store.ensure_schema(conn)
+        advice = advise(conn, root, TuneConfig(observed=0))
+        run_id = store.start_run(conn, "apply", advice.backend)
+    base = advice.recommendations[0]
+    rec = Recommendation(wide.name, "app.orders", wide.text(), wide.label(), base.size_bytes, ["covering"],
+                         base.cost_before, base.cost_after, wide, lean, base.size_bytes)
+    return replace(advice, recommendations=[rec]), run_id
+
+
+def _indexes(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {str(r[0]) for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'app'")}
+
+
+def _actions(url: str, run_id: int) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        return [(str(a), str(n)) for a, n in conn.execute(
+            "SELECT action, index_name FROM pgmill.index_actions WHERE run_id = %s ORDER BY action_id", (run_id,))]
+
+
+# a sum over the 150 orders of one shop: a sequential scan of 60,000 rows before, well under a millisecond
+# with either index (the covering one reads no table pages)
+WIDE = Candidate("app", "orders", ("shop_id",), (False,), ("total",))
+
+
+def _apply(url: str, advice: Advice, run_id: int) -> list[dict[str, object]]:
+    applied = apply_advice(lambda: psycopg.connect(url, autocommit=True), advice, run_id, executions=30,
+                           lock_timeout="5s")
+    assert not applied.slower
+    return [o.as_dict() for o in applied.outcomes]
+
+
+def test_apply_keeps_the_lean_index_when_it_measures_as_fast(pg_server: EmbeddedServer, tmp_path: Path) -> None:
+    url = seeded(pg_server.url())
+    root = write_queries(tmp_path, {"covering": SHAPES["covering"]})
+    lean = Candidate("app", "orders", ("shop_id",), (False,))
+    advice, run_id = _advice_with(url, root, WIDE, lean)
+    before = _indexes(url)
+    outcomes = _apply(url, advice, run_id)
+    assert {o["name"]: o["status"] for o in outcomes} == {WIDE.name: "dropped", lean.name: "kept"}, outcomes
+    kept = next(o for o in outcomes if o["status"] == "kept")
+    assert kept["improved"] == ["covering"] and "leaner than" in str(kept["reason"])
+    assert _indexes(url) - before == {lean.name}
+    assert _actions(url, run_id) == [("create", WIDE.name), ("create", lean.name), ("drop", WIDE.name),
+                                     ("keep", lean.name)]
+    rollback_run(Target(url), TuneConfig(), run_id)
+    assert _indexes(url) == before
+
+
+def test_apply_builds_the_wide_index_again_when_the_lean_one_does_not_serve(pg_server: EmbeddedServer,
+                                                                           tmp_path: Path) -> None:
+    url = seeded(pg_server.url())
+    root = write_queries(tmp_path, {"covering": SHAPES["covering"]})
+    useless = Candidate("app", "orders", ("created_at",), (False,))  # a filter on shop_id cannot use it
+    advice, run_id = _advice_with(url, root, WIDE, useless)
+    before = _indexes(url)
+    outcomes = _apply(url, advice, run_id)
+    assert {o["name"]: o["status"] for o in outcomes} == {WIDE.name: "kept", useless.name: "dropped"}, outcomes
+    reason = next(str(o["reason"]) for o in outcomes if o["name"] == useless.name)
+    assert reason.startswith("measured ") and reason.endswith(": covering"), reason  # slower, or no longer faster
+    assert _indexes(url) - before == {WIDE.name}
+    assert [a for a, n in _actions(url, run_id) if n == WIDE.name] == ["create", "drop", "create", "keep"]
+    rollback_run(Target(url), TuneConfig(), run_id)
+    assert _indexes(url) == before
