@@ -14,7 +14,7 @@ What it does, every run from scratch:
      tool itself refuses more than 10 queries per call; the function under it takes all 14;
   3. pgmill: `tune(..., apply=True)` (advise with HypoPG, create, measure, keep only what helped);
   4. the three index sets (none, postgres-mcp's first answer, pgmill's kept set), each measured R rounds
-     (default 3), the sets interleaved within a round: every query 10 warm-up runs over its parameter sets,
+     (default 5), the sets interleaved within a round: every query 10 warm-up runs over its parameter sets,
      then N (default 30) timed executions cycling through them; per query p95 and p50, summed p95, and the
      p95 over all executions of the workload; the median over the rounds is reported;
   5. index storage: real sizes (pg_relation_size) of each set, and postgres-mcp's own size estimates.
@@ -166,6 +166,13 @@ def _human_bytes(text: str) -> int:
 # ---------------------------------------------------------------- measurement
 
 
+def estimated_sizes(advice: Any) -> dict[str, int]:
+    """Index name -> the advisor's size estimate, for the recommendations and their lean alternatives."""
+    out = {r.name: r.size_bytes for r in advice.recommendations}
+    out.update({r.lean.name: r.lean_size_bytes or 0 for r in advice.recommendations if r.lean is not None})
+    return out
+
+
 def measure_set(conn: Any, workload: list[Any], executions: int) -> dict[str, Any]:
     """Every query: warm-up over up to 10 parameter sets, then `executions` timed runs; all times kept."""
     import psycopg
@@ -203,9 +210,12 @@ def summarize(per: dict[str, list[float]]) -> dict[str, Any]:
 
 
 def create_set(conn: Any, ddls: list[str], search_path: str | None = None) -> list[str]:
+    from psycopg import sql
+
     names = []
     if search_path:
-        conn.execute(f"SET search_path = {search_path}")
+        conn.execute(sql.SQL("SET search_path = {}").format(
+            sql.SQL(", ").join(sql.Identifier(x.strip()) for x in search_path.split(","))))
     for i, ddl in enumerate(ddls):
         name = f"bench_peer_{i}"
         ddl = re.sub(r"^CREATE INDEX\s+(CONCURRENTLY\s+)?(\"[^\"]+\"|\w+)?\s*ON", f"CREATE INDEX {name} ON", ddl.strip(),
@@ -222,8 +232,10 @@ def set_sizes(conn: Any, schema: str, names: list[str]) -> list[int]:
 
 
 def drop_set(conn: Any, schema: str, names: list[str]) -> None:
+    from psycopg import sql
+
     for n in names:
-        conn.execute(f'DROP INDEX IF EXISTS "{schema}"."{n}"'.encode())
+        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}.{}").format(sql.Identifier(schema), sql.Identifier(n)))
 
 
 # ---------------------------------------------------------------- main
@@ -232,7 +244,7 @@ def drop_set(conn: Any, schema: str, names: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--executions", type=int, default=30)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
 
     import psycopg
@@ -310,15 +322,21 @@ def main() -> None:
         pgmill_seconds = time.perf_counter() - t0
         assert report.applied is not None
         kept = [o for o in report.applied.outcomes if o.status == "kept"]
-        recs = {r.name: r for r in report.advice.recommendations}
-        pgmill_ddls = [recs[o.name].definition for o in kept]
-        pgmill_est = {o.name: recs[o.name].size_bytes for o in kept}
+        pgmill_ddls = [o.definition for o in kept]
+        pgmill_est = {o.name: estimated_sizes(report.advice)[o.name] for o in kept}
         # take pgmill's indexes away again: every set is built by this benchmark the same way
         for o in kept:
-            conn.execute(f'DROP INDEX IF EXISTS "{recs[o.name].table.split(".")[0]}"."{o.name}"'.encode())
+            drop_set(conn, o.table.split(".")[0], [o.name])
         pgmill2 = tune(Target(url), folder, cfg, apply=False)  # determinism: the same advice again?
         pgmill_same = sorted(r.definition for r in pgmill2.advice.recommendations) == \
             sorted(r.definition for r in report.advice.recommendations)
+
+        # postgres-mcp answers differently from call to call: the real storage of every call's set, for context
+        mcp_call_bytes = []
+        for run in mcp_runs:
+            names = create_set(conn, [x["definition"] for x in run["indexes"]], mcp_search_path)
+            mcp_call_bytes.append(sum(set_sizes(conn, "shop", names)))
+            drop_set(conn, "shop", names)
 
         sets = {"none": [], "postgres-mcp": mcp_ddls, "pgmill": pgmill_ddls}
         rounds: dict[str, list[dict[str, Any]]] = {k: [] for k in sets}
@@ -360,6 +378,7 @@ def main() -> None:
             "postgres_mcp": {"runs": mcp_runs, "attempts": attempts,
                              "distinct_index_sets": attempts[-1]["distinct_index_sets"],
                              "estimated_bytes": mcp_est, "real_bytes": sizes["postgres-mcp"],
+                             "real_bytes_per_call": mcp_call_bytes,
                              "install_note": PEER_VENV_NOTE},
             "pgmill": {"tune_apply_seconds": round(pgmill_seconds, 1),
                        "advisor_seconds": round(report.advice.seconds, 2), "backend": report.advice.backend,
@@ -431,6 +450,10 @@ def render(r: dict[str, Any]) -> str:
     out += [f"- targets: pgmill's summed p95 lower: {'met' if t['pgmill_sum_p95_lower'] else 'NOT met'}; "
             f"p95 over all executions lower: {'met' if t['pgmill_p95_all_lower'] else 'NOT met'}; "
             f"index storage no larger: {'met' if t['pgmill_storage_no_larger'] else 'NOT met'}", ""]
+    if mc.get("real_bytes_per_call"):
+        out += [f"- postgres-mcp's index set differs from call to call; real storage of each call's set: "
+                f"{', '.join(f'{b / mb:.2f}' for b in mc['real_bytes_per_call'])} MB (the first is measured); "
+                f"pgmill's kept set: {s['pgmill']['index_bytes'] / mb:.2f} MB", ""]
     out += ["## postgres-mcp", ""]
     for att in mc["attempts"]:
         out.append(f"- connection {att['connection']}: {len(att['runs'])} calls, each a new process, gave "

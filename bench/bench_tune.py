@@ -74,6 +74,7 @@ def run_scale(scale: float) -> dict[str, Any]:
     after = sum(r["p95_after_ms"] for r in rows)
     kept = [o for o in applied.outcomes if o.status == "kept"]
     est = {r.name: r.size_bytes for r in report.advice.recommendations}
+    est.update({r.lean.name: r.lean_size_bytes or 0 for r in report.advice.recommendations if r.lean is not None})
     size_err = [abs(est[o.name] - (o.size_bytes or 0)) / max(o.size_bytes or 1, 1) for o in applied.outcomes
                 if o.size_bytes]
     return {
