@@ -253,15 +253,19 @@ def dedupe(df: pl.DataFrame, key: list[str], cursor: str | None) -> tuple[pl.Dat
         k = df.get_column(key[0])
         if k.null_count() == 0 and k.dtype.is_integer() and (k.diff().drop_nulls() > 0).all():
             return df, None  # strictly increasing: unique without hashing (the usual export order)
-        if k.n_unique() == df.height:
-            return df, None
-    elif df.select(key).n_unique() == df.height:
+    else:
+        k = df.select(pl.struct(key)).to_series()
+    repeated = k.is_duplicated()
+    if not repeated.any():
         return df, None
-    indexed = df.with_row_index("__i")
+    # only the few rows whose key repeats are ordered (by cursor, then position); the batch is not sorted
+    idx = repeated.arg_true()
+    sub = df.select(key + ([cursor] if cursor and cursor not in key else [])).gather(idx).with_columns(__i=idx)
     if cursor:
-        indexed = indexed.sort([cursor, "__i"], nulls_last=False)
-    kept = indexed.unique(subset=key, keep="last").sort("__i")
-    return kept.drop("__i"), kept.get_column("__i")
+        sub = sub.sort([cursor, "__i"], nulls_last=False)
+    winners = sub.unique(subset=key, keep="last").get_column("__i")
+    keep = (~repeated).scatter(winners, True)
+    return df.filter(keep), keep.arg_true()
 
 
 __all__ = ["CopyData", "TableWriter", "WriteResult", "create_table_sql", "dedupe", "to_copy_bytes"]
