@@ -57,7 +57,8 @@ class _Check:
     column: str | None
     policy: Policy
     broken: pl.Expr
-    describe: Any  # callable(row: dict[str, Any]) -> str
+    describe: Any  # callable(value) -> str: the reason in words, given the value of `shows`
+    shows: str | None = None  # the column of the typed frame whose value the reason quotes
 
 
 class CompiledContract:
@@ -98,9 +99,8 @@ class CompiledContract:
                 return src.cast(pl.Float64, strict=False)
             return src.cast(pl.Utf8).str.strip_chars().cast(pl.Float64, strict=False)
         if t.kind == "numeric":
-            # compared as a float; loaded from the text itself (kept in __num_<col>) so Postgres rounds it
-            s = src.cast(pl.Utf8).str.strip_chars()
-            return pl.when(s.str.contains(_NUMERIC_RE)).then(s).otherwise(None).cast(pl.Float64, strict=False)
+            # compared as a float; loaded from the text itself (__num_<col>, see validate) so Postgres rounds it
+            return pl.col(f"__num_{col}").cast(pl.Float64, strict=False)
         if t.kind == "text":
             return src.cast(pl.Utf8)
         if t.kind == "bool":
@@ -149,14 +149,14 @@ class CompiledContract:
                         col,
                         "quarantine" if spec.primary_key and pol == "warn" else pol,
                         v.is_null() & pl.col(f"__raw_{col}").is_null(),
-                        lambda r, c=col, w=what: f"{c} is missing but {w}",
+                        lambda _, c=col, w=what: f"{c} is missing but {w}",
                     )
                 )
             if t.kind == "int" and t.bits in _INT_RANGE and t.bits != 64:
                 lo, hi = _INT_RANGE[t.bits]
                 checks.append(
                     _Check(f"{col}.type", col, "quarantine" if pol == "warn" else pol, (v < lo) | (v > hi),
-                           lambda r, c=col, ty=t.sql: f"{c} = {r['__raw_' + c]!r} is out of range for {ty}")
+                           lambda x, c=col, ty=t.sql: f"{c} = {x!r} is out of range for {ty}", f"__raw_{col}")
                 )
             if t.kind == "numeric" and t.precision is not None:
                 digits = t.precision - (t.scale or 0)
@@ -164,7 +164,7 @@ class CompiledContract:
                     _Check(
                         f"{col}.type", col, "quarantine" if pol == "warn" else pol,
                         v.abs() >= 10.0**digits,
-                        lambda r, c=col, ty=t.sql: f"{c} = {r['__raw_' + c]!r} does not fit {ty}",
+                        lambda x, c=col, ty=t.sql: f"{c} = {x!r} does not fit {ty}", f"__raw_{col}",
                     )
                 )
             if spec.accepted_values is not None:
@@ -172,7 +172,7 @@ class CompiledContract:
                 checks.append(
                     _Check(f"{col}.accepted_values", col, pol,
                            v.is_not_null() & ~v.cast(pl.Utf8).is_in([str(a) for a in allowed]),
-                           lambda r, c=col, a=allowed: f"{c} = {_short(r['__raw_' + c])} is not one of {a}")
+                           lambda x, c=col, a=allowed: f"{c} = {_short(x)} is not one of {a}", f"__raw_{col}")
                 )
             for bound, op in (("min", "lt"), ("max", "gt")):
                 limit = getattr(spec, bound)
@@ -182,21 +182,24 @@ class CompiledContract:
                 expr = v < lit if op == "lt" else v > lit
                 word = "below the minimum" if bound == "min" else "above the maximum"
                 checks.append(_Check(f"{col}.{bound}", col, pol, expr.fill_null(False),
-                                     lambda r, c=col, w=word, b=limit: f"{c} = {_short(r['__raw_' + c])} is {w} {b!r}"))
+                                     lambda x, c=col, w=word, b=limit: f"{c} = {_short(x)} is {w} {b!r}",
+                                     f"__raw_{col}"))
             if spec.regex is not None:
                 rx = spec.regex
                 checks.append(_Check(f"{col}.regex", col, pol, ~v.cast(pl.Utf8).str.contains(rx).fill_null(True),
-                                     lambda r, c=col, x=rx: f"{c} = {_short(r['__raw_' + c])} does not match /{x}/"))
+                                     lambda x, c=col, rx=rx: f"{c} = {_short(x)} does not match /{rx}/",
+                                     f"__raw_{col}"))
             limit_len = spec.max_length or (t.precision if t.kind == "text" else None)
             if limit_len is not None:
                 checks.append(_Check(f"{col}.max_length", col, pol,
                                      (v.cast(pl.Utf8).str.len_chars() > limit_len).fill_null(False),
-                                     lambda r, c=col, n=limit_len: f"{c} is {len(str(r[c]))} characters, over the limit of {n}"))
+                                     lambda x, c=col, n=limit_len: f"{c} is {len(str(x))} characters, over the limit "
+                                     f"of {n}", col))
         for row_rule in self.contract.rules:
             checks.append(
                 _Check(f"rule.{row_rule.name}", None, row_rule.on_failure or self.contract.on_failure,
                        (~pl.sql_expr(row_rule.expr)).fill_null(False),
-                       lambda r, n=row_rule.name, e=row_rule.expr: f"rule {n} failed: {e}")
+                       lambda _, n=row_rule.name, e=row_rule.expr: f"rule {n} failed: {e}")
             )
         return checks
 
@@ -214,15 +217,10 @@ class CompiledContract:
                 raw_cols[col] = df.get_column(name)
             else:
                 raw_cols[col] = pl.Series(name, [None] * n, dtype=pl.Utf8)
-        frame = pl.DataFrame({f"__raw_{c}": s for c, s in raw_cols.items()}).with_row_index("__pos")
-        typed = frame.with_columns([self._parse(c, raw_cols[c]).alias(c) for c in self.columns])
+        extras = [(f"__extra{i}", df.get_column(e)) for i, e in enumerate(extra_policy_columns or []) if e in df.columns]
+        frame = pl.DataFrame({**{f"__raw_{c}": s for c, s in raw_cols.items()},
+                              **{f"{name}_src": s for name, s in extras}}).with_row_index("__pos")
         numeric = [c for c in self.columns if self.types[c].kind == "numeric"]
-        if numeric:
-            typed = typed.with_columns(
-                pl.when(pl.col(c).is_not_null()).then(pl.col(f"__raw_{c}").cast(pl.Utf8).str.strip_chars())
-                .alias(f"__num_{c}") for c in numeric
-            )
-
         type_checks = []
         for col in self.columns:
             spec = self.contract.columns[col]
@@ -231,17 +229,18 @@ class CompiledContract:
             type_checks.append(
                 _Check(f"{col}.type", col, "quarantine" if pol == "warn" else pol,
                        pl.col(col).is_null() & pl.col(f"__raw_{col}").is_not_null(),
-                       lambda r, c=col, ty=ty: f"{c} = {_short(r['__raw_' + c])} is not a valid {ty}")
+                       lambda x, c=col, ty=ty: f"{c} = {_short(x)} is not a valid {ty}", f"__raw_{col}")
             )
         checks = type_checks + self._checks()
-        flags = typed.select([c.broken.alias(f"__chk{i}") for i, c in enumerate(checks)])
+        flag_names = [f"__chk{i}" for i in range(len(checks))] + [name for name, _ in extras]
+        if numeric:  # the number's text, where it is a number: stripped once, parsed from it below
+            frame = frame.with_columns(_numeric_text(pl.col(f"__raw_{c}")).alias(f"__num_{c}") for c in numeric)
+        typed = frame.with_columns([self._parse(c, raw_cols[c]).alias(c) for c in self.columns])
+        flags = typed.select([c.broken.alias(f"__chk{i}") for i, c in enumerate(checks)]
+                             + [pl.col(f"{name}_src").is_not_null().alias(name) for name, _ in extras])
         json_bad = self._json_failures(typed)
-        for i, extra in enumerate(extra_policy_columns or []):
-            if extra in df.columns:
-                flags = flags.with_columns(df.get_column(extra).is_not_null().alias(f"__extra{i}"))
-
-        any_broken = pl.any_horizontal(flags.columns) if flags.width else pl.lit(False)
-        broken_mask = flags.select(any_broken.alias("x")).to_series()
+        broken_mask = flags.select(pl.any_horizontal(flag_names).alias("x")).to_series() if flag_names else \
+            pl.Series([False] * n, dtype=pl.Boolean)
         if json_bad:
             broken_mask = broken_mask | pl.Series([i in json_bad for i in range(n)], dtype=pl.Boolean)
         bad: list[tuple[int, list[Violation]]] = []
@@ -249,37 +248,8 @@ class CompiledContract:
         warnings: dict[str, int] = {}
         quarantine_mask = pl.Series([False] * n, dtype=pl.Boolean)
         if broken_mask.any():
-            idx = broken_mask.arg_true()
-            sub_flags = flags[idx]
-            sub_rows = typed[idx]
-            warn_only: list[int] = []
-            for pos, row, row_flags in zip(idx.to_list(), sub_rows.iter_rows(named=True), sub_flags.iter_rows(),
-                                           strict=True):
-                viols: list[tuple[Policy, Violation, str]] = []
-                type_broken = {checks[i].column for i in range(len(type_checks)) if row_flags[i]}
-                for i, chk in enumerate(checks):
-                    if i < len(row_flags) and row_flags[i]:
-                        if i >= len(type_checks) and chk.column in type_broken:
-                            continue  # a value that did not parse breaks no further rule of its column
-                        viols.append((chk.policy, Violation(chk.column, chk.key.split(".", 1)[1], chk.describe(row)), chk.key))
-                for j, extra in enumerate(extra_policy_columns or []):
-                    col_i = len(checks) + j
-                    if col_i < len(row_flags) and row_flags[col_i]:
-                        viols.append(("quarantine", Violation(extra, "extra_column",
-                                      f"{extra} is not in the contract (extra_columns: quarantine)"), f"{extra}.extra"))
-                if pos in json_bad:
-                    c = json_bad[pos]
-                    viols.append(("quarantine", Violation(c, "type", f"{c} is not valid JSON"), f"{c}.type"))
-                for pol, v, key in viols:
-                    if pol == "fail":
-                        failures.append((pos, v))
-                    elif pol == "warn":
-                        warnings[key] = warnings.get(key, 0) + 1
-                q = [v for pol, v, _ in viols if pol != "warn"]
-                if q:
-                    bad.append((pos, q))
-                else:
-                    warn_only.append(pos)
+            bad, failures, warnings = _explain(checks, len(type_checks), extra_policy_columns or [], json_bad,
+                                               broken_mask.arg_true(), flags, typed)
             bad_positions = [p for p, _ in bad]
             quarantine_mask = pl.Series([False] * n, dtype=pl.Boolean).scatter(bad_positions, True) if bad_positions else quarantine_mask
         # select, then filter: only the output columns are copied, not the raw ones beside them
@@ -303,6 +273,61 @@ class CompiledContract:
                 except ValueError:
                     out.setdefault(pos, col)
         return out
+
+
+def _explain(checks: list[_Check], n_type: int, extras: list[str], json_bad: dict[int, str], idx: pl.Series,
+             flags: pl.DataFrame, typed: pl.DataFrame
+             ) -> tuple[list[tuple[int, list[Violation]]], list[tuple[int, Violation]], dict[str, int]]:
+    """Reasons in words for the rows at `idx` (those that broke something), worded a check at a time: each
+    check reads only the rows it flagged and the one column its reason quotes."""
+    positions = idx.to_list()
+    sub_flags = flags[idx]
+    per_row: list[list[tuple[Policy, Violation, str]]] = [[] for _ in positions]
+    unparsed: list[set[str | None]] = [set() for _ in positions]  # columns whose value did not parse
+    for i, chk in enumerate(checks):
+        hit = sub_flags.get_column(f"__chk{i}")
+        if not hit.any():
+            continue
+        rows = hit.arg_true()
+        values = typed.get_column(chk.shows).gather(idx.gather(rows)).to_list() if chk.shows else None
+        rule = chk.key.split(".", 1)[1]
+        for j, h in enumerate(rows.to_list()):
+            if i < n_type:
+                unparsed[h].add(chk.column)
+            elif chk.column in unparsed[h]:
+                continue  # a value that did not parse breaks no further rule of its column
+            per_row[h].append((chk.policy, Violation(chk.column, rule, chk.describe(None if values is None else values[j])),
+                               chk.key))
+    for e, extra in enumerate(extras):
+        name = f"__extra{e}"
+        if name in sub_flags.columns:
+            for h in sub_flags.get_column(name).arg_true().to_list():
+                per_row[h].append(("quarantine", Violation(extra, "extra_column",
+                                   f"{extra} is not in the contract (extra_columns: quarantine)"), f"{extra}.extra"))
+    bad: list[tuple[int, list[Violation]]] = []
+    failures: list[tuple[int, Violation]] = []
+    warnings: dict[str, int] = {}
+    for h, pos in enumerate(positions):
+        viols = per_row[h]
+        if pos in json_bad:
+            c = json_bad[pos]
+            viols.append(("quarantine", Violation(c, "type", f"{c} is not valid JSON"), f"{c}.type"))
+        q = []
+        for pol, v, key in viols:
+            if pol == "fail":
+                failures.append((pos, v))
+            elif pol == "warn":
+                warnings[key] = warnings.get(key, 0) + 1
+            if pol != "warn":
+                q.append(v)
+        if q:
+            bad.append((pos, q))
+    return bad, failures, warnings
+
+
+def _numeric_text(raw: pl.Expr) -> pl.Expr:
+    s = raw.cast(pl.Utf8).str.strip_chars()
+    return pl.when(s.str.contains(_NUMERIC_RE)).then(s).otherwise(None)
 
 
 def _parse_timestamps(raw: pl.Series, tz: str | None) -> pl.Series:
