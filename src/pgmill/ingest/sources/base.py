@@ -39,11 +39,12 @@ class FileMark:
 class CsvText:
     """The batch's original CSV text, one record per line, for loading good rows without re-encoding."""
 
-    chunk: bytes  # whole lines, no header
+    chunk: bytes | bytearray  # whole lines, no header
     first_line: int  # physical line number of the chunk's first line
     columns: list[str]  # the file's column names, in file order
     delimiter: str
     quote: str
+    line_ends: Any = None  # numpy array: offset of each newline in `chunk`, when the reader has it
 
 
 @dataclass

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -29,17 +30,31 @@ MAX_RECORD_BYTES = 256 << 20  # a record larger than this ends the search for it
 MAX_CHUNK_BYTES = 8 << 20  # a batch's text; with a few batches in flight this bounds the reader's memory
 
 
-def _cut(buf: bytes, quote: int, parity: int) -> tuple[int, int]:
+def _count(buf: bytes | bytearray, byte: int, start: int = 0, end: int | None = None) -> int:
+    """Occurrences of `byte` in buf[start:end], vectorized (bytes.count is a byte-at-a-time loop)."""
+    stop = len(buf) if end is None else end
+    if stop <= start:
+        return 0
+    return int(np.count_nonzero(np.frombuffer(buf, np.uint8, stop - start, start) == byte))
+
+
+def _cut(buf: bytes | bytearray, quote: int, parity: int) -> tuple[int, int]:
     """Offset just past the last newline in `buf` that lies outside quotes, and the quote parity there;
     (-1, parity) when there is none."""
-    q = bytes([quote])
     pos = buf.rfind(b"\n")
-    while pos >= 0:
-        p = (parity + buf.count(q, 0, pos)) & 1
-        if p == 0:
+    if pos < 0:
+        return -1, (parity + _count(buf, quote)) & 1
+    if parity == 0 and buf.find(bytes([quote])) < 0:
+        return pos + 1, 0  # no quotes at all: every newline ends a record
+    inside = parity + _count(buf, quote, 0, pos)  # quotes before the candidate newline
+    while True:
+        if inside & 1 == 0:
             return pos + 1, 0
-        pos = buf.rfind(b"\n", 0, pos)
-    return -1, (parity + buf.count(q)) & 1
+        prev = buf.rfind(b"\n", 0, pos)
+        if prev < 0:
+            return -1, (parity + _count(buf, quote)) & 1
+        inside -= _count(buf, quote, prev, pos)
+        pos = prev
 
 
 def _first_cut(buf: bytes, quote: int) -> int:
@@ -94,7 +109,7 @@ class CsvReader:
             raise SourceError(f"{self.task.display}:line 1: header names {', '.join(dupes)} more than once")
         return names, start + end, 1 + head[:end].count(b"\n")
 
-    def _decode(self, data: bytes, where: str) -> str:
+    def _decode(self, data: bytes | bytearray, where: str) -> str:
         try:
             return data.decode(self.encoding)
         except UnicodeDecodeError as exc:
@@ -114,15 +129,21 @@ class CsvReader:
 
     # ------------------------------------------------------------ chunks
 
-    def _chunks(self, fh: io.BufferedReader, offset: int, line: int) -> Iterator[tuple[bytes, int, int, bool, int]]:
-        """(chunk, offset after it, physical line of its first byte, at end of file)."""
+    def _chunks(self, fh: io.BufferedReader, offset: int,
+                line: int) -> Iterator[tuple[bytearray, int, int, bool, np.ndarray]]:
+        """(chunk, offset after it, physical line of its first byte, at end of file, offsets of its newlines).
+
+        Each chunk is a fresh buffer read straight from the file (no concatenation or slicing copies);
+        the few bytes after its last whole record start the next one."""
         fh.seek(offset)
         quote = ord(self.spec.quote)
         pending = b""
         while True:
-            want = self.chunk_bytes
-            data = pending + fh.read(max(0, want - len(pending)))
-            eof = len(data) == len(pending) or fh.peek(1) == b""
+            data = bytearray(max(self.chunk_bytes, len(pending)))
+            data[: len(pending)] = pending
+            got = len(pending) + (fh.readinto(memoryview(data)[len(pending):]) or 0)
+            eof = got == len(pending) or fh.peek(1) == b""
+            del data[got:]
             while True:
                 end, _ = _cut(data, quote, 0)
                 if end > 0 or eof:
@@ -140,17 +161,19 @@ class CsvReader:
                 end = len(data)
             if end <= 0:
                 return
-            chunk, pending = data[:end], data[end:]
-            offset += len(chunk)
-            newlines = chunk.count(b"\n")  # counted once, used for line numbers everywhere
-            yield chunk, offset, line, eof and not pending, newlines
-            line += newlines
+            pending = bytes(data[end:])
+            del data[end:]
+            offset += len(data)
+            # found once, used for line numbers and for cutting out good lines
+            newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+            yield data, offset, line, eof and not pending, newlines
+            line += len(newlines)
             if eof and not pending:
                 return
 
     # ------------------------------------------------------------ parse
 
-    def _parse(self, chunk: bytes, first_line: int, newlines: int) -> tuple[pa.Table, list[int], list[BadRecord], bool]:
+    def _parse(self, chunk: bytes | bytearray, first_line: int, newlines: int) -> tuple[pa.Table, list[int], list[BadRecord], bool]:
         bad_rows: list[tuple[int, str]] = []
 
         def on_bad(row: Any) -> str:
@@ -162,7 +185,7 @@ class CsvReader:
         names = self.names
         try:
             table = pacsv.read_csv(
-                io.BytesIO(chunk),
+                pa.BufferReader(pa.py_buffer(chunk)),  # no copy of the chunk
                 read_options=pacsv.ReadOptions(
                     column_names=names, use_threads=False, block_size=len(chunk) + 1
                 ),
@@ -232,12 +255,13 @@ class CsvReader:
                 yield RawBatch(pa.table({}), t.display, [], [], 0,
                                file_mark=FileMark(t.display, t.size, t.sha256, done, t.size, line, True))
                 return
-            for chunk, end, first_line, last, newlines in self._chunks(fh, offset, line):
+            for chunk, end, first_line, last, line_ends in self._chunks(fh, offset, line):
+                newlines = len(line_ends)
                 table, positions, bad, simple = self._parse(chunk, first_line, newlines)
                 done += table.num_rows + len(bad)
                 text = None
                 if simple and self.encoding == "utf-8" and b"\r" not in chunk:
-                    text = CsvText(chunk, first_line, names, self.spec.delimiter, self.spec.quote)
+                    text = CsvText(chunk, first_line, names, self.spec.delimiter, self.spec.quote, line_ends)
                 yield RawBatch(
                     table, t.display, positions, bad, len(chunk) + (after_header if first_line == line_after else 0),
                     file_mark=FileMark(t.display, t.size, t.sha256, done, end,
