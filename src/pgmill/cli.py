@@ -16,6 +16,9 @@ from rich.table import Table
 
 from pgmill.errors import PgmillError
 
+# numpy's OpenBLAS starts a thread per core that spins after use; pgmill does no linear algebra
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 app = typer.Typer(
     name="pgmill",
     help="PostgreSQL data pipelines: contract-checked, exactly-once loads, quarantine, run ledger.",
@@ -128,6 +131,7 @@ def run(
 
     def body() -> None:
         ctx = _open(project)
+        _settle_for_bulk_work()
         progress = _progress_printer(as_json)
         try:
             result = run_project(ctx, pipelines, progress=progress.update, wait=wait, transform=transform,
@@ -421,6 +425,18 @@ def _register_commands() -> None:
 
 
 _register_commands()
+
+
+def _settle_for_bulk_work() -> None:
+    """This process is about to move millions of rows. The objects it holds now (modules, classes, the
+    project) live as long as it does: frozen, the cyclic garbage collector stops walking them again and
+    again, and it runs less often among the short-lived rows; it took ~6% of a load's CPU (perf)."""
+    import gc
+
+    import pgmill.ingest.runner  # noqa: F401  (polars, pyarrow, numpy: imported now, then frozen)
+
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def main() -> None:
