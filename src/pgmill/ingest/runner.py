@@ -34,6 +34,7 @@ from pgmill.ingest import quarantine, state
 from pgmill.ingest.lock import PipelineLock, check_owner, retrying
 from pgmill.ingest.quarantine import QuarantinedRow
 from pgmill.ingest.sources import RawBatch, SourceState, Stream, open_streams
+from pgmill.ingest.sources.files import digest_pending
 from pgmill.ingest.writer import CopyData, TableWriter, dedupe
 from pgmill.observe import ledger
 from pgmill.observe.ledger import Counts, RunRecord
@@ -247,12 +248,27 @@ def _load_stream(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, stream
     started = datetime.now(UTC)
     total = Counts()
     try:
-        for prep in _prefetch(_prepare(pipe, run_id, stream.open())):
-            with conn.transaction():
+        with contextlib.ExitStack() as tx:
+            uncommitted: list[Counts] = []
+
+            def commit() -> None:
+                tx.close()
+                for c in uncommitted:
+                    total.add(c)
+                    _report(progress, prog, c, lock)
+                uncommitted.clear()
+
+            for prep in _prefetch(_prepare(pipe, run_id, stream.open())):
+                if not uncommitted:
+                    tx.enter_context(conn.transaction())
                 counts = _checkpoint(conn, pipe, run_id, writer, prep)
                 ledger.add_counts(conn, run_id, counts)
-            total.add(counts)
-            _report(progress, prog, counts, lock)
+                uncommitted.append(counts)
+                mark = prep.raw.file_mark
+                if mark is not None and not mark.complete and digest_pending(mark.sha256):
+                    continue  # the file's digest is not known yet: this checkpoint takes the next batch too
+                commit()
+            commit()
     except BaseException as exc:
         if not conn.closed and not conn.broken:
             conn.rollback()

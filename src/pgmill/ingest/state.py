@@ -9,6 +9,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pgmill.ingest.sources.base import FileMark, SourceState
+from pgmill.ingest.sources.files import digest_of
 
 
 def load_state(conn: psycopg.Connection[Any], pipeline: str) -> SourceState:
@@ -33,7 +34,7 @@ def save_file_mark(conn: psycopg.Connection[Any], pipeline: str, run_id: int, m:
         " ON CONFLICT (pipeline, path, sha256) DO UPDATE SET records_done = EXCLUDED.records_done,"
         " byte_offset = EXCLUDED.byte_offset, next_line = EXCLUDED.next_line, complete = EXCLUDED.complete,"
         " run_id = EXCLUDED.run_id, loaded_at = now()",
-        (pipeline, m.path, m.size, m.sha256, m.records_done, m.byte_offset, m.next_line, m.complete, run_id),
+        (pipeline, m.path, m.size, digest_of(m.sha256), m.records_done, m.byte_offset, m.next_line, m.complete, run_id),
     )
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from pgmill.ingest.sources.files import Digest
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class FileMark:
 
     path: str  # as displayed (relative to the project)
     size: int
-    sha256: str
+    sha256: str | Digest  # a Digest while it is being computed (see files.digest_of)
     records_done: int
     byte_offset: int  # where the next record starts
     next_line: int  # physical line number at byte_offset

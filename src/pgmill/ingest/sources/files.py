@@ -5,10 +5,49 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from pgmill.errors import SourceError
+
+
+class Digest:
+    """The SHA-256 of a file not seen before, computed on a thread of its own while the file loads: its
+    first checkpoint, which records the digest, commits once the digest is known (a GB takes ~1 s)."""
+
+    def __init__(self, path: Path) -> None:
+        self._done = threading.Event()
+        self._value: str | None = None
+        self._error: OSError | None = None
+        threading.Thread(target=self._run, args=(path,), name="pgmill-sha256", daemon=True).start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            self._value = file_sha256(path)
+        except OSError as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def ready(self) -> bool:
+        return self._done.is_set()
+
+    def value(self) -> str:
+        self._done.wait()
+        if self._error is not None:
+            raise SourceError(f"cannot read {self._error.filename}: {self._error.strerror}") from self._error
+        assert self._value is not None
+        return self._value
+
+
+def digest_of(d: str | Digest) -> str:
+    """The hex digest, waiting for it if it is still being computed."""
+    return d if isinstance(d, str) else d.value()
+
+
+def digest_pending(d: str | Digest) -> bool:
+    return not isinstance(d, str) and not d.ready()
 
 
 @dataclass(frozen=True)
@@ -18,7 +57,7 @@ class FileTask:
     path: Path  # absolute
     display: str  # as the user wrote it (relative to the project)
     size: int
-    sha256: str
+    sha256: str | Digest  # a Digest while it is being computed
     resume_offset: int = 0  # byte offset of the first record not yet committed
     resume_line: int = 1  # physical line number at that offset
     records_done: int = 0
@@ -54,10 +93,18 @@ def pending_files(
     project_dir: Path, pattern: str, done: dict[tuple[str, str], tuple[int, bool, int, int]]
 ) -> list[FileTask]:
     """Files not yet completely loaded, with resume points; `done` maps (display, sha256) to
-    (records_done, complete, byte_offset, line)."""
+    (records_done, complete, byte_offset, line).
+
+    A path seen before is hashed now: its digest decides whether it is loaded, resumed or skipped. A path
+    never seen is loaded from the start whatever its content, so its digest is computed alongside the load.
+    """
+    seen = {display for display, _ in done}
     tasks = []
     for path, display in expand(project_dir, pattern):
         size = path.stat().st_size
+        if display not in seen:
+            tasks.append(FileTask(path, display, size, Digest(path)))
+            continue
         digest = file_sha256(path)
         prev = done.get((display, digest))
         if prev is not None and prev[1]:
