@@ -13,18 +13,18 @@ from pgmill.errors import SourceError
 
 
 class Digest:
-    """The SHA-256 of a file not seen before, computed on a thread of its own while the file loads: its
-    first checkpoint, which records the digest, commits once the digest is known (a GB takes ~1 s)."""
+    """The SHA-256 of a file not seen before, computed in the background while the file loads: its first
+    checkpoint, which records the digest, commits once the digest is known (a GB takes about a second)."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._done = threading.Event()
         self._value: str | None = None
         self._error: OSError | None = None
-        threading.Thread(target=self._run, args=(path,), name="pgmill-sha256", daemon=True).start()
 
-    def _run(self, path: Path) -> None:
+    def compute(self) -> None:
         try:
-            self._value = file_sha256(path)
+            self._value = file_sha256(self.path, 1 << 20)
         except OSError as exc:
             self._error = exc
         finally:
@@ -36,9 +36,19 @@ class Digest:
     def value(self) -> str:
         self._done.wait()
         if self._error is not None:
-            raise SourceError(f"cannot read {self._error.filename}: {self._error.strerror}") from self._error
+            raise SourceError(f"cannot read {self.path}: {self._error.strerror}") from self._error
         assert self._value is not None
         return self._value
+
+
+def _hash_in_order(digests: list[Digest]) -> None:
+    """One thread hashes the new files one after another, in the order they load (not all at once)."""
+    def run() -> None:
+        for d in digests:
+            d.compute()
+
+    if digests:
+        threading.Thread(target=run, name="pgmill-sha256", daemon=True).start()
 
 
 def digest_of(d: str | Digest) -> str:
@@ -100,10 +110,12 @@ def pending_files(
     """
     seen = {display for display, _ in done}
     tasks = []
+    later: list[Digest] = []
     for path, display in expand(project_dir, pattern):
         size = path.stat().st_size
         if display not in seen:
-            tasks.append(FileTask(path, display, size, Digest(path)))
+            later.append(Digest(path))
+            tasks.append(FileTask(path, display, size, later[-1]))
             continue
         digest = file_sha256(path)
         prev = done.get((display, digest))
@@ -113,4 +125,5 @@ def pending_files(
             tasks.append(FileTask(path, display, size, digest, prev[2], prev[3], prev[0]))
         else:
             tasks.append(FileTask(path, display, size, digest))
+    _hash_in_order(later)
     return tasks
