@@ -1,4 +1,4 @@
-"""Running the models: in dependency order, independent ones at once, each on its own connection.
+"""Running the models: in dependency order, independent ones at once, each worker on its own connection.
 
 The run is one row of pgmill.runs (pipeline "transform") and each model one row of pgmill.run_steps
 (succeeded, failed or skipped, with its duration and rows). A model starts when every model it reads has
@@ -9,6 +9,7 @@ succeeded; a failed model stops its descendants and nothing else. Work goes thro
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
@@ -148,6 +149,7 @@ def _schedule(ctx: ProjectContext, graph: Graph, keys: list[str], run_id: int, t
     later = {k: frozenset(graph.descendants(k) & chosen) for k in keys}
     own = executor is None
     pool = executor or ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pgmill-model")
+    sessions = _Sessions(ctx)
     results: list[ModelResult] = []
     skipped: dict[str, str] = {}
     running: dict[Future[ModelResult], str] = {}
@@ -155,7 +157,7 @@ def _schedule(ctx: ProjectContext, graph: Graph, keys: list[str], run_id: int, t
         def submit_ready() -> None:
             for k in [k for k in keys if k in waiting and not waiting[k]]:
                 del waiting[k]
-                running[pool.submit(_build_one, ctx, graph.models[k], run_id, later[k], full_refresh)] = k
+                running[pool.submit(_build_one, sessions, graph.models[k], run_id, later[k], full_refresh)] = k
 
         submit_ready()
         while running:
@@ -176,6 +178,7 @@ def _schedule(ctx: ProjectContext, graph: Graph, keys: list[str], run_id: int, t
     finally:
         if own:
             pool.shutdown()
+        sessions.close()
     if skipped:
         with ctx.target.connect(autocommit=True) as conn:
             for k in keys:
@@ -188,25 +191,69 @@ def _schedule(ctx: ProjectContext, graph: Graph, keys: list[str], run_id: int, t
     return results
 
 
-def _build_one(ctx: ProjectContext, model: Model, run_id: int, rebuilt_later: frozenset[str],
+class _Sessions:
+    """A connection per worker thread, kept from one model to the next: no connection set-up per model,
+    and the server process keeps its catalog caches warm. A connection that saw an error is not reused."""
+
+    def __init__(self, ctx: ProjectContext) -> None:
+        self.ctx = ctx
+        self._lock = threading.Lock()
+        self._conns: dict[int, Conn] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # sent to another process: connections stay behind
+        return {"ctx": self.ctx}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["ctx"])  # type: ignore[misc]
+
+    def get(self) -> Conn:
+        tid = threading.get_ident()
+        with self._lock:
+            conn = self._conns.get(tid)
+        if conn is None or conn.closed or conn.broken:
+            conn = self.ctx.target.connect(autocommit=True, application_name="pgmill transform")
+            with self._lock:
+                self._conns[tid] = conn
+        return conn
+
+    def discard(self) -> None:
+        with self._lock:
+            conn = self._conns.pop(threading.get_ident(), None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def _build_one(sessions: _Sessions, model: Model, run_id: int, rebuilt_later: frozenset[str],
                full_refresh: bool) -> ModelResult:
-    """Build one model on a connection of its own, retrying transient failures; never raises."""
+    """Build one model on this worker's connection, retrying transient failures; never raises."""
+    ctx = sessions.ctx
     cfg = ctx.config.retry
     t0 = time.perf_counter()
     attempt = 1
     while True:
         started: datetime | None = None
         try:
-            with ctx.target.connect(autocommit=True,
-                                    application_name=f"pgmill transform {model.key}"[:63]) as conn:
-                started = _now(conn)
-                built = build(conn, model, rebuilt_later, full_refresh)
-                secs = time.perf_counter() - t0
-                detail = {"file": model.file, **built.detail, **({"attempts": attempt} if attempt > 1 else {})}
-                ledger.step(conn, run_id, model.key, "succeeded", started, built.rows, detail)
-                return ModelResult(model.key, model.file, model.materialized, "succeeded", built.rows,
-                                   round(secs, 3), None, detail)
+            conn = sessions.get()
+            row = conn.execute("SELECT clock_timestamp(), set_config('application_name', %s, false)",
+                               (f"pgmill transform {model.key}"[:63],)).fetchone()
+            assert row is not None
+            started = row[0]
+            built = build(conn, model, rebuilt_later, full_refresh)
+            secs = time.perf_counter() - t0
+            detail = {"file": model.file, **built.detail, **({"attempts": attempt} if attempt > 1 else {})}
+            ledger.step(conn, run_id, model.key, "succeeded", started, built.rows, detail)
+            return ModelResult(model.key, model.file, model.materialized, "succeeded", built.rows,
+                               round(secs, 3), None, detail)
         except Exception as exc:
+            sessions.discard()
             if is_transient(exc) and attempt < cfg.attempts:
                 time.sleep(backoff(attempt, cfg.initial_s, cfg.max_s))
                 attempt += 1
