@@ -37,7 +37,7 @@ _AGE = re.compile(r"^\s*\d+(\.\d+)?\s*(second|minute|hour|day|week|month)s?\s*$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Severe(_Strict):

@@ -15,7 +15,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 # ---------------------------------------------------------------- contracts

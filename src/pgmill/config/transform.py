@@ -16,7 +16,7 @@ _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class IndexSpec(_Strict):
@@ -46,7 +46,7 @@ class ModelSettings(_Strict):
                                                  "the newest already in the table are added")
     unique_key: list[str] | None = Field(None, description="incremental: merge on this key instead of appending")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     @field_validator("indexes", mode="before")
     @classmethod
@@ -77,7 +77,7 @@ class ModelsConfig(_Strict):
     overrides: dict[str, ModelSettings] = Field(
         default_factory=dict, description="settings per model, by name (or schema.name)")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     @field_validator("schema_")
     @classmethod

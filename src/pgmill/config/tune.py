@@ -33,7 +33,7 @@ def parse_budget(text: str | None, data_bytes: int) -> int | None:
 class TuneConfig(BaseModel):
     """How pgmill keeps indexes right for the declared and observed workload."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     budget: str = Field("unlimited", description="index storage the advisor may add: 2GB, 50% (of the data "
                         "the workload reads), 0.5x, or unlimited")
