@@ -181,6 +181,10 @@ def bench_threads(bp: BenchProject, reps: int, rows: int) -> dict[str, Any]:
 
 def markdown(d: dict[str, Any], pgver: str) -> str:
     v, t = d["vs_dbt"], d["threads"]
+    # each pgmill run against the dbt run beside it (interleaved, so both met the same load): steadier on a
+    # shared machine; the target counts as met only when both figures meet it
+    paired = median([p / b for p, b in zip(v["pgmill_s"], v["dbt_s"], strict=True)])
+    worst = max(v["ratio"], paired)
     return "\n".join([
         "## Transformations",
         "",
@@ -192,8 +196,8 @@ def markdown(d: dict[str, Any], pgver: str) -> str:
         "| --- | ---: | ---: | ---: | --- | --- |",
         f"| {v['models']}-model project, tables, {v['threads']} threads, whole command wall time "
         f"({d['orders']:,} orders, {d['orders'] * 3:,} items) | {v['pgmill_median_s']:.2f} s | "
-        f"{v['dbt_median_s']:.2f} s ({v['dbt_version']} + dbt-postgres) | {v['ratio']:.2f}x | <= 0.5x | "
-        f"{'yes' if v['ratio'] <= 0.5 else 'no'} |",
+        f"{v['dbt_median_s']:.2f} s ({v['dbt_version']} + dbt-postgres) | {v['ratio']:.2f}x (median of per-run "
+        f"ratios {paired:.2f}x) | <= 0.5x | {'yes' if worst <= 0.5 else 'no'} |",
         f"| 4 independent heavy models ({t['rows_per_model']:,} rows each), 2 threads vs 1 | "
         f"{t['two_threads_median_s']:.2f} s | {t['one_thread_median_s']:.2f} s (1 thread) | "
         f"{t['speedup']:.2f}x speed-up | >= 1.7x | {'yes' if t['speedup'] >= 1.7 else 'no'} |",
