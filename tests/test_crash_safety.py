@@ -410,3 +410,48 @@ def test_http_load_survives_sigkill(project: ProjectDir, mode: str) -> None:
     finally:
         for a in apis:
             a.stop()
+
+
+# ---------------------------------------------------------------- the server itself crashes
+
+
+def test_csv_load_survives_a_server_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database server dies mid-load (`pg_ctl stop -m immediate`: no shutdown checkpoint, WAL not yet
+    flushed is lost). Checkpoints commit without waiting for the flush, so the latest ones may vanish with
+    it; they vanish whole (rows with their source position), and the rerun loads them again, once."""
+    from pgmill.db.embedded import EmbeddedServer
+
+    server = EmbeddedServer(tmp_path / "server" / ".pgmill")
+    server.start()
+    try:
+        db_url = server.url()
+        project = ProjectDir(tmp_path / "project", db_url)
+        project.path.mkdir()
+        monkeypatch.setenv("PGMILL_DATABASE_URL", db_url)
+        seed = base_seed()
+        rng = random.Random(seed)
+        why = f"server crash (PGMILL_CRASH_SEED={seed})"
+        write_data, configure = _csv_project(project, "append")
+        ds = write_data(rng)
+        configure()
+        cmd = [sys.executable, "-c", RUNNER, str(project.path)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.path)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
+            deadline = time.monotonic() + 10
+            while committed_reads(db_url, "orders") == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)  # crash once some checkpoints have committed
+            assert server.stop(mode="immediate"), f"{why}: the server did not stop"
+        finally:
+            proc.kill()
+            proc.wait()
+            for s in (proc.stdout, proc.stderr):
+                if s:
+                    s.close()
+        server.start()  # crash recovery replays the WAL that reached the disk
+        loaded_before = committed_reads(db_url, "orders")
+        assert loaded_before < ds.records, f"{why}: the load finished before the crash; nothing was tested"
+        finish(project.path, "orders", why)
+        check_exact(db_url, ds, "orders", why)
+    finally:
+        server.stop()
