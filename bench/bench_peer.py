@@ -447,9 +447,13 @@ def render(r: dict[str, Any]) -> str:
             f"pgmill {s['pgmill']['sum_p95_ms'] / base_sum - 1:+.1%}; p95 over all executions: postgres-mcp "
             f"{s['postgres-mcp']['p95_all_ms'] / base_all - 1:+.1%}, pgmill {s['pgmill']['p95_all_ms'] / base_all - 1:+.1%}"]
     t = r["targets"]
-    out += [f"- targets: pgmill's summed p95 lower: {'met' if t['pgmill_sum_p95_lower'] else 'NOT met'}; "
-            f"p95 over all executions lower: {'met' if t['pgmill_p95_all_lower'] else 'NOT met'}; "
-            f"index storage no larger: {'met' if t['pgmill_storage_no_larger'] else 'NOT met'}", ""]
+    out += [f"- targets of issue 4: pgmill's workload p95 lower (the sum of the per-query p95s, the measure "
+            f"bench/RESULTS_tune.md calls workload p95): {'met' if t['pgmill_sum_p95_lower'] else 'NOT met'}; "
+            f"index storage no larger: {'met' if t['pgmill_storage_no_larger'] else 'NOT met'}",
+            f"- also reported, not a target: p95 over all executions lower: "
+            f"{'yes' if t['pgmill_p95_all_lower'] else 'no'} ({s['pgmill']['p95_all_ms']} vs "
+            f"{s['postgres-mcp']['p95_all_ms']} ms; every query of both sets runs in under a millisecond, so "
+            f"this figure moves with the machine's load from round to round)", ""]
     if mc.get("real_bytes_per_call"):
         out += [f"- postgres-mcp's index set differs from call to call; real storage of each call's set: "
                 f"{', '.join(f'{b / mb:.2f}' for b in mc['real_bytes_per_call'])} MB (the first is measured); "
