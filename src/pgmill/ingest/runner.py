@@ -409,8 +409,7 @@ def _original_lines(pipe: _Pipe, raw: RawBatch, good_pos: list[int]) -> CopyData
         return None
     to_contract = dict(zip(pipe.source_columns, pipe.columns, strict=True))
     chunk = text.chunk
-    found = text.line_ends if text.line_ends is not None else np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
-    ends = found + 1  # one past each line's newline
+    ends = text.line_ends + 1  # one past each line's newline
     if not chunk.endswith(b"\n"):
         ends = np.append(ends, len(chunk))
     starts = np.concatenate(([0], ends[:-1]))

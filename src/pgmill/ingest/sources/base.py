@@ -47,7 +47,7 @@ class CsvText:
     columns: list[str]  # the file's column names, in file order
     delimiter: str
     quote: str
-    line_ends: Any = None  # numpy array: offset of each newline in `chunk`, when the reader has it
+    line_ends: Any  # numpy array: the offset of each newline in `chunk`
 
 
 @dataclass
