@@ -159,8 +159,8 @@ def reset(db_url: str, table: str = "orders") -> None:
 def load_expected(db_url: str, ds: Dataset, table: str = "orders") -> None:
     with psycopg.connect(db_url) as c:
         c.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(f"expected_{table}")))
-        c.execute(EXPECTED_DDL.format(name=f"expected_{table}"))
-        with c.cursor().copy(f"COPY expected_{table} FROM STDIN") as cp:
+        c.execute(sql.SQL(EXPECTED_DDL).format(name=sql.Identifier(f"expected_{table}")))
+        with c.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(f"expected_{table}"))) as cp:
             for row in ds.expected.values():
                 cp.write_row(row)
 
@@ -174,8 +174,8 @@ def check_exact(db_url: str, ds: Dataset, pipeline: str, why: str, table: str = 
     with psycopg.connect(db_url) as c:
         if got != want:
             diff = "SELECT count(*) FROM (SELECT * FROM {} EXCEPT SELECT * FROM {}) d"
-            missing = c.execute(diff.format(f"expected_{table}", table)).fetchone()
-            extra = c.execute(diff.format(table, f"expected_{table}")).fetchone()
+            missing = c.execute(sql.SQL(diff).format(sql.Identifier(f"expected_{table}"), sql.Identifier(table))).fetchone()
+            extra = c.execute(sql.SQL(diff).format(sql.Identifier(table), sql.Identifier(f"expected_{table}"))).fetchone()
             raise AssertionError(f"{why}: target (rows, md5) {got} != expected {want}; "
                                  f"{missing} expected rows missing or different, {extra} unexpected rows")
         runs = c.execute(

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 import yaml
 from mcp import Client
+from psycopg import sql
 
 from pgmill.mcp import NotReadOnly, build_server
 from pgmill.project import ProjectContext, open_project
@@ -218,12 +219,12 @@ def test_prompts(ctx: ProjectContext) -> None:
 def login_role(project: ProjectDir) -> Iterator[str]:
     name = "h_mcp_" + uuid.uuid4().hex[:8]
     with psycopg.connect(project.db_url, autocommit=True) as c:
-        c.execute(f'CREATE ROLE "{name}" LOGIN')
-        c.execute(f'GRANT CREATE, USAGE ON SCHEMA public TO "{name}"')
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+        c.execute(sql.SQL("GRANT CREATE, USAGE ON SCHEMA public TO {}").format(sql.Identifier(name)))
     yield name
     with psycopg.connect(project.db_url, autocommit=True) as c:
-        c.execute(f'DROP OWNED BY "{name}"')
-        c.execute(f'DROP ROLE "{name}"')
+        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
 def _as(project: ProjectDir, role: str, monkeypatch: pytest.MonkeyPatch) -> ProjectContext:

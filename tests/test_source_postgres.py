@@ -38,7 +38,7 @@ def source(pg_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> Iterat
     """A second database on the session server, its URL in ENV, with an empty shop.orders table."""
     name = "src_" + uuid.uuid4().hex[:12]
     with psycopg.connect(pg_server.url(), autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = pg_server.url(name)
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("CREATE SCHEMA shop")
@@ -47,7 +47,7 @@ def source(pg_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv(ENV, url)
     yield url
     with psycopg.connect(pg_server.url(), autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def execute(url: str, q: str, params: Any = None) -> None:
