@@ -218,8 +218,9 @@ def create_set(conn: Any, ddls: list[str], search_path: str | None = None) -> li
             sql.SQL(", ").join(sql.Identifier(x.strip()) for x in search_path.split(","))))
     for i, ddl in enumerate(ddls):
         name = f"bench_peer_{i}"
-        ddl = re.sub(r"^CREATE INDEX\s+(CONCURRENTLY\s+)?(\"[^\"]+\"|\w+)?\s*ON", f"CREATE INDEX {name} ON", ddl.strip(),
-                     flags=re.IGNORECASE)
+        # the tools' own complete statements, renamed so that the bench can drop them again
+        ddl = re.sub(r"^CREATE INDEX\s+(CONCURRENTLY\s+)?(\"[^\"]+\"|\w+)?\s*ON", "CREATE INDEX " + name + " ON",
+                     ddl.strip(), flags=re.IGNORECASE)
         conn.execute(ddl.encode())
         names.append(name)
     conn.execute("RESET search_path")

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from psycopg import sql
+
 from common import BENCH_DIR, DATA_DIR, BenchProject, log, save
 
 COLUMNS = """order_id bigint, customer_id bigint, status text, total numeric(12,2), ordered_at date,
@@ -147,7 +149,7 @@ def main() -> None:
                                  "contract": "contracts/orders.yaml", "cursor": "updated_at"}},
                      {"orders": CONTRACT})
         bp.sql("CREATE SCHEMA shop")
-        bp.sql(f"CREATE TABLE shop.orders ({COLUMNS})")
+        bp.sql(sql.SQL("CREATE TABLE shop.orders ({})").format(sql.SQL(COLUMNS)))
         bp.sql("CREATE TABLE shop.customers (customer_id bigint PRIMARY KEY)")
         bp.sql("INSERT INTO shop.customers SELECT generate_series(1, %s)", (max(1, args.rows // 20),))
         log(f"loading {data.name}")
