@@ -93,6 +93,12 @@ class _Pipe:
         self.cursor_type = parse_type(self.contract.columns[cur].type).sql if cur else None
         self.columns = list(self.contract.columns)
         self.source_columns = [self.compiled.source_name(c) for c in self.columns]
+        # what a narrow read must parse: the columns a rule reads, the key and the cursor
+        checked = set(self.compiled.checked_columns()) | set(self.key) | ({cur} if cur else set())
+        # (at least one column: a frame without columns has no rows to count)
+        self.checked = [c for c in self.columns if c in checked] or self.columns[:1]
+        self.row_identity = [*self.key, *([cur] if cur and cur not in self.key else [])] or self.checked[:1]
+        self.needed = [self.compiled.source_name(c) for c in self.checked]
 
 
 def run_pipelines(
@@ -220,7 +226,7 @@ def _load(ctx: ProjectContext, pipe: _Pipe, run_id: int, progress: ProgressFn | 
         if pipe.spec.mode == "replace":
             st = SourceState({}, None, {})  # a replace rebuilds the table from the whole source, every run
         streams = open_streams(ctx.dir, pipe.spec, pipe.source_columns, st,
-                               dict(zip(pipe.columns, pipe.source_columns, strict=True)))
+                               dict(zip(pipe.columns, pipe.source_columns, strict=True)), pipe.needed)
         sizes = [s.size_bytes for s in streams]
         if all(s is not None for s in sizes) and prog.total_bytes is None:
             prog.total_bytes = prog.bytes + sum(s or 0 for s in sizes)
@@ -309,7 +315,10 @@ def _checkpoint(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, writer:
     quarantine.write_encoded(conn, prep.quarantine_copy)
     rows: list[QuarantinedRow] = []
     if result.rejected:
-        raw_rows = [prep.good.row(i, named=True) for i, _ in result.rejected]
+        if prep.payload is not None and prep.payload.by_line:  # the row as the source wrote it
+            raw_rows = prep.payload.records([i for i, _ in result.rejected])
+        else:
+            raw_rows = [prep.good.row(i, named=True) for i, _ in result.rejected]
         for (i, msg), rec in zip(result.rejected, raw_rows, strict=True):
             rows.append(QuarantinedRow(prep.raw.location(prep.good_pos[i]), rec, None,
                                        [Violation(None, "database", msg)]))
@@ -346,24 +355,27 @@ def _prepare(pipe: _Pipe, run_id: int, batches: Iterator[RawBatch]) -> Iterator[
     extra_policy = pipe.contract.extra_columns
     for raw in batches:
         table = raw.table
-        extras = [c for c in table.column_names if c not in set(pipe.source_columns)]
-        missing = [c for c in pipe.source_columns if c not in table.column_names]
-        if table.num_columns and missing:
+        names = raw.column_names
+        extras = [c for c in names if c not in set(pipe.source_columns)]
+        missing = [c for c in pipe.source_columns if c not in names]
+        if names and missing:
             required = [c for c in pipe.columns if (pipe.contract.columns[c].not_null or
                         pipe.contract.columns[c].primary_key) and pipe.compiled.source_name(c) in missing]
             if required:
                 raise ContractError(
                     f"{raw.origin}: the source has no column(s) {', '.join(required)} that "
-                    f"{pipe.spec.contract} requires; it has: {', '.join(table.column_names)}"
+                    f"{pipe.spec.contract} requires; it has: {', '.join(names)}"
                 )
-        v = pipe.compiled.validate(table, extras if extra_policy == "quarantine" else None)
+        # a narrow batch loads its original lines: of the typed rows only the key and cursor are still needed
+        v = pipe.compiled.validate(table, extras if extra_policy == "quarantine" else None,
+                                   pipe.checked if raw.narrow else None, pipe.row_identity if raw.narrow else None)
         if v.failures:
             pos, viol = v.failures[0]
             more = f" (and {len(v.failures) - 1} more)" if len(v.failures) > 1 else ""
             rule = f"{viol.column}.{viol.rule}" if viol.column else viol.rule
             raise ContractError(f"{raw.location(pos)}: {viol.message} [rule {rule}, policy fail]{more}")
         bad_pos = [p for p, _ in v.bad]
-        bad_records = _raw_records(raw, bad_pos) if bad_pos else []
+        bad_records = raw.records_at(bad_pos)
         q = [QuarantinedRow(b.location, None, b.raw_text, [Violation(None, "parse", b.reason)]) for b in raw.bad]
         q += [QuarantinedRow(raw.location(p), rec, None, viols)
               for (p, viols), rec in zip(v.bad, bad_records, strict=True)]
@@ -388,6 +400,8 @@ def _prepare(pipe: _Pipe, run_id: int, batches: Iterator[RawBatch]) -> Iterator[
         payload = None
         if good.height:
             payload = _original_lines(pipe, raw, good_pos) if not evolve else None
+            if payload is None and raw.narrow:  # never load a narrow frame: its unread columns would be null
+                raise AssertionError(f"{raw.origin}: a narrow read without its original lines")
             payload = payload or CopyData.of(good)
         records = raw.records
         # keep what the checkpoint needs (positions, marks); let the batch's text and table go now
@@ -421,17 +435,11 @@ def _original_lines(pipe: _Pipe, raw: RawBatch, good_pos: list[int]) -> CopyData
     view = memoryview(chunk)
     parts = [view[starts[lines[a]]:ends[lines[b]]] for a, b in zip(run_first.tolist(), run_last.tolist(), strict=True)]
     data = b"".join(parts)
+    row_ends = np.cumsum(ends[lines] - starts[lines])
     if not data.endswith(b"\n"):
         data += b"\n"
-    return CopyData(data, [to_contract[c] for c in text.columns], text.delimiter, text.quote, "")
-
-
-def _raw_records(raw: RawBatch, rows: list[int]) -> list[dict[str, Any]]:
-    import pyarrow as pa
-
-    if not rows:
-        return []
-    return raw.table.take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+        row_ends[-1] += 1
+    return CopyData(data, [to_contract[c] for c in text.columns], text.delimiter, text.quote, "", row_ends)
 
 
 _END = object()

@@ -14,6 +14,7 @@ with Postgres' own message: one bad row never costs the batch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from psycopg import errors as pgerr
 from psycopg import sql
 
 from pgmill.db.ddl import create_table_sql, qualified, split_table
+from pgmill.ingest.sources.base import parse_csv_lines
 
 COPY_CHUNK = 1 << 20
 
@@ -39,17 +41,37 @@ def to_copy_bytes(df: pl.DataFrame) -> bytes:
 
 @dataclass(frozen=True)
 class CopyData:
-    """Bytes ready for COPY ... FROM STDIN (FORMAT csv), the columns they hold, in order, and the dialect."""
+    """Bytes ready for COPY ... FROM STDIN (FORMAT csv), the columns they hold, in order, and the dialect.
+
+    `row_ends` (numpy, the offset just past each row's line) is set when every row is exactly one line, as
+    for a CSV file's own lines: the rows can then be split without the typed frame and read back."""
 
     data: bytes
     columns: list[str]
     delimiter: str = ","
     quote: str = '"'
     null: str = "\\N"
+    row_ends: Any = None
 
     @classmethod
     def of(cls, df: pl.DataFrame) -> CopyData:
         return cls(to_copy_bytes(df), list(df.columns))
+
+    @property
+    def by_line(self) -> bool:
+        return self.row_ends is not None
+
+    def slice(self, start: int, stop: int) -> CopyData:
+        """Rows [start, stop) (only `by_line` data)."""
+        begin = int(self.row_ends[start - 1]) if start else 0
+        end = int(self.row_ends[stop - 1]) if stop else 0
+        return dataclasses.replace(self, data=self.data[begin:end], row_ends=self.row_ends[start:stop] - begin)
+
+    def records(self, rows: list[int]) -> list[dict[str, Any]]:
+        """Rows as {column: text}, read back from the bytes (only `by_line` data)."""
+        view = memoryview(self.data)
+        text = b"".join(bytes(view[(int(self.row_ends[r - 1]) if r else 0) : int(self.row_ends[r])]) for r in rows)
+        return parse_csv_lines(text, self.columns, self.delimiter, self.quote, [self.null])
 
 
 @dataclass
@@ -143,12 +165,13 @@ class TableWriter:
     # ------------------------------------------------------------ batches
 
     def write(self, df: pl.DataFrame, payload: CopyData | None = None) -> WriteResult:
-        """Write `df` (contract columns, typed, key-unique; `payload` its COPY bytes if already made)."""
+        """Write `df` (typed, key-unique) or, when given, `payload`: the same rows as COPY bytes, which may
+        hold columns `df` lacks (`df` then only counts and orders the rows)."""
         if df.height == 0:
             return WriteResult()
-        if df.columns != self.columns:
-            df = df.select(self.columns)  # evolved columns this batch does not carry arrive as NULL
-            payload = None
+        if payload is None and df.columns != self.columns:
+            # evolved columns this batch does not carry arrive as NULL
+            df = df.select([c for c in self.columns if c in df.columns])
         return self._write_or_bisect(df, 0, payload)
 
     def _write_or_bisect(self, df: pl.DataFrame, base: int, payload: CopyData | None = None) -> WriteResult:
@@ -161,8 +184,9 @@ class TableWriter:
                 detail = exc.diag.message_detail
                 return WriteResult(rejected=[(base, f"rejected by PostgreSQL: {msg}" + (f" ({detail})" if detail else ""))])
             half = df.height // 2
-            a = self._write_or_bisect(df.slice(0, half), base)
-            b = self._write_or_bisect(df.slice(half), base + half)
+            lines = payload if payload is not None and payload.by_line else None  # else re-encoded from df
+            a = self._write_or_bisect(df.slice(0, half), base, lines.slice(0, half) if lines else None)
+            b = self._write_or_bisect(df.slice(half), base + half, lines.slice(half, df.height) if lines else None)
             return WriteResult(a.inserted + b.inserted, a.updated + b.updated, a.unchanged + b.unchanged,
                                a.duplicate + b.duplicate, a.rejected + b.rejected)
 

@@ -79,6 +79,21 @@ class CompiledContract:
     def source_name(self, column: str) -> str:
         return self.contract.columns[column].source or column
 
+    def checked_columns(self) -> list[str]:
+        """Contract columns some rule reads. The others are text with no rule: any value is valid, so a
+        loader that sends the source's own text to Postgres need not even parse them."""
+        in_rules: set[str] = set()
+        for rule in self.contract.rules:
+            in_rules.update(pl.sql_expr(rule.expr).meta.root_names())
+        out = []
+        for col, spec in self.contract.columns.items():
+            t = self.types[col]
+            ruled = (spec.primary_key or spec.not_null or spec.accepted_values is not None or spec.min is not None
+                     or spec.max is not None or spec.regex is not None or spec.max_length is not None)
+            if t.kind != "text" or t.precision is not None or ruled or col in in_rules:
+                out.append(col)
+        return out
+
     def policy(self, spec: ColumnSpec) -> Policy:
         return spec.on_failure or self.contract.on_failure
 
@@ -205,13 +220,18 @@ class CompiledContract:
 
     # ------------------------------------------------------------ entry point
 
-    def validate(self, batch: pa.Table | pl.DataFrame, extra_policy_columns: list[str] | None = None) -> Validated:
-        """Check every rule on every row of `batch` (source column names) and split good from bad."""
+    def validate(self, batch: pa.Table | pl.DataFrame, extra_policy_columns: list[str] | None = None,
+                 only: list[str] | None = None, output: list[str] | None = None) -> Validated:
+        """Check every rule on every row of `batch` (source column names) and split good from bad.
+
+        `only`: the contract columns `batch` holds (at least `checked_columns()`); by default every contract
+        column, a missing one read as null. `output`: the columns of the good rows (by default those checked)."""
         df = batch if isinstance(batch, pl.DataFrame) else pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
         n = df.height
+        columns = self.columns if only is None else [c for c in self.columns if c in set(only)]
         raw_cols: dict[str, pl.Series] = {}
-        for col in self.columns:
+        for col in columns:
             name = self.source_name(col)
             if name in df.columns:
                 raw_cols[col] = df.get_column(name)
@@ -220,9 +240,9 @@ class CompiledContract:
         extras = [(f"__extra{i}", df.get_column(e)) for i, e in enumerate(extra_policy_columns or []) if e in df.columns]
         frame = pl.DataFrame({**{f"__raw_{c}": s for c, s in raw_cols.items()},
                               **{f"{name}_src": s for name, s in extras}}).with_row_index("__pos")
-        numeric = [c for c in self.columns if self.types[c].kind == "numeric"]
+        numeric = [c for c in columns if self.types[c].kind == "numeric"]
         type_checks = []
-        for col in self.columns:
+        for col in columns:
             spec = self.contract.columns[col]
             pol = self.policy(spec)
             ty = self.types[col].sql
@@ -235,7 +255,7 @@ class CompiledContract:
         flag_names = [f"__chk{i}" for i in range(len(checks))] + [name for name, _ in extras]
         if numeric:  # the number's text, where it is a number: stripped once, parsed from it below
             frame = frame.with_columns(_numeric_text(pl.col(f"__raw_{c}")).alias(f"__num_{c}") for c in numeric)
-        typed = frame.with_columns([self._parse(c, raw_cols[c]).alias(c) for c in self.columns])
+        typed = frame.with_columns([self._parse(c, raw_cols[c]).alias(c) for c in columns])
         flags = typed.select([c.broken.alias(f"__chk{i}") for i, c in enumerate(checks)]
                              + [pl.col(f"{name}_src").is_not_null().alias(name) for name, _ in extras])
         json_bad = self._json_failures(typed)
@@ -253,8 +273,9 @@ class CompiledContract:
             bad_positions = [p for p, _ in bad]
             quarantine_mask = pl.Series([False] * n, dtype=pl.Boolean).scatter(bad_positions, True) if bad_positions else quarantine_mask
         # select, then filter: only the output columns are copied, not the raw ones beside them
+        out_cols = columns if output is None else [c for c in columns if c in set(output)]
         out = typed.select(pl.col("__pos"), *(pl.col(f"__num_{c}").alias(c) if c in numeric else pl.col(c)
-                                              for c in self.columns))
+                                              for c in out_cols))
         keep = out.filter(~quarantine_mask) if bad else out
         del typed, frame, flags
         return Validated(good=keep.drop("__pos"), good_rows=keep.get_column("__pos"), bad=bad, warnings=warnings,
@@ -263,7 +284,7 @@ class CompiledContract:
     def _json_failures(self, typed: pl.DataFrame) -> dict[int, str]:
         out: dict[int, str] = {}
         for col in self.columns:
-            if self.types[col].kind != "json":
+            if self.types[col].kind != "json" or col not in typed.columns:
                 continue
             for pos, val in enumerate(typed.get_column(col).to_list()):
                 if val is None:

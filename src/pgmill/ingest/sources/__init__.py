@@ -26,16 +26,18 @@ class Stream:
 
 def open_streams(
     project_dir: Path, pipe: Pipeline, columns: list[str], state: SourceState,
-    columns_by_name: dict[str, str] | None = None,
+    columns_by_name: dict[str, str] | None = None, needed: list[str] | None = None,
 ) -> list[Stream]:
     """Streams for what is left to load from `pipe.source`, resuming after the committed state.
-    `columns` are the source's names for the contract columns; `columns_by_name` maps contract names to them."""
+    `columns` are the source's names for the contract columns; `columns_by_name` maps contract names to them;
+    `needed` (source names) are the columns the loader checks: a CSV source may parse only those (see
+    sources.csv.CsvReader)."""
     columns_by_name = columns_by_name or {}
     spec = pipe.source
     rows = pipe.batch_rows
     if isinstance(spec, CsvSource | NdjsonSource | ParquetSource):
         tasks = pending_files(project_dir, spec.path, state.files)
-        return [Stream(t.display, _file_opener(spec, t, columns, rows), t.size - t.resume_offset) for t in tasks]
+        return [Stream(t.display, _file_opener(spec, t, columns, rows, needed), t.size - t.resume_offset) for t in tasks]
     if isinstance(spec, HttpSource):
         from pgmill.ingest.sources.http import read_http, redact_url
 
@@ -51,12 +53,13 @@ def open_streams(
 
 
 def _file_opener(
-    spec: CsvSource | NdjsonSource | ParquetSource, task: FileTask, columns: list[str], rows: int
+    spec: CsvSource | NdjsonSource | ParquetSource, task: FileTask, columns: list[str], rows: int,
+    needed: list[str] | None = None,
 ) -> Callable[[], Iterator[RawBatch]]:
     if isinstance(spec, CsvSource):
         from pgmill.ingest.sources.csv import read_csv_file
 
-        return lambda: read_csv_file(spec, task, columns, rows)
+        return lambda: read_csv_file(spec, task, columns, rows, needed)
     if isinstance(spec, NdjsonSource):
         from pgmill.ingest.sources.ndjson import read_ndjson_file
 

@@ -48,6 +48,39 @@ class CsvText:
     delimiter: str
     quote: str
     line_ends: Any  # numpy array: the offset of each newline in `chunk`
+    null_values: tuple[str, ...] = ("",)
+
+    def records(self, lines: list[int]) -> list[dict[str, Any]]:
+        """The records on physical `lines` (each one line of this chunk), every column, parsed as the source
+        parsed them."""
+        import numpy as np
+
+        if not lines:
+            return []
+        ends = np.append(self.line_ends, len(self.chunk) - 1)  # a last line without its newline
+        idx = np.asarray(lines, np.int64) - self.first_line
+        starts = np.where(idx > 0, ends[np.maximum(idx - 1, 0)] + 1, 0)
+        view = memoryview(self.chunk)
+        text = b"".join(bytes(view[a : b + 1]).rstrip(b"\n") + b"\n"
+                        for a, b in zip(starts.tolist(), ends[idx].tolist(), strict=True))
+        return parse_csv_lines(text, self.columns, self.delimiter, self.quote, list(self.null_values))
+
+
+def parse_csv_lines(text: bytes, columns: list[str], delimiter: str, quote: str,
+                    null_values: list[str]) -> list[dict[str, Any]]:
+    """Records of CSV `text` (no header), every value as text; the empty unquoted field is null when "" is
+    one of `null_values`, as in the sources' own parse."""
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(
+        pa.BufferReader(pa.py_buffer(text)),
+        read_options=pacsv.ReadOptions(column_names=columns, use_threads=False),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=quote),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in columns}, null_values=null_values,
+            strings_can_be_null=True, quoted_strings_can_be_null=False),
+    )
+    return table.to_pylist()  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -63,10 +96,27 @@ class RawBatch:
     file_mark: FileMark | None = None  # for file sources: progress to commit with the batch
     position_word: str = "line"  # how a position is named in a location
     csv_text: CsvText | None = None  # set when every record is exactly one line of UTF-8 text
+    # `table` holds only the columns the loader must check (a narrow read); `csv_text` has every column
+    narrow: bool = False
 
     @property
     def records(self) -> int:
         return int(self.table.num_rows) + len(self.bad)
+
+    @property
+    def column_names(self) -> list[str]:
+        """The source's column names, including those a narrow read left unparsed."""
+        if self.narrow and self.csv_text is not None:
+            return list(self.csv_text.columns)
+        return list(self.table.column_names)
+
+    def records_at(self, rows: list[int]) -> list[dict[str, Any]]:
+        """The records at rows of `table`, with every column of the source."""
+        if not rows:
+            return []
+        if self.narrow and self.csv_text is not None and self.positions is not None:
+            return self.csv_text.records([self.positions[r] for r in rows])
+        return self.table.take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
 
     def location(self, row: int) -> str:
         pos = self.positions[row] if self.positions is not None else row + 1

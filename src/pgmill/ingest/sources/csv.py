@@ -68,13 +68,37 @@ def _first_cut(buf: bytes, quote: int) -> int:
     return -1
 
 
-class CsvReader:
-    """Reads one CSV file from a resume point, yielding RawBatches of about `chunk_bytes` each."""
+def _lines_utf8(chunk: bytes | bytearray, line_ends: np.ndarray) -> bool:
+    """Whether every line of `chunk` is valid UTF-8: only the lines with a non-ASCII byte are decoded."""
+    high = np.flatnonzero(np.frombuffer(chunk, np.uint8) >= 0x80)
+    if not high.size:
+        return True
+    ends = np.append(line_ends, len(chunk))
+    view = memoryview(chunk)
+    for i in np.unique(np.searchsorted(ends, high)).tolist():
+        start = int(ends[i - 1]) + 1 if i else 0
+        try:
+            str(view[start : int(ends[i])], "utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
 
-    def __init__(self, spec: CsvSource, task: FileTask, columns_hint: list[str], batch_rows: int) -> None:
+
+class CsvReader:
+    """Reads one CSV file from a resume point, yielding RawBatches of about `chunk_bytes` each.
+
+    `needed`: the columns the loader must check. When given, and the file holds exactly the columns asked
+    for, in UTF-8 with empty fields as null, a chunk whose records are one line each is parsed for those
+    columns only (a narrow read): the loader sends the good lines' own text to Postgres, so the others are
+    never looked at, and the source's records are re-parsed in full only for the rows that are quarantined.
+    """
+
+    def __init__(self, spec: CsvSource, task: FileTask, columns_hint: list[str], batch_rows: int,
+                 needed: list[str] | None = None) -> None:
         self.spec = spec
         self.task = task
         self.columns_hint = columns_hint
+        self.needed = needed
         self.batch_rows = batch_rows
         self.chunk_bytes = 1 << 20
         self.encoding = codecs.lookup(spec.encoding).name
@@ -173,7 +197,8 @@ class CsvReader:
 
     # ------------------------------------------------------------ parse
 
-    def _parse(self, chunk: bytes | bytearray, first_line: int, newlines: int) -> tuple[pa.Table, list[int], list[BadRecord], bool]:
+    def _parse(self, chunk: bytes | bytearray, first_line: int, newlines: int, include: list[str] | None = None,
+               ) -> tuple[pa.Table, list[int], list[BadRecord], bool]:
         bad_rows: list[tuple[int, str]] = []
 
         def on_bad(row: Any) -> str:
@@ -194,7 +219,7 @@ class CsvReader:
                     newlines_in_values=True, invalid_row_handler=on_bad,
                 ),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={n: pa.binary() for n in names},
+                    column_types={n: pa.binary() for n in names}, include_columns=include or names,
                     null_values=self.spec.null_values, strings_can_be_null=True, quoted_strings_can_be_null=False,
                 ),
             )
@@ -250,6 +275,7 @@ class CsvReader:
             if offset == 0:
                 offset, line = after_header, line_after
             self.chunk_bytes = self._chunk_size(fh, offset)
+            narrow = self._narrow_columns(names)
             if not names or offset >= t.size:
                 # empty file or header only: nothing to load, but the file is remembered as loaded
                 yield RawBatch(pa.table({}), t.display, [], [], 0,
@@ -257,17 +283,34 @@ class CsvReader:
                 return
             for chunk, end, first_line, last, line_ends in self._chunks(fh, offset, line):
                 newlines = len(line_ends)
-                table, positions, bad, simple = self._parse(chunk, first_line, newlines)
+                plain = self.encoding == "utf-8" and b"\r" not in chunk
+                parsed = None
+                if narrow is not None and plain and _lines_utf8(chunk, line_ends):
+                    parsed = self._parse(chunk, first_line, newlines, narrow)
+                    if not parsed[3]:  # a record spans lines: the good lines cannot be cut out, parse it all
+                        parsed = None
+                is_narrow = parsed is not None
+                table, positions, bad, simple = parsed or self._parse(chunk, first_line, newlines)
                 done += table.num_rows + len(bad)
                 text = None
-                if simple and self.encoding == "utf-8" and b"\r" not in chunk:
-                    text = CsvText(chunk, first_line, names, self.spec.delimiter, self.spec.quote, line_ends)
+                if simple and plain:
+                    text = CsvText(chunk, first_line, names, self.spec.delimiter, self.spec.quote, line_ends,
+                                   tuple(self.spec.null_values))
                 yield RawBatch(
                     table, t.display, positions, bad, len(chunk) + (after_header if first_line == line_after else 0),
                     file_mark=FileMark(t.display, t.size, t.sha256, done, end,
                                        first_line + newlines, last or end >= t.size),
-                    csv_text=text,
+                    csv_text=text, narrow=is_narrow,
                 )
+
+    def _narrow_columns(self, names: list[str]) -> list[str] | None:
+        """The columns to parse when a chunk allows a narrow read (see the class); None: always all."""
+        if self.needed is None or self.encoding != "utf-8" or list(self.spec.null_values) != [""]:
+            return None
+        if len(names) != len(self.columns_hint) or set(names) != set(self.columns_hint):
+            return None
+        cols = [n for n in names if n in set(self.needed)] or names[:1]  # a table without columns has no rows
+        return cols if len(cols) < len(names) else None
 
 
 def _to_utf8(table: pa.Table) -> tuple[pa.Table, list[tuple[int, str]]]:
@@ -317,8 +360,9 @@ def _why_bad(text: str, expected: int, spec: CsvSource) -> str:
     return f"has {n} fields, expected {expected}"
 
 
-def read_csv_file(spec: CsvSource, task: FileTask, columns_hint: list[str], batch_rows: int) -> Iterator[RawBatch]:
-    return CsvReader(spec, task, columns_hint, batch_rows).batches()
+def read_csv_file(spec: CsvSource, task: FileTask, columns_hint: list[str], batch_rows: int,
+                  needed: list[str] | None = None) -> Iterator[RawBatch]:
+    return CsvReader(spec, task, columns_hint, batch_rows, needed).batches()
 
 
 def csv_columns(spec: CsvSource, path: Path, columns_hint: list[str]) -> list[str]:
