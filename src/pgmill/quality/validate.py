@@ -20,7 +20,7 @@ from pgmill.errors import ConfigError
 from pgmill.quality.types import PgType, parse_type
 
 _INT_RANGE = {16: (-(2**15), 2**15 - 1), 32: (-(2**31), 2**31 - 1), 64: (-(2**63), 2**63 - 1)}
-_NUMERIC_RE = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+_NUMERIC_RE = r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$"
 _UUID_RE = r"^(?i)\{?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\}?$"
 _TRUE = ["t", "true", "1", "yes", "y", "on"]
 _FALSE = ["f", "false", "0", "no", "n", "off"]
@@ -107,15 +107,16 @@ class CompiledContract:
         if t.kind == "int":
             if dtype.is_integer():
                 return src.cast(pl.Int64, strict=False)
-            s = src.cast(pl.Utf8).str.strip_chars()
-            return s.cast(pl.Int64, strict=False)
+            return _lenient(src.cast(pl.Utf8), lambda s: s.cast(pl.Int64, strict=False), pl.Int64)
         if t.kind == "float":
             if dtype.is_numeric():
                 return src.cast(pl.Float64, strict=False)
-            return src.cast(pl.Utf8).str.strip_chars().cast(pl.Float64, strict=False)
+            return _lenient(src.cast(pl.Utf8), lambda s: s.cast(pl.Float64, strict=False), pl.Float64)
         if t.kind == "numeric":
-            # compared as a float; loaded from the text itself (__num_<col>, see validate) so Postgres rounds it
-            return pl.col(f"__num_{col}").cast(pl.Float64, strict=False)
+            # compared as a float where the text is a number (__num_<col>, see validate); loaded from the text
+            # itself so that Postgres rounds it
+            number = _lenient(src.cast(pl.Utf8), lambda s: s.cast(pl.Float64, strict=False), pl.Float64)
+            return pl.when(pl.col(f"__num_{col}")).then(number)
         if t.kind == "text":
             return src.cast(pl.Utf8)
         if t.kind == "bool":
@@ -128,8 +129,7 @@ class CompiledContract:
                 return src
             if isinstance(dtype, pl.Datetime):
                 return src.dt.date()
-            s = src.cast(pl.Utf8).str.strip_chars()
-            return s.str.to_date("%Y-%m-%d", strict=False)
+            return _lenient(src.cast(pl.Utf8), lambda s: s.str.to_date("%Y-%m-%d", strict=False), pl.Date)
         if t.kind in ("timestamp", "timestamptz"):
             tz = "UTC" if t.kind == "timestamptz" else None
             if isinstance(dtype, pl.Datetime):
@@ -253,8 +253,9 @@ class CompiledContract:
             )
         checks = type_checks + self._checks()
         flag_names = [f"__chk{i}" for i in range(len(checks))] + [name for name, _ in extras]
-        if numeric:  # the number's text, where it is a number: stripped once, parsed from it below
-            frame = frame.with_columns(_numeric_text(pl.col(f"__raw_{c}")).alias(f"__num_{c}") for c in numeric)
+        if numeric:  # whether the text is a number as Postgres writes one (floats also parse inf and nan)
+            frame = frame.with_columns(pl.col(f"__raw_{c}").cast(pl.Utf8).str.contains(_NUMERIC_RE)
+                                       .alias(f"__num_{c}") for c in numeric)
         typed = frame.with_columns([self._parse(c, raw_cols[c]).alias(c) for c in columns])
         flags = typed.select([c.broken.alias(f"__chk{i}") for i, c in enumerate(checks)]
                              + [pl.col(f"{name}_src").is_not_null().alias(name) for name, _ in extras])
@@ -274,8 +275,9 @@ class CompiledContract:
             quarantine_mask = pl.Series([False] * n, dtype=pl.Boolean).scatter(bad_positions, True) if bad_positions else quarantine_mask
         # select, then filter: only the output columns are copied, not the raw ones beside them
         out_cols = columns if output is None else [c for c in columns if c in set(output)]
-        out = typed.select(pl.col("__pos"), *(pl.col(f"__num_{c}").alias(c) if c in numeric else pl.col(c)
-                                              for c in out_cols))
+        out = typed.select(pl.col("__pos"), *(
+            pl.when(pl.col(f"__num_{c}")).then(pl.col(f"__raw_{c}").cast(pl.Utf8).str.strip_chars()).alias(c)
+            if c in numeric else pl.col(c) for c in out_cols))
         keep = out.filter(~quarantine_mask) if bad else out
         del typed, frame, flags
         return Validated(good=keep.drop("__pos"), good_rows=keep.get_column("__pos"), bad=bad, warnings=warnings,
@@ -346,18 +348,28 @@ def _explain(checks: list[_Check], n_type: int, extras: list[str], json_bad: dic
     return bad, failures, warnings
 
 
-def _numeric_text(raw: pl.Expr) -> pl.Expr:
-    s = raw.cast(pl.Utf8).str.strip_chars()
-    return pl.when(s.str.contains(_NUMERIC_RE)).then(s).otherwise(None)
+def _lenient(text: pl.Expr, parse: Any, dtype: Any) -> pl.Expr:
+    """parse(text), with the surrounding whitespace Postgres ignores stripped first, but only from the values
+    that do not parse as they are (stripping every value costs more than the parse)."""
+
+    def run(s: pl.Series) -> pl.Series:
+        out: pl.Series = parse(s)
+        retry = out.is_null() & s.is_not_null()
+        if retry.any():
+            idx = retry.arg_true()
+            out = out.scatter(idx, parse(s.gather(idx).str.strip_chars()))
+        return out
+
+    return text.map_batches(run, return_dtype=dtype)
 
 
 def _parse_timestamps(raw: pl.Series, tz: str | None) -> pl.Series:
     """ISO 8601 text to timestamps: Arrow's parser for the whole column when every value is clean (fast),
     else each accepted format in turn, each one only on the values still unparsed."""
-    s = raw.str.strip_chars()
     dtype = pl.Datetime("us", tz)
     with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):  # not all clean: the slow path
-        return pl.Series(raw.name, pc.cast(s.to_arrow(), pa.timestamp("us", tz=tz))).cast(dtype)
+        return pl.Series(raw.name, pc.cast(raw.to_arrow(), pa.timestamp("us", tz=tz))).cast(dtype)
+    s = raw.str.strip_chars()
     s = s.str.replace(" ", "T", literal=True)
     out = pl.Series(raw.name, [None] * len(s), dtype=dtype)
     todo = s.is_not_null()
