@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pyarrow as pa
@@ -29,11 +30,11 @@ def _check(columns: dict[str, Any], values: dict[str, list[Any]], **extra: Any) 
     [
         ("smallint", ["1", " -32768 ", "32767"], ["32768", "1.5", "x"]),
         ("integer", ["2147483647", "0"], ["2147483648", "1e3"]),
-        ("bigint", ["9223372036854775807", "-1"], ["9223372036854775808", "one"]),
-        ("double precision", ["1.5", "-2e10", "3"], ["1,5", "abc"]),
-        ("numeric(5,2)", ["123.45", "-1", "1e2", ".5"], ["1234.5", "12a", "1.2.3"]),
+        ("bigint", ["9223372036854775807", "-1", " 7", "8 "], ["9223372036854775808", "one", "1 2"]),
+        ("double precision", ["1.5", "-2e10", "3", " 4.5 "], ["1,5", "abc"]),
+        ("numeric(5,2)", ["123.45", "-1", "1e2", ".5", " 1.5", "2 "], ["1234.5", "12a", "1.2.3", "inf", "nan"]),
         ("boolean", ["t", "FALSE", "yes", "0", "On"], ["maybe", "2"]),
-        ("date", ["2024-02-29", "1999-12-31"], ["2023-02-29", "2024/01/01", "31-12-1999"]),
+        ("date", ["2024-02-29", "1999-12-31", "2024-01-02 "], ["2023-02-29", "2024/01/01", "31-12-1999"]),
         ("timestamptz", ["2024-01-02T03:04:05Z", "2024-01-02 03:04:05.123+02:00", "2024-01-02T03:04:05",
                          "2024-01-02"], ["2024-01-02T25:00:00", "yesterday"]),
         ("timestamp", ["2024-01-02 03:04:05", "2024-01-02T03:04"], ["2024-13-02 03:04:05"]),
@@ -45,6 +46,16 @@ def _check(columns: dict[str, Any], values: dict[str, list[Any]], **extra: Any) 
 def test_type_casts(typ: str, good: list[str], bad: list[str]) -> None:
     broken = _check({"v": {"type": typ}}, {"v": good + bad})
     assert sorted(broken) == list(range(len(good), len(good) + len(bad))), broken
+
+
+def test_padded_values_are_valid_and_typed_without_their_spaces() -> None:
+    compiled = CompiledContract(Contract.model_validate({"columns": {
+        "i": {"type": "bigint"}, "n": {"type": "numeric(8,2)", "min": 0}, "d": {"type": "date"},
+        "t": {"type": "timestamptz"}}}))
+    v = compiled.validate(pa.table({"i": [" 7", "8"], "n": ["1.50 ", "-1"], "d": [" 2024-01-02 ", "2024-01-03"],
+                                    "t": [" 2024-01-02T03:04:05Z", "2024-01-02T03:04:05Z"]}))
+    assert [(p, [x.message for x in viols]) for p, viols in v.bad] == [(1, ["n = '-1' is below the minimum 0"])]
+    assert v.good.rows() == [(7, "1.50", dt.date(2024, 1, 2), dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC))]
 
 
 def test_messages_for_each_rule() -> None:
