@@ -70,7 +70,8 @@ def main() -> None:
             sys.exit(m.stderr[-3000:])
         import json
 
-        doc = json.loads(m.stdout[min(i for i in (m.stdout.find("{"), m.stdout.find("[")) if i >= 0):])
+        start = min(i for i in (m.stdout.find("{"), m.stdout.find("[")) if i >= 0)
+        doc, _ = json.JSONDecoder().raw_decode(m.stdout[start:])  # py-spy writes its own lines after it
         [rec] = doc["loads"] if isinstance(doc, dict) else doc
         cpu_u = after.ru_utime - before.ru_utime
         cpu_s = after.ru_stime - before.ru_stime
