@@ -106,13 +106,9 @@ def write_dbt(dir_: Path, socket_dir: str, threads: int) -> None:
         "dbname": "postgres", "schema": DBT_SCHEMA, "threads": threads}}}}))
 
 
-PGMILL_CMD = ("import sys; from pgmill.cli import app; from pgmill.transform.commands import register; "
-              "register(app); sys.argv[0] = 'pgmill'; app()")
-
-
 def time_pgmill(dir_: Path, url: str) -> float:
     env = {**pgmill_env(), "PGMILL_DATABASE_URL": url}
-    m = run_measured([sys.executable, "-c", PGMILL_CMD, "transform", "--project", str(dir_), "--json"], env=env)
+    m = run_measured([sys.executable, "-m", "pgmill", "transform", "--project", str(dir_), "--json"], env=env)
     if m.returncode != 0:
         raise RuntimeError(f"pgmill transform failed:\n{m.stderr[-3000:]}\n{m.stdout[-2000:]}")
     return m.seconds

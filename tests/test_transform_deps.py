@@ -137,3 +137,33 @@ def test_incremental_needs_a_cursor(tmp_path: Path) -> None:
 def test_two_files_one_relation(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="both build analytics.t"):
         _project(tmp_path, {"analytics/t.sql": "SELECT 1", "t.sql": "-- pgmill: {schema: analytics}\nSELECT 2"})
+
+
+def test_unchanged_models_are_not_parsed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import pgmill.transform.deps as deps
+    from pgmill.transform.parsed import CACHE_FILE
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "a.sql").write_text("SELECT * FROM raw.orders o JOIN raw.customers USING (id);\n")
+    (tmp_path / "models" / "b.sql").write_text("-- a comment\nSELECT 1 AS x FROM a")
+    first = {m.name: (m.query, m.refs) for m in discover_models(tmp_path, ModelsConfig())}
+    assert first["a"] == ("SELECT * FROM raw.orders o JOIN raw.customers USING (id)",
+                          [Relation("raw", "customers"), Relation("raw", "orders")])
+    calls: list[str] = []
+    real = deps.parse_model
+    monkeypatch.setattr(deps, "parse_model", lambda text: calls.append(text) or real(text))
+    again = {m.name: (m.query, m.refs) for m in discover_models(tmp_path, ModelsConfig())}
+    assert again == first and calls == []  # both came from the cache
+    # an edited model is parsed again, and the cache forgets what no model holds any more
+    (tmp_path / "models" / "b.sql").write_text("SELECT 2 AS x FROM raw.events")
+    edited = {m.name: m.refs for m in discover_models(tmp_path, ModelsConfig())}
+    assert edited["b"] == [Relation("raw", "events")] and len(calls) == 1
+    assert len(json.loads((tmp_path / CACHE_FILE).read_text())["entries"]) == 2
+    # a broken cache file is ignored (and replaced); a bad model still fails with its line
+    (tmp_path / CACHE_FILE).write_text("{not json")
+    assert {m.name: m.refs for m in discover_models(tmp_path, ModelsConfig())} == edited
+    (tmp_path / "models" / "b.sql").write_text("SELECT FROM WHERE")
+    with pytest.raises(ConfigError, match="models/b.sql: line 1"):
+        discover_models(tmp_path, ModelsConfig())

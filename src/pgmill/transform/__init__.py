@@ -7,10 +7,21 @@
     print(result.ran, result.failed, result.skipped)
 """
 
-from pgmill.transform.deps import Relation, SqlError, references
+from typing import Any
+
 from pgmill.transform.graph import Catalog, Graph, build_graph
 from pgmill.transform.models import Model, discover_models
+from pgmill.transform.relation import Relation, SqlError
 from pgmill.transform.runner import ModelResult, TransformResult, load_graph, run_transforms
+
+
+def __getattr__(name: str) -> Any:
+    if name == "references":  # the SQL parser (pglast) loads only when something is parsed
+        from pgmill.transform.deps import references
+
+        return references
+    raise AttributeError(name)
+
 
 __all__ = [
     "Catalog",

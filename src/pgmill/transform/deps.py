@@ -12,29 +12,14 @@ Names come out as the parser folded them: unquoted identifiers in lower case, qu
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import pglast
 from pglast import ast
 from pglast.parser import ParseError
 
+from pgmill.transform.relation import Relation, SqlError
 
-@dataclass(frozen=True)
-class Relation:
-    """A relation as written in SQL: schema (None when unqualified) and name."""
-
-    schema: str | None
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.schema}.{self.name}" if self.schema else self.name
-
-    def sort_key(self) -> tuple[str, str]:
-        return (self.schema or "", self.name)
-
-
-class SqlError(ValueError):
-    """The SQL does not parse, or is not one SELECT."""
+__all__ = ["Relation", "SqlError", "parse_model", "parse_select", "references"]
 
 
 def parse_select(text: str) -> tuple[ast.SelectStmt, str]:
@@ -58,8 +43,13 @@ def parse_select(text: str) -> tuple[ast.SelectStmt, str]:
 
 def references(text: str) -> list[Relation]:
     """The relations `text` (one SELECT) reads, sorted and without repeats."""
-    stmt, _ = parse_select(text)
-    return sorted(set(_walk(stmt, frozenset())), key=Relation.sort_key)
+    return parse_model(text)[1]
+
+
+def parse_model(text: str) -> tuple[str, list[Relation]]:
+    """The SELECT's own text (see parse_select) and the relations it reads, from one parse."""
+    stmt, body = parse_select(text)
+    return body, sorted(set(_walk(stmt, frozenset())), key=Relation.sort_key)
 
 
 def _walk(node: object, ctes: frozenset[str]) -> Iterator[Relation]:

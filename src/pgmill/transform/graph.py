@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pgmill.errors import ConfigError
-from pgmill.transform.deps import Relation
 from pgmill.transform.models import Model
+from pgmill.transform.relation import Relation
 
 
 @dataclass(frozen=True)

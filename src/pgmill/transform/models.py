@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from pgmill.config.transform import IndexSpec, Materialization, ModelsConfig, ModelSettings
 from pgmill.errors import ConfigError
-from pgmill.transform.deps import Relation, SqlError, parse_select, references
+from pgmill.transform.parsed import ParseCache
+from pgmill.transform.relation import Relation, SqlError
 
 _HEADER = re.compile(r"^\s*--\s*pgmill:(.*)$")
 
@@ -106,7 +107,7 @@ def _merge(*layers: ModelSettings | None) -> ModelSettings:
     return ModelSettings.model_validate(out)
 
 
-def load_model(project_dir: Path, path: Path, config: ModelsConfig) -> Model:
+def load_model(project_dir: Path, path: Path, config: ModelsConfig, cache: ParseCache | None = None) -> Model:
     """Parse one model file; ConfigError names the file (and the line, when the parser gives one)."""
     rel = path.relative_to(project_dir).as_posix()
     models_dir = (project_dir / config.path)
@@ -119,8 +120,7 @@ def load_model(project_dir: Path, path: Path, config: ModelsConfig) -> Model:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{rel}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
-        _, body = parse_select(text)
-        refs = references(text)
+        body, refs = (cache or ParseCache(project_dir)).parse(text)
     except SqlError as exc:
         raise ConfigError(f"{rel}: {exc}") from exc
     name = path.stem
@@ -148,11 +148,13 @@ def discover_models(project_dir: Path, config: ModelsConfig) -> list[Model]:
         return []
     models: list[Model] = []
     errors: list[str] = []
+    cache = ParseCache(project_dir)
     for path in sorted(models_dir.rglob("*.sql")):
         try:
-            models.append(load_model(project_dir, path, config))
+            models.append(load_model(project_dir, path, config, cache))
         except ConfigError as exc:
             errors.append(str(exc))
+    cache.save()
     seen: dict[str, Model] = {}
     for m in models:
         if m.key in seen:
