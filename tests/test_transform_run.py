@@ -116,11 +116,17 @@ def test_table_model_rebuild_keeps_grants_and_other_indexes(project: ProjectDir)
         _exec(project, "CREATE ROLE transform_test_reader NOLOGIN")
     with psycopg.connect(project.db_url, autocommit=True) as c:
         c.execute("GRANT SELECT ON t TO transform_test_reader")
+        c.execute("GRANT INSERT, UPDATE ON t TO transform_test_reader WITH GRANT OPTION")
+        c.execute("GRANT SELECT ON t TO PUBLIC")
         c.execute("CREATE INDEX by_hand ON t (kind)")
     project.write("models/t.sql", "SELECT id, kind, at FROM events")  # columns change: a rename swap
     res = _run(project)
     assert res.models[0].detail["swap"] == "rename"
     assert project.scalar("SELECT has_table_privilege('transform_test_reader', 'public.t', 'SELECT')")
+    assert project.scalar("SELECT has_table_privilege('transform_test_reader', 'public.t', 'UPDATE WITH GRANT OPTION')")
+    assert not project.scalar("SELECT has_table_privilege('transform_test_reader', 'public.t', 'DELETE')")
+    assert project.scalar("SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = 'public.t'::regclass"
+                          " AND a.grantee = 0 AND a.privilege_type = 'SELECT'") == 1  # PUBLIC's grant too
     assert project.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'by_hand'") == 1
     assert project.scalar("SELECT count(*) FROM t WHERE at IS NOT NULL") == 10
 

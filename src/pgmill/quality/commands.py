@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pgmill.errors import PgmillError
-from pgmill.quality.report import collect
-from pgmill.quality.results import CheckReport
+
+if TYPE_CHECKING:
+    from pgmill.quality.results import CheckReport
 
 # the same options as the other commands; defined here so that cli.py can import this module at any point
 ProjectOpt = Annotated[
@@ -53,7 +54,7 @@ def register(app: typer.Typer) -> None:
         project: ProjectOpt = None,
     ) -> None:
         """Write a self-contained HTML quality report (rules, completeness, duplicates, trends) and summarize it."""
-        from pgmill.quality.report import write_report
+        from pgmill.quality.report import collect, write_report
 
         def body() -> None:
             ctx = _open(project)

@@ -110,8 +110,8 @@ def _table(conn: Conn, model: Model, kind: str | None, rebuilt_later: frozenset[
 def _swap(conn: Conn, model: Model, new: sql.Identifier, specs: list[IndexSpec],
           rebuilt_later: frozenset[str]) -> dict[str, Any]:
     old = model.ident()
-    same_columns = _columns(conn, model.schema, model.name) == _columns(conn, model.schema, model.sibling(NEW_SUFFIX))
-    if _dependents(conn, model.schema, model.name) and same_columns:
+    facts = _swap_facts(conn, model)
+    if facts.dependents and facts.same_columns:
         # views hold the old table's identity: keep it, swap its contents (TRUNCATE locks out readers
         # until commit, so they still see all old or all new rows)
         conn.execute(sql.SQL("TRUNCATE {}").format(old))
@@ -121,48 +121,74 @@ def _swap(conn: Conn, model: Model, new: sql.Identifier, specs: list[IndexSpec],
             conn.execute(_index_sql(model, spec, old, building=False, if_not_exists=True))
         return {"swap": "refill", "rows_refilled": cur.rowcount}
     declared = {_index_name(model, s) for s in specs}
-    carried = conn.execute(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
-        (model.schema, model.name)).fetchall()
-    grants = _grants(conn, model)
-    _drop(conn, model, "r", rebuilt_later)
+    _drop(conn, model, "r", rebuilt_later, facts.dependents)
     conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(new, sql.Identifier(model.name)))
     _rename_indexes(conn, model, specs)
-    for grant in grants:
+    for grant in _grants(model, facts.grants):
         conn.execute(grant)
     kept, lost = 0, []
-    for iname, idef in carried:
+    for iname, idef in facts.indexes:
         if iname in declared:
             continue
         # indexes made outside the model (by hand, by the index advisor) come back with the table
         try:
             with conn.transaction():
-                conn.execute(str(idef).encode())  # pg_indexes gives complete, quoted DDL
+                conn.execute(idef.encode())  # pg_indexes gives complete, quoted DDL
             kept += 1
         except (pgerr.UndefinedColumn, pgerr.UndefinedObject, pgerr.DatatypeMismatch):
-            lost.append(str(iname))
+            lost.append(iname)
     out: dict[str, Any] = {"swap": "rename", "indexes_kept": kept}
     if lost:
         out["indexes_dropped"] = lost  # their columns are gone from the model
     return out
 
 
-def _grants(conn: Conn, model: Model) -> list[sql.Composed]:
-    """GRANTs that give the new table the privileges others held on the old one."""
-    rows = conn.execute(
-        "SELECT a.grantee, CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END,"
-        " a.privilege_type, a.is_grantable"
-        " FROM pg_class c, aclexplode(c.relacl) a"
-        " WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND a.grantee <> c.relowner",
-        (model.schema, model.name)).fetchall()
-    out = []
-    for _oid, role, priv, grantable in rows:
-        if str(priv) not in _PRIVILEGES:
-            continue
-        who = sql.Identifier(role) if role is not None else sql.SQL("PUBLIC")
-        out.append(sql.SQL("GRANT {} ON TABLE {} TO {}{}").format(
-            sql.SQL(str(priv)), model.ident(), who, sql.SQL(" WITH GRANT OPTION" if grantable else "")))
-    return out
+@dataclass(frozen=True)
+class _SwapFacts:
+    same_columns: bool  # the new table's columns (names, types, order) are the old one's
+    dependents: list[tuple[str, str]]  # views reading the old table (see _dependents)
+    indexes: list[tuple[str, str]]  # the old table's indexes: (name, CREATE INDEX ...)
+    grants: list[tuple[str | None, str, bool]]  # (grantee, privilege, grantable); grantee None: PUBLIC
+
+
+_SWAP_FACTS = """
+WITH rel AS (
+  SELECT to_regclass(format('%%I.%%I', %(schema)s::text, %(name)s::text)) AS old,
+         to_regclass(format('%%I.%%I', %(schema)s::text, %(new)s::text)) AS new)
+SELECT
+  (SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, a.atttypmod)] ORDER BY a.attnum)
+     FROM pg_attribute a, rel WHERE a.attrelid = rel.old AND a.attnum > 0 AND NOT a.attisdropped)
+  IS NOT DISTINCT FROM
+  (SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, a.atttypmod)] ORDER BY a.attnum)
+     FROM pg_attribute a, rel WHERE a.attrelid = rel.new AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT coalesce(jsonb_agg(jsonb_build_array(indexname, indexdef)), '[]') FROM pg_indexes
+    WHERE schemaname = %(schema)s AND tablename = %(name)s),
+  (SELECT coalesce(jsonb_agg(jsonb_build_array(CASE WHEN a.grantee = 0 THEN NULL
+            ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, a.is_grantable)), '[]')
+     FROM rel, pg_class c, aclexplode(c.relacl) a WHERE c.oid = rel.old AND a.grantee <> c.relowner)
+"""
+
+
+def _swap_facts(conn: Conn, model: Model) -> _SwapFacts:
+    """What the swap must know about the old table and its new build, in one round trip."""
+    row = conn.execute(_SWAP_FACTS, {"schema": model.schema, "name": model.name,
+                                     "new": model.sibling(NEW_SUFFIX)}).fetchone()
+    assert row is not None
+    return _SwapFacts(bool(row[0]), _dependents(conn, model.schema, model.name),
+                      [(str(n), str(d)) for n, d in row[1]],
+                      [(g, str(p), bool(w)) for g, p, w in row[2]])
+
+
+def _grants(model: Model, rows: list[tuple[str | None, str, bool]]) -> list[sql.Composed]:
+    """GRANTs that give the new table the privileges others held on the old one: one per grantee."""
+    by_grantee: dict[tuple[str | None, bool], list[str]] = {}
+    for role, priv, grantable in rows:
+        if priv in _PRIVILEGES:
+            by_grantee.setdefault((role, grantable), []).append(priv)
+    return [sql.SQL("GRANT {} ON TABLE {} TO {}{}").format(
+        sql.SQL(", ").join(sql.SQL(p) for p in sorted(privs)), model.ident(),
+        sql.Identifier(role) if role is not None else sql.SQL("PUBLIC"),
+        sql.SQL(" WITH GRANT OPTION" if grantable else "")) for (role, grantable), privs in by_grantee.items()]
 
 
 # ---------------------------------------------------------------- incremental
@@ -281,9 +307,11 @@ def _dependents(conn: Conn, schema: str, name: str) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
-def _drop(conn: Conn, model: Model, kind: str, rebuilt_later: frozenset[str]) -> None:
-    """Drop the model's current relation; cascade only onto models this run builds again afterwards."""
-    deps = _dependents(conn, model.schema, model.name)
+def _drop(conn: Conn, model: Model, kind: str, rebuilt_later: frozenset[str],
+          deps: list[tuple[str, str]] | None = None) -> None:
+    """Drop the model's current relation; cascade only onto models this run builds again afterwards.
+    `deps`: its dependents (see _dependents), when already known."""
+    deps = _dependents(conn, model.schema, model.name) if deps is None else deps
     blocked = [f"{s}.{n}" for s, n in deps if f"{s}.{n}" not in rebuilt_later]
     if blocked:
         raise DatabaseError(
