@@ -203,6 +203,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="500k orders, 1 rep, results into bench/out/")
     ap.add_argument("--sections", default="ingest,memory,parallel,http")
+    ap.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default: 3, --quick: 1)")
     ap.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from the results file")
     a = ap.parse_args()
     source = os.environ.get("PGMILL_BENCH_SRC") or ("" if a.render else snapshot_source())
@@ -221,6 +222,7 @@ def main() -> None:
     else:
         rows, reps, mem_reps, pages = 5_000_000, 3, 1, 100
         out, md = RESULTS_JSON, RESULTS_MD
+    reps = a.reps or reps
     if a.render:
         render(out, md)
         return

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The ingest benchmarks, one command: bash scripts/bench.sh [--quick] [--sections ingest,memory,parallel,http]
+# The ingest benchmarks, one command: bash scripts/bench.sh [--quick] [--sections ingest,memory,parallel,http] [--reps N]
 #   full:    5M orders (~1 GB) and 15M (~3 GB) for memory, 3 interleaved reps; writes bench/results.json and
 #            bench/RESULTS.md (~20-30 minutes on 2 cores)
 #   --quick: 500k orders, 1 rep (~2-3 minutes); writes bench/out/results.quick.json and RESULTS.quick.md
