@@ -34,3 +34,22 @@ def test_awkward_text_round_trips_through_copy(conn: psycopg.Connection[object])
 
 def test_nothing_to_encode_is_nothing_to_send() -> None:
     assert quarantine.encode(1, "p", "t", []) == b""
+
+
+def test_records_built_in_bulk_as_json_round_trip_too(conn: psycopg.Connection[object]) -> None:
+    import pyarrow as pa
+
+    from pgmill.ingest.sources.base import json_objects
+
+    migrate(conn)  # type: ignore[arg-type]
+    table = pa.table({"a": ["tab\there", "nul\x00inside", None], "b": ['quote " and \\', "é ✓ \u2028", "x"]})
+    texts = json_objects(table)
+    assert texts is not None and len(texts) == 3
+    assert json_objects(pa.table({"n": [1, 2]})) is None  # not text: the caller converts row by row
+    rows = [QuarantinedRow(f"a.csv:line {i}", None, None, [Violation("a", "min", "m")], t) for i, t in enumerate(texts)]
+    with conn.transaction():
+        conn.execute("DELETE FROM pgmill.quarantine WHERE run_id = 8")
+        quarantine.write_encoded(conn, quarantine.encode(8, "orders", "public.orders", rows))  # type: ignore[arg-type]
+    got = [r for (r,) in conn.execute("SELECT record FROM pgmill.quarantine WHERE run_id = 8 ORDER BY id").fetchall()]
+    assert got == [{"a": "tab\there", "b": 'quote " and \\'}, {"a": "nul\\0inside", "b": "é ✓ \u2028"},
+                   {"a": None, "b": "x"}]

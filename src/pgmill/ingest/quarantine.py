@@ -17,6 +17,7 @@ class QuarantinedRow:
     record: dict[str, Any] | None
     raw_text: str | None
     violations: list[Violation]
+    record_json: str | None = None  # the record already as a JSON object (then `record` is None)
 
 
 def _clean(text: str) -> str:
@@ -60,13 +61,21 @@ def _json_field(value: Any) -> str:
     return _field(text)
 
 
+def _record_field(r: QuarantinedRow) -> str:
+    if r.record_json is not None:
+        if "\\u0000" in r.record_json:  # NUL inside a value: scrubbed the slow, exact way
+            return _field(_json(json.loads(r.record_json)))
+        return _field(r.record_json)
+    return "\\N" if r.record is None else _json_field(r.record)
+
+
 def encode(run_id: int, pipeline: str, table: str, rows: list[QuarantinedRow]) -> bytes:
     """The rows in COPY text format: built off the writing thread, so that the checkpoint only sends bytes."""
     head = f"{run_id}\t{_field(pipeline)}\t{_field(table)}\t"
     lines = [
         head + "\t".join((
             _field(r.location),
-            "\\N" if r.record is None else _json_field(r.record),
+            _record_field(r),
             _field(r.raw_text),
             _json_field([{"column": v.column, "rule": v.rule, "message": v.message} for v in r.violations]),
         ))

@@ -375,10 +375,14 @@ def _prepare(pipe: _Pipe, run_id: int, batches: Iterator[RawBatch]) -> Iterator[
             rule = f"{viol.column}.{viol.rule}" if viol.column else viol.rule
             raise ContractError(f"{raw.location(pos)}: {viol.message} [rule {rule}, policy fail]{more}")
         bad_pos = [p for p, _ in v.bad]
-        bad_records = raw.records_at(bad_pos)
         q = [QuarantinedRow(b.location, None, b.raw_text, [Violation(None, "parse", b.reason)]) for b in raw.bad]
-        q += [QuarantinedRow(raw.location(p), rec, None, viols)
-              for (p, viols), rec in zip(v.bad, bad_records, strict=True)]
+        as_json = raw.records_json_at(bad_pos)
+        if as_json is not None:
+            q += [QuarantinedRow(raw.location(p), None, None, viols, js)
+                  for (p, viols), js in zip(v.bad, as_json, strict=True)]
+        else:
+            q += [QuarantinedRow(raw.location(p), rec, None, viols)
+                  for (p, viols), rec in zip(v.bad, raw.records_at(bad_pos), strict=True)]
         good = v.good
         good_pos = v.good_rows.to_list()
         evolve = [c for c in extras if _IDENT.match(c)] if extra_policy == "evolve" else []

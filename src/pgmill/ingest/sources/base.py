@@ -53,26 +53,33 @@ class CsvText:
     def records(self, lines: list[int]) -> list[dict[str, Any]]:
         """The records on physical `lines` (each one line of this chunk), every column, parsed as the source
         parsed them."""
+        return self.table(lines).to_pylist() if lines else []
+
+    def table(self, lines: list[int]) -> pa.Table:
+        """records(), as a table of text columns."""
         import numpy as np
 
-        if not lines:
-            return []
         ends = np.append(self.line_ends, len(self.chunk) - 1)  # a last line without its newline
         idx = np.asarray(lines, np.int64) - self.first_line
         starts = np.where(idx > 0, ends[np.maximum(idx - 1, 0)] + 1, 0)
         view = memoryview(self.chunk)
         text = b"".join(bytes(view[a : b + 1]).rstrip(b"\n") + b"\n"
                         for a, b in zip(starts.tolist(), ends[idx].tolist(), strict=True))
-        return parse_csv_lines(text, self.columns, self.delimiter, self.quote, list(self.null_values))
+        return csv_lines_table(text, self.columns, self.delimiter, self.quote, list(self.null_values))
 
 
 def parse_csv_lines(text: bytes, columns: list[str], delimiter: str, quote: str,
                     null_values: list[str]) -> list[dict[str, Any]]:
     """Records of CSV `text` (no header), every value as text; the empty unquoted field is null when "" is
     one of `null_values`, as in the sources' own parse."""
+    return csv_lines_table(text, columns, delimiter, quote, null_values).to_pylist()  # type: ignore[no-any-return]
+
+
+def csv_lines_table(text: bytes, columns: list[str], delimiter: str, quote: str, null_values: list[str]) -> pa.Table:
+    """parse_csv_lines, as a table of text columns."""
     import pyarrow.csv as pacsv
 
-    table = pacsv.read_csv(
+    return pacsv.read_csv(
         pa.BufferReader(pa.py_buffer(text)),
         read_options=pacsv.ReadOptions(column_names=columns, use_threads=False),
         parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=quote),
@@ -80,7 +87,19 @@ def parse_csv_lines(text: bytes, columns: list[str], delimiter: str, quote: str,
             column_types={n: pa.string() for n in columns}, null_values=null_values,
             strings_can_be_null=True, quoted_strings_can_be_null=False),
     )
-    return table.to_pylist()  # type: ignore[no-any-return]
+
+
+def json_objects(table: pa.Table) -> list[str] | None:
+    """One JSON object per row of a table of text columns, built in bulk (~6x faster than json.dumps of
+    each row's dict); None when a column is not text (its values would need Python's conversions)."""
+    import polars as pl
+
+    if not table.num_columns or not all(pa.types.is_string(t) or pa.types.is_large_string(t)
+                                        or pa.types.is_string_view(t) for t in table.schema.types):
+        return None
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    return df.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
 
 
 @dataclass
@@ -109,6 +128,15 @@ class RawBatch:
         if self.narrow and self.csv_text is not None:
             return list(self.csv_text.columns)
         return list(self.table.column_names)
+
+    def records_json_at(self, rows: list[int]) -> list[str] | None:
+        """records_at, as JSON objects, when every column is text (None: use records_at)."""
+        if not rows:
+            return []
+        if self.narrow and self.csv_text is not None and self.positions is not None:
+            text = self.csv_text
+            return json_objects(text.table([self.positions[r] for r in rows]))
+        return json_objects(self.table.take(pa.array(rows, pa.int64())))
 
     def records_at(self, rows: list[int]) -> list[dict[str, Any]]:
         """The records at rows of `table`, with every column of the source."""
