@@ -154,3 +154,19 @@ def test_a_contract_with_nothing_to_check_loads_every_row(project: ProjectDir) -
     assert (c.rows_read, c.rows_inserted) == (3, 3)
     assert sorted(project.query("SELECT a, b FROM orders"), key=str) == sorted(
         [("x", "1"), (None, None), ("y", "2,3")], key=str)
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"a,b\nc,d\n", "x,\u00e9\ny,z\n".encode(), b"x,\xff\ny,z\n", ("\u00e9,\u00fc\n" * 500).encode() + b"\xff\n",
+    b"\xc3\n" + ("\u00e9,\u00fc\n" * 500).encode(), b"a\xc3\n\xa9b\n", b"a\nb,\xe9", "a,\U0001f600\n".encode(),
+    b"a,\xc0\xaf\n", b"a,\xed\xa0\x80\n", b"\xe9",
+])
+def test_the_utf8_check_agrees_with_python(data: bytes) -> None:
+    from pgmill.ingest.sources.csv import _is_utf8
+
+    try:
+        data.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    assert _is_utf8(bytearray(data)) is valid

@@ -68,19 +68,21 @@ def _first_cut(buf: bytes, quote: int) -> int:
     return -1
 
 
-def _lines_utf8(chunk: bytes | bytearray, line_ends: np.ndarray) -> bool:
-    """Whether every line of `chunk` is valid UTF-8: only the lines with a non-ASCII byte are decoded."""
-    high = np.flatnonzero(np.frombuffer(chunk, np.uint8) >= 0x80)
-    if not high.size:
+def _is_utf8(chunk: bytes | bytearray) -> bool:
+    """Whether `chunk` is valid UTF-8. Only the stretch from its first non-ASCII byte to its last is checked
+    (the bytes around it are ASCII, so the stretch starts and ends on whole characters), by Arrow's
+    validator: ~3.5 ms for 10 MB of accented text, where decoding it to a str takes ~10 ms."""
+    high = np.frombuffer(chunk, np.uint8) >= 0x80
+    first = int(high.argmax()) if high.size else 0
+    if not high.size or not high[first]:
         return True
-    ends = np.append(line_ends, len(chunk))
-    view = memoryview(chunk)
-    for i in np.unique(np.searchsorted(ends, high)).tolist():
-        start = int(ends[i - 1]) + 1 if i else 0
-        try:
-            str(view[start : int(ends[i])], "utf-8")
-        except UnicodeDecodeError:
-            return False
+    last = len(high) - 1 - int(high[::-1].argmax())
+    stretch = pa.py_buffer(memoryview(chunk)[first : last + 1])
+    offsets = pa.py_buffer(np.array([0, last + 1 - first], np.int32))
+    try:
+        pa.Array.from_buffers(pa.string(), 1, [None, offsets, stretch]).validate(full=True)
+    except pa.ArrowInvalid:
+        return False
     return True
 
 
@@ -285,7 +287,7 @@ class CsvReader:
                 newlines = len(line_ends)
                 plain = self.encoding == "utf-8" and b"\r" not in chunk
                 parsed = None
-                if narrow is not None and plain and _lines_utf8(chunk, line_ends):
+                if narrow is not None and plain and _is_utf8(chunk):
                     parsed = self._parse(chunk, first_line, newlines, narrow)
                     if not parsed[3]:  # a record spans lines: the good lines cannot be cut out, parse it all
                         parsed = None
