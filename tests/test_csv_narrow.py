@@ -170,3 +170,26 @@ def test_the_utf8_check_agrees_with_python(data: bytes) -> None:
     except UnicodeDecodeError:
         valid = False
     assert _is_utf8(bytearray(data)) is valid
+
+
+def test_a_file_whose_records_often_span_lines_stops_trying_narrow_reads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgmill.ingest.sources import csv as csv_source
+
+    lines = [HEADER] + [f'{i},"{"two" + chr(10) + "lines" if i % 20 == 0 else "one"}",F,1.00,a' for i in range(1, 2001)]
+    path = tmp_path / "a.csv"
+    path.write_text("\n".join(lines) + "\n")
+    calls: list[list[str] | None] = []
+    real = csv_source.CsvReader._parse
+
+    def counting(self: Any, chunk: Any, first_line: int, newlines: int, include: list[str] | None = None) -> Any:
+        calls.append(include)
+        return real(self, chunk, first_line, newlines, include)
+
+    monkeypatch.setattr(csv_source.CsvReader, "_parse", counting)
+    task = FileTask(path, "a.csv", path.stat().st_size, "")
+    batches = list(read_csv_file(CsvSource(kind="csv", path="a.csv"), task, HEADER.split(","), 50, ["order_id"]))
+    assert len(batches) > 5 and not any(b.narrow for b in batches)
+    assert sum(b.table.num_rows for b in batches) == 2000
+    assert sum(1 for c in calls if c is not None) == 2  # two narrow tries, then every chunk is parsed once
+    assert sum(1 for c in calls if c is None) == len(batches)

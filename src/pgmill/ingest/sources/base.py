@@ -131,20 +131,16 @@ class RawBatch:
 
     def records_json_at(self, rows: list[int]) -> list[str] | None:
         """records_at, as JSON objects, when every column is text (None: use records_at)."""
-        if not rows:
-            return []
-        if self.narrow and self.csv_text is not None and self.positions is not None:
-            text = self.csv_text
-            return json_objects(text.table([self.positions[r] for r in rows]))
-        return json_objects(self.table.take(pa.array(rows, pa.int64())))
+        return json_objects(self._records_table(rows)) if rows else []
 
     def records_at(self, rows: list[int]) -> list[dict[str, Any]]:
         """The records at rows of `table`, with every column of the source."""
-        if not rows:
-            return []
+        return self._records_table(rows).to_pylist() if rows else []
+
+    def _records_table(self, rows: list[int]) -> pa.Table:
         if self.narrow and self.csv_text is not None and self.positions is not None:
-            return self.csv_text.records([self.positions[r] for r in rows])
-        return self.table.take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+            return self.csv_text.table([self.positions[r] for r in rows])  # re-parsed whole from its lines
+        return self.table.take(pa.array(rows, pa.int64()))
 
     def location(self, row: int) -> str:
         pos = self.positions[row] if self.positions is not None else row + 1

@@ -278,6 +278,7 @@ class CsvReader:
                 offset, line = after_header, line_after
             self.chunk_bytes = self._chunk_size(fh, offset)
             narrow = self._narrow_columns(names)
+            spans = 0  # chunks that were parsed narrow in vain (a record over several lines)
             if not names or offset >= t.size:
                 # empty file or header only: nothing to load, but the file is remembered as loaded
                 yield RawBatch(pa.table({}), t.display, [], [], 0,
@@ -291,6 +292,9 @@ class CsvReader:
                     parsed = self._parse(chunk, first_line, newlines, narrow)
                     if not parsed[3]:  # a record spans lines: the good lines cannot be cut out, parse it all
                         parsed = None
+                        spans += 1
+                        if spans >= 2:  # a file whose records often span lines: stop parsing twice
+                            narrow = None
                 is_narrow = parsed is not None
                 table, positions, bad, simple = parsed or self._parse(chunk, first_line, newlines)
                 done += table.num_rows + len(bad)
