@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from pgmill.errors import PgmillError
 
@@ -31,10 +29,43 @@ quarantine_app = typer.Typer(help="Rows that broke their contract: list, show, r
 app.add_typer(db_app, name="db")
 app.add_typer(quarantine_app, name="quarantine")
 
-out = Console(highlight=False, soft_wrap=True)
-if not out.is_terminal:
-    out = Console(highlight=False, soft_wrap=True, width=160)  # logs and pipes: no 80-column squeeze
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Console:
+    """A rich Console made on first use: importing rich costs ~20 ms that a command printing JSON, or
+    nothing, need not pay."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Any = None
+
+    def real(self) -> Any:
+        """The rich Console itself."""
+        if self._console is None:
+            from rich.console import Console
+
+            c = Console(stderr=self._stderr, highlight=False, soft_wrap=True)
+            if not self._stderr and not c.is_terminal:
+                c = Console(highlight=False, soft_wrap=True, width=160)  # logs and pipes: no 80-column squeeze
+            self._console = c
+        return self._console
+
+    def print_json(self, text: str) -> None:
+        """JSON for scripts as plain text (what rich prints, less its colours, and without importing it);
+        coloured on a terminal."""
+        stream = sys.stderr if self._stderr else sys.stdout
+        if self._console is None and not stream.isatty():
+            stream.write(json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n")
+            stream.flush()
+            return
+        self.real().print_json(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+
+out = _Console()
+err = _Console(stderr=True)
 
 ProjectOpt = Annotated[
     Path | None,
@@ -195,6 +226,8 @@ def status(
 
 
 def _print_runs(records: list[Any]) -> None:
+    from rich.table import Table
+
     t = Table(title=None, show_lines=False)
     for col in ("run", "pipeline", "status", "started", "secs", "read", "inserted", "updated",
                 "unchanged", "quarant.", "dupl.", "MB", "retries"):
@@ -236,7 +269,7 @@ class _progress_printer:  # noqa: N801 - used like a function
 
             self.rich = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                  TransferSpeedColumn(), TextColumn("{task.fields[rows]} rows"),
-                                 TimeRemainingColumn(), console=err, transient=False)
+                                 TimeRemainingColumn(), console=err.real(), transient=False)
             self.rich.start()
 
     def update(self, p: Any) -> None:
@@ -281,6 +314,8 @@ def quarantine_list(
         if not rows:
             out.print("quarantine is empty")
             return
+        from rich.table import Table
+
         t = Table()
         for col in ("pipeline", "column", "rule", "rows"):
             t.add_column(col, justify="right" if col == "rows" else "left")

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from pgmill.errors import PgmillError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from pgmill.quality.results import CheckReport
 
 # the same options as the other commands; defined here so that cli.py can import this module at any point
@@ -60,6 +60,8 @@ def register(app: typer.Typer) -> None:
             ctx = _open(project)
             path = write_report(ctx, out_file)
             out = _console()
+            from rich.table import Table
+
             t = Table("table", "status", "rows", "rules", "pass", "warn", "fail", "error", title="Latest checks")
             for s in (sec.summary() for sec in collect(ctx)):
                 t.add_row(s["table"], f"[{_STYLE[s['status']]}]{s['status']}[/]", f"{s['rows']:,}", str(s["rules"]),
@@ -81,16 +83,22 @@ def _guard(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except PgmillError as exc:
+        from rich.console import Console
+
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(exc.exit_code) from None
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     out = Console(highlight=False, soft_wrap=True)
     return out if out.is_terminal else Console(highlight=False, soft_wrap=True, width=160)
 
 
 def _print_check(out: Console, report: CheckReport) -> None:
+    from rich.table import Table
+
     t = Table("table", "rule", "status", "pass rate", "failed", "severity", "result", title=f"check run {report.run_id}")
     for r in report.results:
         t.add_row(r.table, r.rule, f"[{_STYLE[r.status]}]{r.status}[/]", f"{r.pass_rate:.2f}%",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from pgmill.errors import ConfigError, PgmillError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="project folder (default: found from "
                                                  "the current folder upwards; none needed with PGMILL_DATABASE_URL)")]
@@ -17,6 +19,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True, width=160)
 
 
@@ -41,6 +45,8 @@ def _guarded(fn: Any) -> None:
     try:
         fn()
     except PgmillError as exc:
+        from rich.console import Console
+
         Console(stderr=True, highlight=False).print(f"error: {exc}")
         raise typer.Exit(exc.exit_code) from None
 
