@@ -26,7 +26,7 @@ from psycopg import errors as pgerr
 from psycopg import sql
 
 from pgmill.db.ddl import create_table_sql, qualified, split_table
-from pgmill.ingest.sources.base import parse_csv_lines
+from pgmill.ingest.sources.base import csv_lines_table
 
 COPY_CHUNK = 1 << 20
 
@@ -71,7 +71,7 @@ class CopyData:
         """Rows as {column: text}, read back from the bytes (only `by_line` data)."""
         view = memoryview(self.data)
         text = b"".join(bytes(view[(int(self.row_ends[r - 1]) if r else 0) : int(self.row_ends[r])]) for r in rows)
-        return parse_csv_lines(text, self.columns, self.delimiter, self.quote, [self.null])
+        return csv_lines_table(text, self.columns, self.delimiter, self.quote, [self.null]).to_pylist()  # type: ignore[no-any-return]
 
 
 @dataclass

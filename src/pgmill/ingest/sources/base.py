@@ -50,13 +50,9 @@ class CsvText:
     line_ends: Any  # numpy array: the offset of each newline in `chunk`
     null_values: tuple[str, ...] = ("",)
 
-    def records(self, lines: list[int]) -> list[dict[str, Any]]:
-        """The records on physical `lines` (each one line of this chunk), every column, parsed as the source
-        parsed them."""
-        return self.table(lines).to_pylist() if lines else []
-
     def table(self, lines: list[int]) -> pa.Table:
-        """records(), as a table of text columns."""
+        """The records on physical `lines` (each one line of this chunk), every column as text, parsed as
+        the source parsed them."""
         import numpy as np
 
         ends = np.append(self.line_ends, len(self.chunk) - 1)  # a last line without its newline
@@ -68,15 +64,9 @@ class CsvText:
         return csv_lines_table(text, self.columns, self.delimiter, self.quote, list(self.null_values))
 
 
-def parse_csv_lines(text: bytes, columns: list[str], delimiter: str, quote: str,
-                    null_values: list[str]) -> list[dict[str, Any]]:
-    """Records of CSV `text` (no header), every value as text; the empty unquoted field is null when "" is
-    one of `null_values`, as in the sources' own parse."""
-    return csv_lines_table(text, columns, delimiter, quote, null_values).to_pylist()  # type: ignore[no-any-return]
-
-
 def csv_lines_table(text: bytes, columns: list[str], delimiter: str, quote: str, null_values: list[str]) -> pa.Table:
-    """parse_csv_lines, as a table of text columns."""
+    """The records of CSV `text` (no header), every value as text; the empty unquoted field is null when ""
+    is one of `null_values`, as in the sources' own parse."""
     import pyarrow.csv as pacsv
 
     return pacsv.read_csv(
