@@ -121,3 +121,34 @@ def test_cli_unknown_pipeline(project: ProjectDir) -> None:
     project.orders_pipeline()
     res = _cli("run", "nope", cwd=project.path)
     assert res.returncode == 2 and "no pipeline named 'nope'" in res.stderr and "pipelines: orders" in res.stderr
+
+
+def test_the_package_loads_its_heavy_modules_only_when_used() -> None:
+    # `import pgmill` stays cheap; the public names still resolve; the command starts through pgmill._launch
+    code = ("import sys, gc, pgmill; heavy = sorted({'psycopg', 'pydantic', 'polars', 'typer'} & set(sys.modules)); "
+            "from pgmill import open_project, ProjectContext, run_pipelines; "
+            "print(heavy, open_project.__module__, ProjectContext.__module__, run_pipelines.__module__)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["[]", "pgmill.project", "pgmill.project", "pgmill.ingest.runner"]
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        import pgmill
+
+        pgmill.nope  # noqa: B018
+    launched = subprocess.run([sys.executable, "-m", "pgmill", "--help"], capture_output=True, text=True, timeout=120)
+    assert launched.returncode == 0 and "Usage: python -m pgmill" in launched.stdout, launched.stderr
+
+
+def test_the_command_loads_its_modules_without_garbage_collections() -> None:
+    count = "sum(s['collections'] for s in gc.get_stats())"
+    load = {"plain": "import pgmill.cli", "launch": "L.load_cli()"}
+    made = {}
+    for name, stmt in load.items():
+        res = subprocess.run([sys.executable, "-c", f"import gc, pgmill._launch as L; before = {count}; {stmt}; "
+                              f"print({count} - before, gc.isenabled(), gc.get_freeze_count())"],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        collections, enabled, frozen = res.stdout.split()
+        made[name] = (int(collections), enabled, int(frozen))
+    assert made["plain"][0] > 20 and made["plain"][2] == 0  # what the launcher saves
+    assert made["launch"][0] == 0 and made["launch"][1] == "True" and made["launch"][2] > 10_000

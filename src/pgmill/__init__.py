@@ -22,20 +22,24 @@ from pgmill.errors import (
     SourceError,
     TransientError,
 )
-from pgmill.project import ProjectContext, open_project
 
 if TYPE_CHECKING:
     from pgmill.ingest.runner import run_pipeline, run_pipelines
+    from pgmill.project import ProjectContext, open_project
 
 __version__ = "0.1.0"
 
+# Imported when first used. The loader pulls in polars and pyarrow; the project, pydantic and psycopg. So
+# `import pgmill` is cheap, and the `pgmill` command can load its modules its own way (pgmill._launch).
+_LAZY = {"run_pipeline": "pgmill.ingest.runner", "run_pipelines": "pgmill.ingest.runner",
+         "ProjectContext": "pgmill.project", "open_project": "pgmill.project"}
+
 
 def __getattr__(name: str) -> Any:
-    # the loader pulls in polars and pyarrow: imported when first used, not by every `pgmill` command
-    if name in ("run_pipeline", "run_pipelines"):
-        from pgmill.ingest import runner
+    if name in _LAZY:
+        import importlib
 
-        return getattr(runner, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'pgmill' has no attribute {name!r}")
 
 

@@ -1,5 +1,5 @@
 """`python -m pgmill` runs the CLI."""
 
-from pgmill.cli import main
+from pgmill._launch import main
 
 main()
