@@ -74,6 +74,9 @@ class ModelsConfig(_Strict):
                          description="schema of models directly in the models folder (a subfolder names its own)")
     materialized: Materialization = Field("table", description="materialization of models that do not name one")
     threads: int = Field(4, ge=1, le=64, description="models built at once, each on its own connection")
+    critical_path_parallel: bool = Field(
+        True, description="plan the build heading the longest remaining chain of models (by the recent runs' "
+                          "durations) with Postgres' parallel workers made cheap, for its transaction only")
     overrides: dict[str, ModelSettings] = Field(
         default_factory=dict, description="settings per model, by name (or schema.name)")
 

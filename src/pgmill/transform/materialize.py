@@ -47,11 +47,14 @@ class Built:
 
 
 def build(conn: Conn, model: Model, rebuilt_later: frozenset[str] = frozenset(),
-          full_refresh: bool = False) -> Built:
-    """Build `model` in one transaction; `rebuilt_later`: keys of models this run builds after it."""
+          full_refresh: bool = False, settings: dict[str, str] | None = None) -> Built:
+    """Build `model` in one transaction; `rebuilt_later`: keys of models this run builds after it;
+    `settings`: server settings for this transaction only (set_config(..., is_local => true))."""
     with conn.transaction():
         # two runs building the same model would race on name__pgmill_new: the second waits
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"pgmill model {model.key}",))
+        for name, value in (settings or {}).items():
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
         kind = relkind(conn, model.schema, model.name)
         if model.materialized == "view":
             return _view(conn, model, kind, rebuilt_later)

@@ -25,6 +25,7 @@ from pgmill.errors import ConfigError
 from pgmill.observe import ledger
 from pgmill.project import ProjectContext
 from pgmill.retry import backoff, describe, is_transient
+from pgmill.transform import critical
 from pgmill.transform.graph import Catalog, Graph, build_graph
 from pgmill.transform.materialize import Conn, build
 from pgmill.transform.models import Model, discover_models
@@ -103,9 +104,12 @@ def run_transforms(ctx: ProjectContext, select: Iterable[str] | None = None, thr
         keys = graph.select(list(select) if select is not None else None)
         _check_unbuilt_parents(graph, keys, catalog)
         _ensure_schemas(conn, sorted({graph.models[k].schema for k in keys}))
+        durations = critical.recent_durations(conn, PIPELINE) if ctx.config.models.critical_path_parallel else {}
         run_id = ledger.start_run(conn, PIPELINE, "transform", ", ".join(keys)[:1000])
+    tail = critical.tails(keys, graph.children, durations)
     try:
-        results = _schedule(ctx, graph, keys, run_id, threads or ctx.config.models.threads, full_refresh, executor)
+        results = _schedule(ctx, graph, keys, run_id, threads or ctx.config.models.threads, full_refresh, executor,
+                            tail)
     except BaseException as exc:
         with ctx.target.connect(autocommit=True) as conn:
             ledger.finish_run(conn, run_id, "failed", describe(exc))
@@ -142,8 +146,9 @@ def _ensure_schemas(conn: Conn, schemas: list[str]) -> None:
 
 
 def _schedule(ctx: ProjectContext, graph: Graph, keys: list[str], run_id: int, threads: int,
-              full_refresh: bool, executor: Executor | None) -> list[ModelResult]:
-    """Submit each model once all its selected parents succeeded; skip the descendants of failures."""
+              full_refresh: bool, executor: Executor | None, tail: dict[str, float]) -> list[ModelResult]:
+    """Submit each model once all its selected parents succeeded; skip the descendants of failures.
+    `tail`: each model's remaining chain in seconds (critical.tails); the one heading the longest leads."""
     chosen = set(keys)
     waiting = {k: graph.parents[k] & chosen for k in keys}
     later = {k: frozenset(graph.descendants(k) & chosen) for k in keys}
@@ -155,9 +160,12 @@ def _schedule(ctx: ProjectContext, graph: Graph, keys: list[str], run_id: int, t
     running: dict[Future[ModelResult], str] = {}
     try:
         def submit_ready() -> None:
-            for k in [k for k in keys if k in waiting and not waiting[k]]:
+            ready = [k for k in keys if k in waiting and not waiting[k]]
+            lead = critical.leads(ready, list(running.values()), tail)
+            for k in ready:
                 del waiting[k]
-                running[pool.submit(_build_one, sessions, graph.models[k], run_id, later[k], full_refresh)] = k
+                running[pool.submit(_build_one, sessions, graph.models[k], run_id, later[k], full_refresh,
+                                    k in lead)] = k
 
         submit_ready()
         while running:
@@ -232,8 +240,9 @@ class _Sessions:
 
 
 def _build_one(sessions: _Sessions, model: Model, run_id: int, rebuilt_later: frozenset[str],
-               full_refresh: bool) -> ModelResult:
-    """Build one model on this worker's connection, retrying transient failures; never raises."""
+               full_refresh: bool, lead: bool = False) -> ModelResult:
+    """Build one model on this worker's connection, retrying transient failures; never raises.
+    `lead`: it heads the run's critical path, and is planned with critical.LEAD_SETTINGS."""
     ctx = sessions.ctx
     cfg = ctx.config.retry
     t0 = time.perf_counter()
@@ -246,9 +255,10 @@ def _build_one(sessions: _Sessions, model: Model, run_id: int, rebuilt_later: fr
                                (f"pgmill transform {model.key}"[:63],)).fetchone()
             assert row is not None
             started = row[0]
-            built = build(conn, model, rebuilt_later, full_refresh)
+            built = build(conn, model, rebuilt_later, full_refresh, critical.LEAD_SETTINGS if lead else None)
             secs = time.perf_counter() - t0
-            detail = {"file": model.file, **built.detail, **({"attempts": attempt} if attempt > 1 else {})}
+            detail = {"file": model.file, **built.detail, **({"critical_path": True} if lead else {}),
+                      **({"attempts": attempt} if attempt > 1 else {})}
             ledger.step(conn, run_id, model.key, "succeeded", started, built.rows, detail)
             return ModelResult(model.key, model.file, model.materialized, "succeeded", built.rows,
                                round(secs, 3), None, detail)
