@@ -2,7 +2,8 @@
 
 The run is one row of pgmill.runs (pipeline "transform") and each model one row of pgmill.run_steps
 (succeeded, failed or skipped, with its duration and rows). A model starts when every model it reads has
-succeeded; a failed model stops its descendants and nothing else. Work goes through a
+succeeded; a failed model stops its descendants and nothing else. The build heading the longest remaining
+chain of models is planned to use the idle cores (see pgmill.transform.critical). Work goes through a
 `concurrent.futures.Executor`, so the same code runs on threads or on a cluster's executor.
 """
 
