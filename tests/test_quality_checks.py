@@ -8,10 +8,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgmill.config.checks import TableChecks
 from pgmill.errors import ConfigError
 from pgmill.project import open_project
 from pgmill.quality.checks import run_checks
+from pgmill.quality.groups import compile_groups
 from pgmill.quality.results import CheckReport, QualityCheckFailed, RuleResult
+from pgmill.quality.rules import flatten
+from pgmill.quality.table_info import table_info
 from tests.helpers import ProjectDir
 
 ORDER_COLUMNS = {
@@ -263,3 +267,41 @@ def test_contract_checks_are_validated_with_file_and_line(project: ProjectDir) -
     project.write("contracts/bad.yaml", "columns:\n  a: {type: text}\nchecks:\n  freshness: {max_age: soon}\n")
     with pytest.raises(ConfigError, match="is not an age such as"):
         load_contract(project.path, "contracts/bad.yaml")
+
+
+def test_whole_row_duplicates_compare_values_and_read_their_sample_back(project: ProjectDir) -> None:
+    # every column type hashable: rows group by a hash of their values, so equal values are duplicates
+    # even when their text differs (numeric 1.0 and 1.00, jsonb spacing); NULLs group together
+    _seed(project, """
+        CREATE TABLE public.events (id bigint, amount numeric, payload jsonb, tags text[]);
+        INSERT INTO public.events VALUES (1, 1.0, '{"a": 1}', '{x}'), (1, 1.00, '{"a":1}', '{x}'),
+            (2, 2, NULL, NULL), (2, 2, NULL, NULL), (2, 2, NULL, NULL), (3, 3, '{"a": 2}', '{y}'),
+            (3, 3, '{"a": 2}', '{z}');
+        CREATE TABLE public.docs (id bigint, body json);
+        INSERT INTO public.docs VALUES (1, '{"a": 1}'), (1, '{"a": 1}'), (1, '{"a":1}'), (2, '{}');
+    """)
+    _project(project, {"duplicates": {"exact_rows": True}}, table="public.events",
+             columns={"id": {"type": "bigint"}}, name="events")
+    events = _by_rule(run_checks(open_project()))["exact_rows"]
+    assert (events.rows_checked, events.rows_failed, events.detail) == (7, 3, {"groups": 2})
+    assert sorted((s["row"], s["rows"]) for s in events.sample) == [
+        ('(1,1.0,"{""a"": 1}",{x})', 2), ("(2,2,,)", 3)]  # the first row of each group, as stored
+    # a view has no row addresses: the sample is each group's smallest row text, the same rows here
+    _seed(project, "CREATE VIEW public.events_v AS SELECT * FROM public.events")
+    _project(project, {"duplicates": {"exact_rows": True}}, table="public.events_v",
+             columns={"id": {"type": "bigint"}}, name="events_v")
+    on_view = _by_rule(run_checks(open_project()))["exact_rows"]
+    assert (on_view.rows_failed, on_view.detail) == (3, {"groups": 2})
+    assert sorted((s["row"], s["rows"]) for s in on_view.sample) == sorted((s["row"], s["rows"]) for s in events.sample)
+    # json has no hash (nor '='): such a table groups by the MD5 of each row's text, so spacing counts
+    _project(project, {"duplicates": {"exact_rows": True}}, table="public.docs",
+             columns={"id": {"type": "bigint"}}, name="docs")
+    docs = _by_rule(run_checks(open_project()))["exact_rows"]
+    assert (docs.rows_checked, docs.rows_failed, docs.detail) == (4, 1, {"groups": 1})
+    assert [(s["row"], s["rows"]) for s in docs.sample] == [('(1,"{""a"": 1}")', 2)]
+    with psycopg.connect(project.db_url) as conn:
+        rule = flatten(TableChecks.model_validate({"duplicates": {"exact_rows": True}}))
+        queries = {t: compile_groups(table_info(conn, t), rule).query.as_string(conn)  # type: ignore[arg-type,union-attr]
+                   for t in ("public.events", "public.docs")}
+    assert "hash_record_extended" in queries["public.events"] and "md5" not in queries["public.events"]
+    assert "md5" in queries["public.docs"] and "hash_record_extended" not in queries["public.docs"]

@@ -36,6 +36,9 @@ from pgmill.quality.table_info import TableInfo, normalize_table, table_info
 
 #: work_mem of the check transaction (only); one check query runs at a time per connection
 WORK_MEM = "64MB"
+#: also for the check transaction only: a check is one big read at a time, so its scans may use the idle
+#: cores; with the server's defaults the GROUP BY scan ran on one (5M rows: 15.3 s alone, 12.2 s parallel)
+PARALLEL = {"parallel_setup_cost": "0", "parallel_tuple_cost": "0.001"}
 
 __all__ = ["CheckReport", "CheckTarget", "check_table", "project_targets", "run_checks"]
 
@@ -111,6 +114,8 @@ def check_table(conn: psycopg.Connection[Any], target: CheckTarget) -> TableResu
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         # the GROUP BY scan hashes every key of the table: room in memory instead of spilling batches to disk
         conn.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
+        for name, value in PARALLEL.items():
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
         n, profile, found = _aggregate(conn, info, [r for _, r in runnable if r.kind in SCAN_KINDS])
         group_rules = [r for _, r in runnable if r.kind in GROUP_KINDS]
         if group_rules:

@@ -20,6 +20,7 @@ class TableInfo:
     not_null: set[str] = field(default_factory=set)
     nulls_not_distinct: set[tuple[str, ...]] = field(default_factory=set)
     sample_key: tuple[str, ...] = ()
+    addressable: bool = True  # a plain table or materialized view: a row's ctid finds it again
 
     @property
     def ident(self) -> sql.Composed:
@@ -78,6 +79,10 @@ def table_info(conn: psycopg.Connection[Any], name: str) -> TableInfo | None:
             (schema, table),
         ).fetchall()
     }
+    kind = conn.execute(
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s", (schema, table)).fetchone()
     uniques = [tuple(r[0]) for r in rows]
     nnd = {tuple(r[0]) for r in rows if r[1]}
-    return TableInfo(name, cols, uniques, not_null, nnd)
+    # views and foreign tables have no ctid; a partitioned table's ctids repeat across its partitions
+    return TableInfo(name, cols, uniques, not_null, nnd, addressable=kind is not None and kind[0] in ("r", "m"))
