@@ -305,3 +305,45 @@ def test_whole_row_duplicates_compare_values_and_read_their_sample_back(project:
                    for t in ("public.events", "public.docs")}
     assert "hash_record_extended" in queries["public.events"] and "md5" not in queries["public.events"]
     assert "md5" in queries["public.docs"] and "hash_record_extended" not in queries["public.docs"]
+
+
+# keys out of order on disk (i * 7 % 1000), a third of `note` and two of `qty` missing
+_ITEMS_ROWS = (" note text, qty int); INSERT INTO public.items SELECT {}, CASE WHEN i % 3 = 0 THEN NULL ELSE 'n' END,"
+               " CASE WHEN i % 500 = 0 THEN NULL ELSE i END FROM generate_series(1, 999) i")
+_ITEMS = {
+    "bigint": "CREATE TABLE public.items (k bigint," + _ITEMS_ROWS.format("i * 7 % 1000"),
+    "numeric(12,2)": "CREATE TABLE public.items (k numeric(12,2)," + _ITEMS_ROWS.format("(i * 7 % 1000) / 8.0"),
+    "text": "CREATE TABLE public.items (k text," + _ITEMS_ROWS.format("'k' || (i * 7 % 1000)"),
+    "date": "CREATE TABLE public.items (k date," + _ITEMS_ROWS.format("date '2020-01-01' + (i * 7 % 1000)"),
+}
+
+
+@pytest.mark.parametrize("key_type", list(_ITEMS))
+def test_null_rule_samples_by_typed_key_equal_the_jsonb_ones(project: ProjectDir, monkeypatch: pytest.MonkeyPatch,
+                                                          key_type: str) -> None:
+    # not_null and completeness sample their first and last failing keys from min/max of the key column itself;
+    # the result must be what min/max over the jsonb arrays gave
+    import pgmill.quality.scan as scan
+
+    _seed(project, _ITEMS[key_type])
+    project.contract("items", {"columns": {"k": {"type": key_type, "primary_key": True}},
+                               "checks": {"completeness": {"note": 50}, "not_null": ["qty"]}})
+    project.config({"items": {"source": {"kind": "csv", "path": "data/*.csv"}, "table": "public.items",
+                              "contract": "contracts/items.yaml"}})
+
+    def results() -> dict[str, tuple[int, list[Any]]]:
+        return {r.rule: (r.rows_failed, r.sample) for r in run_checks(open_project()).results}
+
+    fast = results()
+    monkeypatch.setattr(scan, "_null_rule_sample", lambda *a: None)
+    assert fast == results()
+    assert fast["completeness(note)"][0] == 333 and len(fast["completeness(note)"][1]) == 2
+    assert fast["not_null(qty)"][0] == 1 and len(fast["not_null(qty)"][1]) == 1
+    # and the fast path was taken (its SQL differs from the arrays')
+    with psycopg.connect(project.db_url) as conn:
+        info = table_info(conn, "public.items")
+        assert info is not None
+        info.sample_key = ("k",)
+        monkeypatch.undo()
+        rules = flatten(TableChecks.model_validate({"completeness": {"note": 50}}))
+        assert "to_jsonb(min(" in scan.compile_aggregate(conn, info, rules).query.as_string(conn)

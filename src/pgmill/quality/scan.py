@@ -9,6 +9,7 @@ into the same scan, so checking a column against its parent does not read the ch
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,13 +125,37 @@ def compile_aggregate(conn: psycopg.Connection[Any], info: TableInfo, rules: lis
         if key not in seen:
             seen[key] = len(items)
             items += [sql.SQL("count(*) FILTER (WHERE {})").format(cond),
-                      sql.SQL("min({}) FILTER (WHERE {})").format(sample, cond),
-                      sql.SQL("max({}) FILTER (WHERE {})").format(sample, cond)]
+                      *(_null_rule_sample(info, rule, names, cond) or (
+                          sql.SQL("min({}) FILTER (WHERE {})").format(sample, cond),
+                          sql.SQL("max({}) FILTER (WHERE {})").format(sample, cond)))]
         failing.append((rule, seen[key], names))
     query = sql.SQL("SELECT {} FROM {} AS {}{}").format(
         sql.SQL(", ").join(items), info.ident, T, sql.SQL("").join(joins)
     )
     return AggregateScan(query, profile, failing, fresh, bad)
+
+
+#: key types with a built-in min/max that orders like their jsonb does (numbers, strings, ISO dates)
+_ORDERED_KEYS = frozenset({"smallint", "integer", "bigint", "numeric", "text", "character varying", "date",
+                           "timestamp without time zone", "uuid"})
+
+
+def _null_rule_sample(info: TableInfo, rule: Rule, names: list[str],
+                      cond: sql.Composable) -> tuple[sql.Composable, sql.Composable] | None:
+    """The first and last failing keys of a rule that fails on NULLs (not_null, completeness), as min/max of
+    the key column itself, made jsonb once per result: the same sample as min/max over the jsonb array, whose
+    per-row cost on a column with millions of expected NULLs was ~40% of the whole scan (5M rows: 8.5 s).
+    None when the rule does not fit (no single-column key, another key type, the key is the rule's column)."""
+    if rule.kind not in ("not_null", "completeness") or len(info.sample_key) != 1 or len(names) != 2:
+        return None
+    key = info.sample_key[0]
+    if re.sub(r"\(\d+(,\d+)?\)", "", info.columns.get(key, "")) not in _ORDERED_KEYS:
+        return None
+    # [key, NULL]: the rule's column is NULL in every failing row; no failing row: NULL, as min/max give
+    first, last = (sql.SQL("CASE WHEN {agg}({k}) FILTER (WHERE {c}) IS NOT NULL"
+                           " THEN ARRAY[to_jsonb({agg}({k}) FILTER (WHERE {c})), NULL::jsonb] END").format(
+        agg=sql.SQL(agg), k=col(key), c=cond) for agg in ("min", "max"))
+    return first, last
 
 
 def _parent_problem(conn: psycopg.Connection[Any], rule: Rule) -> str | None:
