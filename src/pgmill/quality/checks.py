@@ -22,6 +22,7 @@ import psycopg
 
 from pgmill.config.load import load_contract
 from pgmill.config.models import Contract
+from pgmill.db.settings import set_local
 from pgmill.errors import ConfigError
 from pgmill.project import ProjectContext
 from pgmill.quality.duplicates import near_duplicates
@@ -113,9 +114,7 @@ def check_table(conn: psycopg.Connection[Any], target: CheckTarget) -> TableResu
         # one snapshot for every scan: the rules see the same rows, and custom SQL cannot write
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         # the GROUP BY scan hashes every key of the table: room in memory instead of spilling batches to disk
-        conn.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
-        for name, value in PARALLEL.items():
-            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+        set_local(conn, {"work_mem": WORK_MEM, **PARALLEL})
         n, profile, found = _aggregate(conn, info, [r for _, r in runnable if r.kind in SCAN_KINDS])
         group_rules = [r for _, r in runnable if r.kind in GROUP_KINDS]
         if group_rules:

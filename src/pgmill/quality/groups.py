@@ -19,7 +19,6 @@ sorted and spilled ~7 GB to disk.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,7 @@ from psycopg import sql
 from pgmill.quality.results import RuleResult, judged
 from pgmill.quality.rules import Rule
 from pgmill.quality.scan import T, col
-from pgmill.quality.table_info import TableInfo
+from pgmill.quality.table_info import TableInfo, base_type
 
 #: column types whose values hash_record_extended can hash (arrays of them too); any other: MD5 of the text
 _HASHED = frozenset({
@@ -41,8 +40,7 @@ _HASHED = frozenset({
 
 def _hashable(sql_type: str) -> bool:
     """`numeric(12,2)`, `timestamp(3) with time zone`, `text[]`: the type without modifiers or one `[]`."""
-    base = re.sub(r"\(\d+(,\d+)?\)", "", sql_type).removesuffix("[]")
-    return base in _HASHED
+    return base_type(sql_type).removesuffix("[]") in _HASHED
 
 
 def _row_keys(info: TableInfo) -> list[tuple[str, sql.Composable]]:

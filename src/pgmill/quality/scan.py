@@ -9,7 +9,6 @@ into the same scan, so checking a column against its parent does not read the ch
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ from psycopg import sql
 from pgmill.db.ddl import qualified
 from pgmill.quality.results import RuleResult, broken, judged, verdict
 from pgmill.quality.rules import Rule
-from pgmill.quality.table_info import TableInfo, normalize_table
+from pgmill.quality.table_info import TableInfo, base_type, normalize_table
 
 T = sql.Identifier("t")
 
@@ -149,7 +148,7 @@ def _null_rule_sample(info: TableInfo, rule: Rule, names: list[str],
     if rule.kind not in ("not_null", "completeness") or len(info.sample_key) != 1 or len(names) != 2:
         return None
     key = info.sample_key[0]
-    if re.sub(r"\(\d+(,\d+)?\)", "", info.columns.get(key, "")) not in _ORDERED_KEYS:
+    if base_type(info.columns.get(key, "")) not in _ORDERED_KEYS:
         return None
     # [key, NULL]: the rule's column is NULL in every failing row; no failing row: NULL, as min/max give
     first, last = (sql.SQL("CASE WHEN {agg}({k}) FILTER (WHERE {c}) IS NOT NULL"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,13 @@ class TableInfo:
                 hint = f"; did you mean {close[0]!r}?" if close else f" (columns: {', '.join(self.columns)})"
                 return f"column {c!r} is not in {self.name}{hint}"
         return None
+
+
+def base_type(sql_type: str) -> str:
+    """A column's type as format_type writes it, without modifiers: `numeric(12,2)` -> `numeric`,
+    `timestamp(3) with time zone` -> `timestamp with time zone`, `character varying(20)[]` ->
+    `character varying[]`."""
+    return re.sub(r"\(\d+(,\d+)?\)", "", sql_type)
 
 
 def normalize_table(name: str) -> str:

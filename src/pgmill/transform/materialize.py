@@ -30,6 +30,7 @@ from psycopg import errors as pgerr
 from psycopg import sql
 
 from pgmill.config.transform import IndexSpec
+from pgmill.db.settings import set_local
 from pgmill.errors import DatabaseError
 from pgmill.transform.models import Model
 
@@ -53,8 +54,7 @@ def build(conn: Conn, model: Model, rebuilt_later: frozenset[str] = frozenset(),
     with conn.transaction():
         # two runs building the same model would race on name__pgmill_new: the second waits
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"pgmill model {model.key}",))
-        for name, value in (settings or {}).items():
-            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+        set_local(conn, settings or {})
         kind = relkind(conn, model.schema, model.name)
         if model.materialized == "view":
             return _view(conn, model, kind, rebuilt_later)
