@@ -79,18 +79,14 @@ def table_info(conn: psycopg.Connection[Any], name: str) -> TableInfo | None:
         "   AND i.indpred IS NULL AND i.indexprs IS NULL",
         (schema, table),
     ).fetchall()
-    not_null = {
-        str(r[0]) for r in conn.execute(
-            "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND a.attnotnull",
-            (schema, table),
-        ).fetchall()
-    }
-    kind = conn.execute(
-        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = %s", (schema, table)).fetchone()
+    rel = conn.execute(
+        "SELECT c.relkind, array(SELECT a.attname::text FROM pg_attribute a"
+        "                        WHERE a.attrelid = c.oid AND a.attnum > 0 AND a.attnotnull)"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        (schema, table),
+    ).fetchone()
+    kind, not_null = (str(rel[0]), {str(c) for c in rel[1]}) if rel else ("", set())
     uniques = [tuple(r[0]) for r in rows]
     nnd = {tuple(r[0]) for r in rows if r[1]}
     # views and foreign tables have no ctid; a partitioned table's ctids repeat across its partitions
-    return TableInfo(name, cols, uniques, not_null, nnd, addressable=kind is not None and kind[0] in ("r", "m"))
+    return TableInfo(name, cols, uniques, not_null, nnd, addressable=kind in ("r", "m"))
