@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from pgmill.config.models import Contract
+from pgmill.config.spec import Contract
 from pgmill.errors import ContractError
 from pgmill.ingest.runner import run_pipelines
 from pgmill.project import open_project

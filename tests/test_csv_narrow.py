@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgmill.config.models import CsvSource
+from pgmill.config.spec import CsvSource
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources.csv import read_csv_file
 from pgmill.ingest.sources.files import FileTask

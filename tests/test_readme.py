@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from pgmill.config.models import Contract, Project
+from pgmill.config.spec import Contract, Project
 from pgmill.transform.models import discover_models
 from pgmill.tune.workload import parse_query_file
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pgmill.config.models import HttpSource
+from pgmill.config.spec import HttpSource
 from pgmill.errors import SourceError, TransientError
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources import http

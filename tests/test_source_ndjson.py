@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import pgmill.ingest.sources.ndjson as ndjson
-from pgmill.config.models import NdjsonSource
+from pgmill.config.spec import NdjsonSource
 from pgmill.errors import SourceError
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources.base import RawBatch

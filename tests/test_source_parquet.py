@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import pgmill.ingest.sources.parquet as parquet
-from pgmill.config.models import ParquetSource
+from pgmill.config.spec import ParquetSource
 from pgmill.errors import SourceError
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources.base import RawBatch

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgmill.config.models import PostgresSource
+from pgmill.config.spec import PostgresSource
 from pgmill.db.embedded import EmbeddedServer
 from pgmill.errors import DatabaseUnavailable, SourceError
 from pgmill.ingest.runner import run_pipelines

@@ -9,7 +9,7 @@ import pytest
 
 from pgmill.config.transform import ModelsConfig
 from pgmill.errors import ConfigError
-from pgmill.transform import Catalog, Relation, build_graph, discover_models, references
+from pgmill.transform import ExistingRelations, Relation, build_graph, discover_models, references
 from pgmill.transform.models import header_settings
 
 GOLDEN = Path(__file__).parent / "golden" / "deps"
@@ -44,7 +44,7 @@ def _project(tmp_path: Path, files: dict[str, str], **cfg: object) -> list:  # t
     return discover_models(tmp_path, ModelsConfig.model_validate(cfg))
 
 
-CATALOG = Catalog(("public",), frozenset({("public", "orders"), ("public", "customers"), ("raw", "events")}))
+CATALOG = ExistingRelations(("public",), frozenset({("public", "orders"), ("public", "customers"), ("raw", "events")}))
 
 
 def test_resolution_models_win_and_schema_from_folder(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from pgmill.config.tune import TuneConfig
 from pgmill.tune.advisor import Advice, advise
 from pgmill.tune.candidates import Candidate, covers
-from pgmill.tune.catalog import load_catalog
+from pgmill.tune.snapshot import load_snapshot
 
 pytest_plugins = ["tests.pg15"]  # the pg15 and backend_url fixtures
 
@@ -84,7 +84,7 @@ def test_never_recommends_what_an_existing_index_covers(backend_url: tuple[str, 
         conn.execute("CREATE INDEX orders_created ON app.orders (created_at) INCLUDE (total, id)")
     advice = run_advice(url, backend, write_queries(tmp_path, SHAPES))
     with psycopg.connect(url) as conn:
-        existing = [ix for t in load_catalog(conn).tables.values() for ix in t.indexes]
+        existing = [ix for t in load_snapshot(conn).tables.values() for ix in t.indexes]
     for r in advice.recommendations:
         assert not any(covers(ix, r.candidate) for ix in existing), r.label
         assert r.candidate.keys[:1] != ("email",), r.label

@@ -20,8 +20,8 @@ from pgmill.tune.advisor import Advice, Recommendation, advise
 from pgmill.tune.analyze import TableAccess
 from pgmill.tune.apply import apply_advice
 from pgmill.tune.candidates import Candidate, for_access
-from pgmill.tune.catalog import Catalog, Column, Table, load_catalog
 from pgmill.tune.run import rollback_run
+from pgmill.tune.snapshot import CatalogSnapshot, Column, Table, load_snapshot
 from pgmill.tune.whatif import estimate_size, sample_distinct
 from tests.test_cli_tune import cli
 from tests.test_tune_advisor import SHAPES, run_advice, write_queries
@@ -39,12 +39,12 @@ def width(c: Candidate) -> int:
     return len(c.keys) + len(c.include)
 
 
-def _catalog() -> Catalog:
+def _catalog() -> CatalogSnapshot:
     cols = {n: Column(n, "bigint" if n != "quantity" else "integer", True, 8 if n != "quantity" else 4, d, 0.0,
                       True, "d" if n != "quantity" else "i")
             for n, d in (("order_id", -1.0), ("product_id", 500.0), ("quantity", 5.0))}
     t = Table(1, "shop", "order_items", 100_000, 600, 600 * 8192, 100_000, 100_000, 0, 0, 0, 0, False, cols)
-    return Catalog({t.key: t}, ["shop"], 150000)
+    return CatalogSnapshot({t.key: t}, ["shop"], 150000)
 
 
 def test_covering_columns_come_as_include_and_as_trailing_keys_within_the_width() -> None:
@@ -94,7 +94,7 @@ def test_composite_key_size_comes_from_a_sample_not_independence(pg_server: Embe
     url = seeded(pg_server.url())
     c = Candidate("app", "orders", ("customer_id", "created_at"), (False, False))
     with psycopg.connect(url, autocommit=True) as conn:
-        t = load_catalog(conn).tables[("app", "orders")]
+        t = load_snapshot(conn).tables[("app", "orders")]
         distinct = sample_distinct(conn, c, t)
         conn.execute(c.ddl())
         real = int(conn.execute("SELECT pg_relation_size(to_regclass(%s))", (f"app.{c.name}",)).fetchone()[0])  # type: ignore[index]

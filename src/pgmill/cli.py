@@ -415,7 +415,7 @@ def db_status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     from pgmill.db.status import database_status
 
     def body() -> None:
-        st = database_status(_open(project))
+        st = database_status(_open(project).target)
         if as_json:
             out.print_json(json.dumps(st))
         else:

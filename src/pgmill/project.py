@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgmill.config.load import find_project_dir, load_project
-from pgmill.config.models import Project
+from pgmill.config.spec import Project
 from pgmill.db.connect import Target, resolve_target
 
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from pgmill.config.models import Contract, Project
+from pgmill.config.spec import Contract, Project
 from pgmill.errors import ConfigError
 
 PROJECT_FILE = "pgmill.yaml"
@@ -82,7 +82,7 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def _find_submodel(model: type[BaseModel], tag: str) -> Any:
-    from pgmill.config import models as m
+    from pgmill.config import spec as m
 
     for cls in (m.CsvSource, m.NdjsonSource, m.ParquetSource, m.HttpSource, m.PostgresSource):
         if tag == cls.model_fields["kind"].annotation.__args__[0]:  # type: ignore[union-attr]

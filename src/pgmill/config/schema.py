@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgmill.config.models import Contract, Project
+from pgmill.config.spec import Contract, Project
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

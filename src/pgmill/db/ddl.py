@@ -5,9 +5,9 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from pgmill.config.models import Contract
+from pgmill.config.spec import Contract
+from pgmill.config.types import parse_type
 from pgmill.errors import ContractError
-from pgmill.quality.types import parse_type
 
 
 def split_table(name: str) -> tuple[str, str]:

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgmill.db.connect import Target
 from pgmill.errors import DatabaseUnavailable
-from pgmill.project import ProjectContext
 
 
-def database_status(ctx: ProjectContext) -> dict[str, Any]:
+def database_status(target: Target) -> dict[str, Any]:
     """Whether the project's database answers, where it is and what it runs, without starting it."""
-    info: dict[str, Any] = {"url": ctx.target.display_url, "embedded": ctx.target.embedded is not None}
-    if ctx.target.embedded is not None:
-        st = ctx.target.embedded.status()
+    info: dict[str, Any] = {"url": target.display_url, "embedded": target.embedded is not None}
+    if target.embedded is not None:
+        st = target.embedded.status()
         info.update(running=st.running, pid=st.pid, data=str(st.pgdata))
         if not st.running:
             return info
     import psycopg
 
     try:
-        with psycopg.connect(ctx.target.url, connect_timeout=5) as conn:
+        with psycopg.connect(target.url, connect_timeout=5) as conn:
             row = conn.execute("SELECT current_setting('server_version'), pg_database_size(current_database()),"
                                " current_user").fetchone()
     except psycopg.OperationalError as exc:

@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from pgmill.db import ddl
 from pgmill.db.migrations import migrate
 from pgmill.ingest.lock import take
-from pgmill.ingest.runner import _Pipe
+from pgmill.ingest.pipeline import PipelinePlan
 from pgmill.ingest.writer import TableWriter, dedupe
 from pgmill.observe import ledger
 from pgmill.observe.ledger import Counts
@@ -33,7 +33,7 @@ class ReplayResult:
 
 def replay(ctx: ProjectContext, pipeline: str, ids: list[int] | None = None) -> ReplayResult:
     """Replay the quarantined rows of `pipeline` (or just `ids`)."""
-    pipe = _Pipe(ctx, pipeline)
+    pipe = PipelinePlan(ctx, pipeline)
     mode = "merge" if pipe.key else "append"
     with ctx.target.connect(autocommit=True) as lock_conn, ctx.target.connect() as conn:
         migrate(lock_conn)

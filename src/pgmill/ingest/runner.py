@@ -26,12 +26,11 @@ import numpy as np
 import polars as pl
 import psycopg
 
-from pgmill.config.load import load_contract
-from pgmill.config.models import Pipeline
 from pgmill.db import ddl, roles
-from pgmill.errors import AccountingError, ConfigError, ContractError, PgmillError
+from pgmill.errors import AccountingError, ContractError, PgmillError
 from pgmill.ingest import quarantine, state
 from pgmill.ingest.lock import PipelineLock, check_owner, retrying
+from pgmill.ingest.pipeline import PipelinePlan
 from pgmill.ingest.quarantine import QuarantinedRow
 from pgmill.ingest.sources import RawBatch, SourceState, Stream, open_streams
 from pgmill.ingest.sources.files import digest_pending
@@ -39,8 +38,7 @@ from pgmill.ingest.writer import CopyData, TableWriter, dedupe
 from pgmill.observe import ledger
 from pgmill.observe.ledger import Counts, RunRecord
 from pgmill.project import ProjectContext
-from pgmill.quality.types import parse_type
-from pgmill.quality.validate import CompiledContract, Violation
+from pgmill.quality.validate import Violation
 from pgmill.retry import as_pgmill, backoff, describe, is_transient
 
 ProgressFn = Callable[["Progress"], None]
@@ -72,35 +70,6 @@ class _Prepared:
     cursor_max: str | None
 
 
-class _Pipe:
-    """Everything about one pipeline that does not change between attempts."""
-
-    def __init__(self, ctx: ProjectContext, name: str) -> None:
-        if name not in ctx.config.pipelines:
-            known = ", ".join(sorted(ctx.config.pipelines)) or "none"
-            raise ConfigError(f"no pipeline named {name!r} in {ctx.dir / 'pgmill.yaml'} (pipelines: {known})")
-        self.ctx = ctx
-        self.name = name
-        self.spec: Pipeline = ctx.config.pipelines[name]
-        self.contract = load_contract(ctx.dir, self.spec.contract)
-        self.compiled = CompiledContract(self.contract, name=self.spec.contract)
-        self.key = self.contract.primary_key
-        if self.spec.mode == "merge" and not self.key:
-            raise ConfigError(f"pipeline {name}: mode merge needs a primary key in {self.spec.contract}")
-        cur = self.spec.cursor
-        if cur is not None and cur not in self.contract.columns:
-            raise ConfigError(f"pipeline {name}: cursor {cur!r} is not a column of {self.spec.contract}")
-        self.cursor_type = parse_type(self.contract.columns[cur].type).sql if cur else None
-        self.columns = list(self.contract.columns)
-        self.source_columns = [self.compiled.source_name(c) for c in self.columns]
-        # what a narrow read must parse: the columns a rule reads, the key and the cursor
-        checked = set(self.compiled.checked_columns()) | set(self.key) | ({cur} if cur else set())
-        # (at least one column: a frame without columns has no rows to count)
-        self.checked = [c for c in self.columns if c in checked] or self.columns[:1]
-        self.row_identity = [*self.key, *([cur] if cur and cur not in self.key else [])] or self.checked[:1]
-        self.needed = [self.compiled.source_name(c) for c in self.checked]
-
-
 def run_pipelines(
     ctx: ProjectContext,
     names: list[str] | None = None,
@@ -114,7 +83,7 @@ def run_pipelines(
     names = list(names or ctx.config.pipelines)
     for n in names:
         if n not in ctx.config.pipelines:
-            _Pipe(ctx, n)  # raises the ConfigError listing the known pipelines
+            PipelinePlan(ctx, n)  # raises the ConfigError listing the known pipelines
     ctx.target.ensure_running()
     if len(names) <= 1:
         return [run_pipeline(ctx, n, progress=progress, wait=wait) for n in names]
@@ -145,7 +114,7 @@ def run_pipeline(
     workers: int | None = None,
 ) -> RunRecord:
     """Run one pipeline to the end of its source; raise a PgmillError (with `.run_id`) if it fails."""
-    pipe = _Pipe(ctx, name)
+    pipe = PipelinePlan(ctx, name)
     holder = PipelineLock(ctx, name, wait)
     try:
         try:
@@ -177,7 +146,7 @@ def run_pipeline(
         holder.close()
 
 
-def _setup(ctx: ProjectContext, pipe: _Pipe, holder: PipelineLock) -> int:
+def _setup(ctx: ProjectContext, pipe: PipelinePlan, holder: PipelineLock) -> int:
     """Lock, migrate, create or evolve the table, open a run and claim the pipeline for it."""
     ledger.abandon_stale(holder.conn(), pipe.name)
     with ctx.target.connect() as conn:
@@ -198,7 +167,7 @@ def _record_failure(ctx: ProjectContext, holder: PipelineLock, run_id: int, mess
                  holder.count_retry)
 
 
-def _attempts(ctx: ProjectContext, pipe: _Pipe, run_id: int, holder: PipelineLock,
+def _attempts(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, holder: PipelineLock,
               progress: ProgressFn | None, workers: int) -> None:
     cfg = ctx.config.retry
     attempt = 1
@@ -219,7 +188,7 @@ def _attempts(ctx: ProjectContext, pipe: _Pipe, run_id: int, holder: PipelineLoc
             attempt += 1
 
 
-def _load(ctx: ProjectContext, pipe: _Pipe, run_id: int, progress: ProgressFn | None, prog: Progress,
+def _load(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, progress: ProgressFn | None, prog: Progress,
           workers: int) -> None:
     with ctx.target.connect() as conn:
         st = state.load_state(conn, pipe.name)
@@ -248,7 +217,7 @@ def _load(ctx: ProjectContext, pipe: _Pipe, run_id: int, progress: ProgressFn | 
             f.result()
 
 
-def _load_stream(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, stream: Stream,
+def _load_stream(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, stream: Stream,
                  progress: ProgressFn | None, prog: Progress, lock: threading.Lock | None = None) -> None:
     writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, pipe.spec.mode, pipe.spec.cursor)
     started = datetime.now(UTC)
@@ -284,7 +253,7 @@ def _load_stream(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, stream
     ledger.step(conn, run_id, f"load {stream.label}", "succeeded", started, total.rows_read, total.__dict__)
 
 
-def _load_replace(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, streams: list[Stream],
+def _load_replace(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, streams: list[Stream],
                   progress: ProgressFn | None, prog: Progress) -> None:
     """Replace: the whole load is one transaction that ends by swapping the new table in."""
     writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, "replace", pipe.spec.cursor)
@@ -300,7 +269,7 @@ def _load_replace(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, strea
         ledger.add_counts(conn, run_id, total)
 
 
-def _checkpoint(conn: psycopg.Connection[Any], pipe: _Pipe, run_id: int, writer: TableWriter,
+def _checkpoint(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, writer: TableWriter,
                 prep: _Prepared) -> Counts:
     """Write one prepared batch (inside the caller's transaction) and return its counts."""
     # The checkpoint's commit does not wait for its WAL to reach the disk (~8 ms per batch): rows and source
@@ -351,7 +320,7 @@ def _report(progress: ProgressFn | None, prog: Progress, c: Counts, lock: thread
 # ---------------------------------------------------------------- client side of a batch
 
 
-def _prepare(pipe: _Pipe, run_id: int, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
+def _prepare(pipe: PipelinePlan, run_id: int, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
     extra_policy = pipe.contract.extra_columns
     for raw in batches:
         table = raw.table
@@ -414,7 +383,7 @@ def _prepare(pipe: _Pipe, run_id: int, batches: Iterator[RawBatch]) -> Iterator[
         yield _Prepared(raw, good, good_pos, payload, records, encoded, evolve, q, dups, warned, cursor_max)
 
 
-def _original_lines(pipe: _Pipe, raw: RawBatch, good_pos: list[int]) -> CopyData | None:
+def _original_lines(pipe: PipelinePlan, raw: RawBatch, good_pos: list[int]) -> CopyData | None:
     """The good rows' own CSV lines, when the file holds exactly the contract's columns: Postgres parses
     them as it would parse the file, and pgmill skips re-encoding every value (the largest client cost)."""
     text = raw.csv_text

@@ -31,7 +31,7 @@ from psycopg import sql
 from pgmill.config.tune import TuneConfig
 from pgmill.db.connect import Target
 from pgmill.errors import PgmillError
-from pgmill.mcp.readonly import Limits, QueryFailed, QueryResult, ReadOnlyDatabase, _param
+from pgmill.mcp.readonly import Limits, QueryFailed, QueryResult, ReadOnlyDatabase, sql_param
 from pgmill.mcp.sqlcheck import QueryRefused, check_catalog, inspect
 from pgmill.retry import describe
 from pgmill.tune.advisor import Advice, advise
@@ -62,12 +62,12 @@ def detect(target: Target, *, install: bool) -> Tuning:
     """Whether HypoPG is installed in the database. With `install` (a server allowed to write) it is created
     when the server has it, as `pgmill tune` does; a read-only server changes nothing and only reports that
     it could be installed."""
-    from pgmill.tune.whatif import has_hypopg
+    from pgmill.tune.whatif import ensure_hypopg
 
     try:
         with target.connect(autocommit=True, application_name=APP_NAME) as conn:
             if install:
-                has_hypopg(conn)
+                ensure_hypopg(conn)
             row = conn.execute("SELECT n.nspname FROM pg_catalog.pg_extension e"
                                " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
                                " WHERE e.extname = 'hypopg'").fetchone()
@@ -177,7 +177,7 @@ def explain_hypothetical(db: ReadOnlyDatabase, tuning: Tuning, sql_text: str, pa
     text = f"EXPLAIN (FORMAT TEXT) {sql_text}"
     insp = inspect(text)  # the model's statement: the same guard as `query`
     predicates = [inspect(f"SELECT 1 WHERE {h.where}") for h in hypos if h.where]
-    values = [_param(p) for p in params or ()]
+    values = [sql_param(p) for p in params or ()]
     create = sql.SQL("SELECT indexrelid, indexname FROM {}.hypopg_create_index(%s)").format(
         sql.Identifier(tuning.hypopg_schema))
     size = sql.SQL("SELECT {}.hypopg_relation_size(%s)").format(sql.Identifier(tuning.hypopg_schema))
@@ -210,7 +210,7 @@ def explain_hypothetical(db: ReadOnlyDatabase, tuning: Tuning, sql_text: str, pa
 
 def _plan(db: ReadOnlyDatabase, conn: psycopg.Connection[Any], text: str, values: list[Any]) -> QueryResult:
     # through the same streaming path as `query`: extended protocol, one statement, capped
-    return db._stream(conn, text, values, db.limits.max_rows)
+    return db.stream(conn, text, values, db.limits.max_rows)
 
 
 # ---------------------------------------------------------------- the advisor

@@ -131,11 +131,12 @@ class ReadOnlyDatabase:
         try:
             with self.transaction() as conn:
                 check_catalog(conn, insp)
-                return self._stream(conn, text, [_param(p) for p in params], cap)
+                return self.stream(conn, text, [sql_param(p) for p in params], cap)
         except psycopg.Error as exc:
             raise QueryFailed(describe(exc)) from None
 
-    def _stream(self, conn: Conn, text: str, params: list[Any], cap: int) -> QueryResult:
+    def stream(self, conn: Conn, text: str, params: list[Any], cap: int) -> QueryResult:
+        """Run one statement already checked, in `conn`'s read-only transaction, capped at `cap` rows."""
         cur = psycopg.RawCursor(conn)  # $1-style placeholders; `%` in the statement stays literal
         # extended protocol with an unnamed statement: one statement only, never prepared, values bound
         rows = cast(Generator[Any, None, None], cur.stream(text, params))
@@ -162,7 +163,7 @@ class ReadOnlyDatabase:
             rows.close()  # stops the statement on the server if rows are left
 
 
-def _param(value: Any) -> str | None:
+def sql_param(value: Any) -> str | None:
     """Values travel as text of unknown type, so the server types them from context, as psql users expect."""
     if value is None:
         return None

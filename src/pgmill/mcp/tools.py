@@ -13,7 +13,7 @@ import psycopg
 
 from pgmill.db.connect import redact
 from pgmill.ingest import quarantine
-from pgmill.mcp import catalog, hypo, project_view
+from pgmill.mcp import describe, hypo, project_view
 from pgmill.mcp.readonly import ReadOnlyDatabase, json_value
 from pgmill.mcp.sqlcheck import QueryRefused
 from pgmill.mcp.untrusted import wrap
@@ -25,7 +25,7 @@ MAX_RUNS = 50
 
 
 def list_tables(ctx: ProjectContext, db: ReadOnlyDatabase) -> str:
-    listed = db.read(catalog.tables)
+    listed = db.read(describe.tables)
     summaries = project_view.contract_summaries(ctx)
     for t in listed:
         t["contract"] = summaries.pop(t["table"], None)
@@ -37,7 +37,7 @@ def list_tables(ctx: ProjectContext, db: ReadOnlyDatabase) -> str:
 
 def describe_table(ctx: ProjectContext, db: ReadOnlyDatabase, table: str) -> str:
     def body(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-        info = catalog.describe(conn, table)
+        info = describe.describe(conn, table)
         info["quality"] = latest_quality(conn, info["table"])
         return info
 
@@ -79,7 +79,7 @@ def pipeline_status(ctx: ProjectContext, db: ReadOnlyDatabase, pipeline: str | N
     limit = max(1, min(limit, MAX_RUNS))
 
     def body(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-        if not catalog.has_table(conn, "pgmill.runs"):
+        if not describe.has_table(conn, "pgmill.runs"):
             return {"runs": [], "quarantine": [], "note": "no run yet: pgmill's ledger tables do not exist"}
         runs = [r.as_dict() for r in ledger.recent_runs(conn, pipeline, limit)]
         counts = quarantine.summary(conn, pipeline)
@@ -102,7 +102,7 @@ def quarantine_sample(db: ReadOnlyDatabase, pipeline: str, limit: int, rule: str
     limit = max(1, min(limit, MAX_QUARANTINE_SAMPLE))
 
     def body(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-        if not catalog.has_table(conn, "pgmill.quarantine"):
+        if not describe.has_table(conn, "pgmill.quarantine"):
             return []
         return quarantine.rows(conn, pipeline, limit, rule)
 
@@ -126,10 +126,10 @@ def schema_overview(ctx: ProjectContext, db: ReadOnlyDatabase) -> str:
     """Every readable table with its columns and the pipeline that loads it: the model's map."""
     def body(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
         out = []
-        for t in catalog.tables(conn):
+        for t in describe.tables(conn):
             if not t["readable"]:
                 continue
-            d = catalog.describe(conn, t["table"])
+            d = describe.describe(conn, t["table"])
             out.append({"table": d["table"], "kind": d["kind"], "row_estimate": d["row_estimate"],
                         "columns": {c["name"]: c["type"] for c in d["columns"]},
                         "primary_key": next((c["definition"] for c in d["constraints"]
@@ -148,7 +148,7 @@ def quality_report(db: ReadOnlyDatabase, table: str | None) -> str:
     from pgmill.quality import history
 
     def body(conn: psycopg.Connection[Any]) -> dict[str, list[dict[str, Any]]]:
-        if not catalog.has_table(conn, "pgmill.quality_results"):
+        if not describe.has_table(conn, "pgmill.quality_results"):
             return {}
         names = [project_view.table_key(table)] if table else history.checked_tables(conn)
         return {name: history.latest_run(conn, name) for name in names}
@@ -201,6 +201,6 @@ def apply_indexes(ctx: ProjectContext, budget: str | None) -> str:
 def latest_quality(conn: psycopg.Connection[Any], table: str) -> list[dict[str, Any]]:
     from pgmill.quality import history
 
-    if not catalog.has_table(conn, "pgmill.quality_results"):
+    if not describe.has_table(conn, "pgmill.quality_results"):
         return []
     return history.latest_run(conn, table)

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from pgmill.config.load import load_contract
-from pgmill.config.models import Contract
+from pgmill.config.spec import Contract
 from pgmill.db.settings import set_local
 from pgmill.errors import ConfigError
 from pgmill.project import ProjectContext

@@ -15,9 +15,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pgmill.config.models import ColumnSpec, Contract, Policy
+from pgmill.config.spec import ColumnSpec, Contract, Policy
+from pgmill.config.types import PgType, parse_type
 from pgmill.errors import ConfigError
-from pgmill.quality.types import PgType, parse_type
 
 _INT_RANGE = {16: (-(2**15), 2**15 - 1), 32: (-(2**31), 2**31 - 1), 64: (-(2**63), 2**63 - 1)}
 _NUMERIC_RE = r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$"

@@ -9,7 +9,7 @@
 
 from typing import Any
 
-from pgmill.transform.graph import Catalog, Graph, build_graph
+from pgmill.transform.graph import ExistingRelations, Graph, build_graph
 from pgmill.transform.models import Model, discover_models
 from pgmill.transform.relation import Relation, SqlError
 from pgmill.transform.runner import ModelResult, TransformResult, load_graph, run_transforms
@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Catalog",
+    "ExistingRelations",
     "Graph",
     "Model",
     "ModelResult",

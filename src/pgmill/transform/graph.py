@@ -17,7 +17,7 @@ from pgmill.transform.relation import Relation
 
 
 @dataclass(frozen=True)
-class Catalog:
+class ExistingRelations:
     """What the database holds: the search_path and every relation (schema, name) there is."""
 
     search_path: tuple[str, ...] = ("public",)
@@ -146,7 +146,7 @@ def _mq(s: str) -> str:
     return s.replace('"', "#quot;")
 
 
-def resolve(ref: Relation, models: dict[tuple[str, str], Model], catalog: Catalog) -> tuple[str, str] | None:
+def resolve(ref: Relation, models: dict[tuple[str, str], Model], catalog: ExistingRelations) -> tuple[str, str] | None:
     """The (schema, name) that `ref` means when the model runs, or None when nothing answers to it."""
     schemas = [ref.schema] if ref.schema else ["pg_catalog", *catalog.search_path]
     for schema in schemas:
@@ -155,7 +155,7 @@ def resolve(ref: Relation, models: dict[tuple[str, str], Model], catalog: Catalo
     return None
 
 
-def build_graph(models: list[Model], catalog: Catalog, *, strict: bool = True) -> Graph:
+def build_graph(models: list[Model], catalog: ExistingRelations, *, strict: bool = True) -> Graph:
     """Resolve every model's references; ConfigError for a cycle or (when strict) a missing relation."""
     by_rel = {(m.schema, m.name): m for m in models}
     parents: dict[str, set[str]] = {}

@@ -27,7 +27,7 @@ from pgmill.observe import ledger
 from pgmill.project import ProjectContext
 from pgmill.retry import backoff, describe, is_transient
 from pgmill.transform import critical
-from pgmill.transform.graph import Catalog, Graph, build_graph
+from pgmill.transform.graph import ExistingRelations, Graph, build_graph
 from pgmill.transform.materialize import Conn, build
 from pgmill.transform.models import Model, discover_models
 
@@ -75,13 +75,13 @@ class TransformResult:
                 "skipped": self.skipped, "models": [asdict(m) for m in self.models]}
 
 
-def read_catalog(conn: Conn) -> Catalog:
+def read_catalog(conn: Conn) -> ExistingRelations:
     """The search_path and every table, view and materialized view in the database."""
     path = conn.execute("SELECT current_schemas(false)").fetchone()
     rels = conn.execute(
         "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')").fetchall()
-    return Catalog(tuple(path[0]) if path else (), frozenset((str(s), str(n)) for s, n in rels))
+    return ExistingRelations(tuple(path[0]) if path else (), frozenset((str(s), str(n)) for s, n in rels))
 
 
 def load_graph(ctx: ProjectContext, *, strict: bool = True) -> Graph:
@@ -123,7 +123,7 @@ def run_transforms(ctx: ProjectContext, select: Iterable[str] | None = None, thr
     return TransformResult(run_id, status, results)
 
 
-def _check_unbuilt_parents(graph: Graph, keys: list[str], catalog: Catalog) -> None:
+def _check_unbuilt_parents(graph: Graph, keys: list[str], catalog: ExistingRelations) -> None:
     """A selected model reading a model left out of the selection needs that model built already."""
     chosen = set(keys)
     errors = []

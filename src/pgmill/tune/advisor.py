@@ -13,8 +13,8 @@ from pgmill.config.tune import TuneConfig, parse_budget
 from pgmill.errors import ConfigError
 from pgmill.tune import candidates as cand
 from pgmill.tune.analyze import analyze
-from pgmill.tune.catalog import Catalog, TableKey, analyze_unanalyzed, load_catalog
 from pgmill.tune.select import Selection, greedy
+from pgmill.tune.snapshot import CatalogSnapshot, TableKey, analyze_unanalyzed, load_snapshot
 from pgmill.tune.whatif import make_whatif
 from pgmill.tune.workload import WorkloadQuery, load_workload
 
@@ -79,18 +79,18 @@ def workload_tables(workload: list[WorkloadQuery]) -> set[TableKey]:
     return {a.table for q in workload if q.analysis for a in q.analysis.accesses}
 
 
-def data_size(catalog: Catalog, tables: set[TableKey]) -> int:
+def data_size(catalog: CatalogSnapshot, tables: set[TableKey]) -> int:
     return sum(catalog.tables[k].size for k in tables if k in catalog.tables)
 
 
 def prepare_workload(conn: psycopg.Connection[Any], project_dir: Path | None,
-                     cfg: TuneConfig) -> tuple[Catalog, list[WorkloadQuery]]:
+                     cfg: TuneConfig) -> tuple[CatalogSnapshot, list[WorkloadQuery]]:
     """The catalog and the workload, with statistics gathered on workload tables that never had any."""
-    catalog = load_catalog(conn)
+    catalog = load_snapshot(conn)
     workload = load_workload(conn, catalog, project_dir, target_ms=cfg.target_ms, observed_top=cfg.observed,
                              observed_min_calls=cfg.observed_min_calls)
     if analyze_unanalyzed(conn, catalog, workload_tables(workload)):
-        catalog = load_catalog(conn)
+        catalog = load_snapshot(conn)
         for q in workload:
             q.analysis = analyze(q.sql, catalog)
     conn.commit()
@@ -108,7 +108,7 @@ def advise(conn: psycopg.Connection[Any], project_dir: Path | None, cfg: TuneCon
                            max_columns=max_columns, max_width=max_width, started=started)
 
 
-def advise_workload(conn: psycopg.Connection[Any], catalog: Catalog, workload: list[WorkloadQuery],
+def advise_workload(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, workload: list[WorkloadQuery],
                     cfg: TuneConfig, *, budget: str | None = None, backend: str = "auto",
                     max_columns: int | None = None, max_width: int | None = None,
                     started: float | None = None) -> Advice:

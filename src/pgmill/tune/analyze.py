@@ -14,7 +14,7 @@ from typing import Any
 from pglast import ast, enums, parse_sql
 from pglast.stream import RawStream
 
-from pgmill.tune.catalog import Catalog, Table, TableKey
+from pgmill.tune.snapshot import CatalogSnapshot, Table, TableKey
 
 _RANGE_OPS = {"<", ">", "<=", ">="}
 
@@ -57,7 +57,7 @@ class _Scope:
 
 
 class _Analyzer:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: CatalogSnapshot) -> None:
         self.catalog = catalog
         self.accesses: list[TableAccess] = []
         self.params: dict[int, tuple[TableKey, str, str]] = {}
@@ -330,7 +330,7 @@ def _param_numbers(node: Any) -> set[int]:
     return {int(p.number) for p in _walk(node, ast.ParamRef)} if node is not None else set()
 
 
-def analyze(sql_text: str, catalog: Catalog) -> Analysis:
+def analyze(sql_text: str, catalog: CatalogSnapshot) -> Analysis:
     """Parse one statement and describe what it asks of each table (empty for anything but a SELECT)."""
     stmts = parse_sql(sql_text)
     if len(stmts) != 1 or not isinstance(stmts[0].stmt, ast.SelectStmt):

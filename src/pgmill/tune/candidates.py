@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from pgmill.tune.analyze import TableAccess
-from pgmill.tune.catalog import Catalog, Index, Table
+from pgmill.tune.snapshot import CatalogSnapshot, Index, Table
 
 _MAX_INCLUDE = 4
 _MAX_INCLUDE_WIDTH = 96  # bytes: wider payloads make the index a second copy of the table
@@ -161,7 +161,7 @@ def _partial_where(a: TableAccess, t: Table) -> tuple[set[str], str]:
     return set(cols), " AND ".join(f"{sql.Identifier(c).as_string(None)} = {a.consts[c]}" for c in cols)
 
 
-def for_access(a: TableAccess, catalog: Catalog, width: int, max_width: int | None = None) -> list[Candidate]:
+def for_access(a: TableAccess, catalog: CatalogSnapshot, width: int, max_width: int | None = None) -> list[Candidate]:
     """Every candidate for one table access: the rules' keys (at most `width` of them), plus partial and
     covering variants; `max_width` caps the columns of an index, keys and INCLUDE together.
 
@@ -200,7 +200,7 @@ def for_access(a: TableAccess, catalog: Catalog, width: int, max_width: int | No
     return sorted(c for c in seen if not any(covers(i, c) for i in t.indexes))
 
 
-def generate(accesses: Iterable[TableAccess], catalog: Catalog, width: int,
+def generate(accesses: Iterable[TableAccess], catalog: CatalogSnapshot, width: int,
              schemas: Iterable[str] = (), max_width: int | None = None) -> list[Candidate]:
     """Candidates for all accesses, deduplicated and in a fixed order."""
     allowed = set(schemas)

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from pgmill.tune.catalog import Index, load_catalog
+from pgmill.tune.snapshot import Index, load_snapshot
 
 BIG_TABLE_ROWS = 10_000
 BLOAT_REPORT = 0.3  # report an index whose estimated free space is over 30% of it ...
@@ -72,7 +72,7 @@ def _bloat(ix: Index, rows: float, widths: dict[str, int]) -> float:
 
 
 def index_health(conn: psycopg.Connection[Any]) -> Health:
-    catalog = load_catalog(conn)
+    catalog = load_snapshot(conn)
     since_row = conn.execute(
         "SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()").fetchone()
     since = since_row[0] if since_row else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pgmill.tune.candidates import Candidate
-from pgmill.tune.catalog import Catalog
+from pgmill.tune.snapshot import CatalogSnapshot
 from pgmill.tune.whatif import WhatIf
 from pgmill.tune.workload import WorkloadQuery
 
@@ -50,7 +50,7 @@ class Selection:
     skipped_budget: list[Candidate]
 
 
-def write_penalty(catalog: Catalog, c: Candidate, weight: float) -> float:
+def write_penalty(catalog: CatalogSnapshot, c: Candidate, weight: float) -> float:
     """1 for a table that only takes reads; grows with writes beyond the initial load per live row."""
     t = catalog.tables[(c.schema, c.table)]
     return 1.0 + weight * min(t.churn, 10.0)
@@ -60,7 +60,7 @@ def _total(whatif: WhatIf, queries: list[WorkloadQuery], config: list[Candidate]
     return {q.name: whatif.cost(q, config) for q in queries}
 
 
-def greedy(whatif: WhatIf, catalog: Catalog, queries: list[WorkloadQuery], candidates: list[Candidate], *,
+def greedy(whatif: WhatIf, catalog: CatalogSnapshot, queries: list[WorkloadQuery], candidates: list[Candidate], *,
            budget: int | None, write_weight: float, min_benefit: float = 0.0, data_bytes: int = 0) -> Selection:
     """Add, one at a time, the candidate with the best weighted benefit per byte until none helps enough or
     fits; then make each chosen index as lean as the costing allows and drop the ones left idle."""

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from pgmill.tune.candidates import Candidate
-from pgmill.tune.catalog import Catalog, Table
+from pgmill.tune.snapshot import CatalogSnapshot, Table
 from pgmill.tune.workload import WorkloadQuery
 
 COST_SAMPLES = 3  # parameter sets a query is costed with (their mean)
@@ -128,7 +128,7 @@ def sample_distinct(conn: psycopg.Connection[Any], c: Candidate, t: Table) -> fl
 class WhatIf(ABC):
     """Costs queries under candidate index sets; every figure is cached, so repeated questions are free."""
 
-    def __init__(self, conn: psycopg.Connection[Any], catalog: Catalog, generic_plans: bool) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], catalog: CatalogSnapshot, generic_plans: bool) -> None:
         self.conn = conn
         self.catalog = catalog
         self.generic_plans = generic_plans
@@ -200,7 +200,7 @@ class WhatIf(ABC):
 class HypoWhatIf(WhatIf):
     """HypoPG: hypothetical indexes, exact costing of any set."""
 
-    def __init__(self, conn: psycopg.Connection[Any], catalog: Catalog, generic_plans: bool) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], catalog: CatalogSnapshot, generic_plans: bool) -> None:
         super().__init__(conn, catalog, generic_plans)
         self.kind = "hypopg"
         self._live: dict[Candidate, int] = {}
@@ -258,7 +258,7 @@ class RealWhatIf(WhatIf):
         self._cache.clear()
 
 
-def has_hypopg(conn: psycopg.Connection[Any]) -> bool:
+def ensure_hypopg(conn: psycopg.Connection[Any]) -> bool:
     """HypoPG is installed in this database, or can be (the extension is available to CREATE)."""
     if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'").fetchone():
         return True
@@ -272,10 +272,10 @@ def has_hypopg(conn: psycopg.Connection[Any]) -> bool:
     return True
 
 
-def make_whatif(conn: psycopg.Connection[Any], catalog: Catalog, backend: str = "auto") -> WhatIf:
+def make_whatif(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, backend: str = "auto") -> WhatIf:
     """HypoPG when available (or asked for), otherwise real indexes in rolled-back transactions."""
     generic = catalog.server_version >= 160000
-    if backend in ("auto", "hypopg") and has_hypopg(conn):
+    if backend in ("auto", "hypopg") and ensure_hypopg(conn):
         return HypoWhatIf(conn, catalog, generic)
     if backend == "hypopg":
         from pgmill.errors import DatabaseError

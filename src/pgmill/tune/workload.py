@@ -25,7 +25,7 @@ from psycopg import sql
 
 from pgmill.errors import ConfigError
 from pgmill.tune.analyze import Analysis, analyze
-from pgmill.tune.catalog import Catalog
+from pgmill.tune.snapshot import CatalogSnapshot
 
 _PARAM = re.compile(r"\$(\d+)")
 _KEY = re.compile(r"^([A-Za-z_]+):(\s|$)")
@@ -167,7 +167,7 @@ def has_pg_stat_statements(conn: psycopg.Connection[Any]) -> bool:
     return True
 
 
-def observed(conn: psycopg.Connection[Any], catalog: Catalog, top: int, min_calls: int,
+def observed(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, top: int, min_calls: int,
              target_ms: float) -> list[WorkloadQuery]:
     """Top SELECTs by total time from pg_stat_statements, with parameters sampled from the tables."""
     if top <= 0 or not has_pg_stat_statements(conn):
@@ -229,7 +229,7 @@ def sample_params(conn: psycopg.Connection[Any], n: int, a: Analysis) -> list[li
     return sets
 
 
-def load_workload(conn: psycopg.Connection[Any], catalog: Catalog, project_dir: Path | None, *,
+def load_workload(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, project_dir: Path | None, *,
                   target_ms: float, observed_top: int, observed_min_calls: int) -> list[WorkloadQuery]:
     """Declared queries first, then observed ones that are not a declared query again."""
     decl = declared(project_dir, conn, target_ms)

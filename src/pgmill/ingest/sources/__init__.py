@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgmill.config.models import CsvSource, HttpSource, NdjsonSource, ParquetSource, Pipeline, PostgresSource
+from pgmill.config.spec import CsvSource, HttpSource, NdjsonSource, ParquetSource, Pipeline, PostgresSource
 from pgmill.ingest.sources.base import BadRecord, FileMark, RawBatch, SourceState
 from pgmill.ingest.sources.files import FileTask, pending_files
 

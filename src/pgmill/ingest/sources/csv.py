@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pgmill.config.models import CsvSource
+from pgmill.config.spec import CsvSource
 from pgmill.errors import SourceError
 from pgmill.ingest.sources.base import BadRecord, CsvText, FileMark, RawBatch
 from pgmill.ingest.sources.files import FileTask

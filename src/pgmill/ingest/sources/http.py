@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import httpx
 import pyarrow as pa
 
-from pgmill.config.models import HttpSource
+from pgmill.config.spec import HttpSource
 from pgmill.errors import SourceError, TransientError
 from pgmill.ingest.sources.base import BadRecord, RawBatch, SourceState
 from pgmill.retry import backoff

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 import polars as pl
 import pyarrow as pa
 
-from pgmill.config.models import NdjsonSource
+from pgmill.config.spec import NdjsonSource
 from pgmill.errors import SourceError
 from pgmill.ingest.sources.base import BadRecord, FileMark, RawBatch
 from pgmill.ingest.sources.files import FileTask

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pgmill.config.models import ParquetSource
+from pgmill.config.spec import ParquetSource
 from pgmill.errors import SourceError
 from pgmill.ingest.sources.base import FileMark, RawBatch
 from pgmill.ingest.sources.files import FileTask

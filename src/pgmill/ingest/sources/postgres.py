@@ -42,7 +42,7 @@ from psycopg import abc, sql
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
-from pgmill.config.models import PostgresSource
+from pgmill.config.spec import PostgresSource
 from pgmill.db.connect import Target, redact
 from pgmill.errors import DatabaseError, DatabaseUnavailable, SourceError
 from pgmill.ingest.sources.base import RawBatch, SourceState

@@ -126,7 +126,7 @@ class Table:
 
 
 @dataclass
-class Catalog:
+class CatalogSnapshot:
     tables: dict[TableKey, Table]
     search_path: list[str]
     server_version: int
@@ -148,7 +148,7 @@ class Catalog:
         return None
 
 
-def load_catalog(conn: psycopg.Connection[Any]) -> Catalog:
+def load_snapshot(conn: psycopg.Connection[Any]) -> CatalogSnapshot:
     """Snapshot the user tables, their columns (with statistics) and indexes."""
     version = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
     path = [str(s) for s in conn.execute("SELECT current_schemas(false)").fetchone()[0]]  # type: ignore[index]
@@ -173,10 +173,10 @@ def load_catalog(conn: psycopg.Connection[Any]) -> Catalog:
         t.indexes.append(Index(t.schema, r[1], int(r[2]), t.key, tuple(cols[:nkeys]), tuple(cols[nkeys:]),
                                desc + (False,) * (nkeys - len(desc)), r[6], bool(r[7]), bool(r[8]),
                                bool(r[9]), int(r[10]), int(r[11]), str(r[12]), str(r[13])))
-    return Catalog(tables, path, version)
+    return CatalogSnapshot(tables, path, version)
 
 
-def analyze_unanalyzed(conn: psycopg.Connection[Any], catalog: Catalog, keys: set[TableKey]) -> bool:
+def analyze_unanalyzed(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, keys: set[TableKey]) -> bool:
     """ANALYZE workload tables that have never been analyzed: costing without statistics is guesswork."""
     from psycopg import sql
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pgmill.config.checks import TableChecks
 from pgmill.config.transform import ModelsConfig
 from pgmill.config.tune import TuneConfig
+from pgmill.config.types import parse_type
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
@@ -40,8 +41,6 @@ class ColumnSpec(_Strict):
     @field_validator("type")
     @classmethod
     def _type_known(cls, v: str) -> str:
-        from pgmill.quality.types import parse_type
-
         parse_type(v)  # raises ValueError with the list of supported types
         return v
 
