@@ -76,12 +76,6 @@ def ensure_table(conn: psycopg.Connection[object], table: str, contract: Contrac
     return added
 
 
-def add_text_column(conn: psycopg.Connection[object], table: str, column: str) -> None:
-    conn.execute(
-        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} text").format(qualified(table), sql.Identifier(column))
-    )
-
-
 _SYNONYMS = {
     "character varying": "varchar",
     "timestamp with time zone": "timestamptz",

@@ -15,7 +15,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -212,17 +211,3 @@ def _open_tree(root: Path) -> None:
         for f in files:
             fp = os.path.join(dirpath, f)
             os.chmod(fp, os.stat(fp).st_mode | 0o044 | (0o011 if os.stat(fp).st_mode & 0o100 else 0))
-
-
-def wait_ready(url: str, timeout_s: float = 30) -> None:
-    import psycopg
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            psycopg.connect(url, connect_timeout=3).close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

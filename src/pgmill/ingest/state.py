@@ -61,9 +61,3 @@ def save_checkpoint(
             ).format(typ, typ),
             (cursor_value, pipeline, cursor_value),
         )
-
-
-def reset_state(conn: psycopg.Connection[Any], pipeline: str) -> None:
-    with conn.transaction():
-        conn.execute("DELETE FROM pgmill.state WHERE pipeline = %s", (pipeline,))
-        conn.execute("DELETE FROM pgmill.files WHERE pipeline = %s", (pipeline,))

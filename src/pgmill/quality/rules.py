@@ -20,7 +20,6 @@ from pgmill.config.checks import (
 #: where each kind of rule is computed: the one aggregate scan, the one GROUP BY scan, or on its own
 SCAN_KINDS = ("not_null", "completeness", "accepted_values", "range", "foreign_key", "freshness")
 GROUP_KINDS = ("unique", "exact_rows")
-OTHER_KINDS = ("row_count", "volume", "near_duplicates", "sql")
 
 
 @dataclass(frozen=True)

@@ -51,16 +51,6 @@ def sample_objects(names: list[str], arrays: list[list[Any] | None]) -> list[Any
     return out
 
 
-def sample_expr(info: TableInfo, extra: tuple[str, ...] = ()) -> sql.Composable:
-    """The same as one jsonb value, for queries that sample through pgmill.quality_sample."""
-    names = sample_names(info, extra)
-    if not names:
-        return sql.SQL("to_jsonb({})").format(T)
-    return sql.SQL("jsonb_build_object({})").format(
-        sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(n), col(n)) for n in names)
-    )
-
-
 @dataclass
 class AggregateScan:
     """The compiled query and how to read its one row back."""

@@ -81,8 +81,3 @@ def regressed(before: Latency, after: Latency) -> bool:
 
 def improved(before: Latency, after: Latency) -> bool:
     return after.p95_ms <= before.p95_ms * (1 - IMPROVEMENT_SHARE)
-
-
-def workload_p95(latencies: dict[str, Latency]) -> float:
-    """The summed p95 of the workload's queries."""
-    return sum(v.p95_ms for v in latencies.values())

@@ -13,7 +13,6 @@ import codecs
 import csv
 import io
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -369,11 +368,3 @@ def _why_bad(text: str, expected: int, spec: CsvSource) -> str:
 def read_csv_file(spec: CsvSource, task: FileTask, columns_hint: list[str], batch_rows: int,
                   needed: list[str] | None = None) -> Iterator[RawBatch]:
     return CsvReader(spec, task, columns_hint, batch_rows, needed).batches()
-
-
-def csv_columns(spec: CsvSource, path: Path, columns_hint: list[str]) -> list[str]:
-    """The file's column names (its header, or the contract's order when there is no header)."""
-    task = FileTask(path, str(path), path.stat().st_size, "")
-    reader = CsvReader(spec, task, columns_hint, 1000)
-    with path.open("rb") as fh:
-        return reader.read_header(fh)[0]
