@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: install (idempotent), lint, type-check, then pytest.
+# The whole test suite: install (idempotent), lint (scripts/lint.sh), then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-dev.sh
-.venv/bin/ruff check src tests bench
-.venv/bin/mypy
+bash scripts/lint.sh
 .venv/bin/python -m pytest -q -n 2 "$@"

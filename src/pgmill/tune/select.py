@@ -46,7 +46,6 @@ class Selection:
     base: dict[str, float]  # query -> cost with the existing indexes
     final: dict[str, float]  # query -> cost with the chosen indexes too
     budget: int | None
-    used_bytes: int
     skipped_budget: list[Candidate]
 
 
@@ -112,7 +111,7 @@ def greedy(whatif: WhatIf, catalog: CatalogSnapshot, queries: list[WorkloadQuery
     for ch in chosen:
         ch.lean = _lean_alternative(whatif, queries, candidates, chosen, ch, base)
     final = _total(whatif, queries, [ch.candidate for ch in chosen])
-    return Selection(chosen, base, final, budget, sum(ch.size for ch in chosen), skipped)
+    return Selection(chosen, base, final, budget, skipped)
 
 
 def _extended(c: Candidate, config: list[Candidate]) -> Candidate | None:
