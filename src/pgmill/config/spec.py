@@ -7,7 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pgmill.config.alerts import Alerts
 from pgmill.config.checks import TableChecks
+from pgmill.config.cost import CostConfig
+from pgmill.config.schedule import Jobs, Scheduled
 from pgmill.config.transform import ModelsConfig
 from pgmill.config.tune import TuneConfig
 from pgmill.config.types import parse_type
@@ -161,8 +164,8 @@ SourceSpec = Annotated[
 # ---------------------------------------------------------------- project
 
 
-class Pipeline(_Strict):
-    """One load: a source into a table, under a contract."""
+class Pipeline(Scheduled):
+    """One load: a source into a table, under a contract; with `schedule` or `every`, also on its own."""
 
     source: SourceSpec
     table: str = Field(description="target table, schema-qualified or not (default schema: public)")
@@ -203,3 +206,6 @@ class Project(_Strict):
     workers: int = Field(2, ge=1, le=64, description="pipelines (and files) loaded at once")
     models: ModelsConfig = Field(default_factory=ModelsConfig, description="SQL transformations in models/")
     tune: TuneConfig = Field(default_factory=TuneConfig, description="query tuning for queries/ and observed SQL")
+    jobs: Jobs = Field(default_factory=Jobs, description="models, checks and tuning on schedules of their own")
+    alerts: Alerts = Field(default_factory=Alerts, description="alert channels (apprise URLs) and rules")
+    cost: CostConfig = Field(default_factory=CostConfig, description="prices and budget for cost per run")

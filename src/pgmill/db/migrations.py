@@ -171,6 +171,44 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        5,
+        "schedules: expected runs and the service instances that claim them",
+        """
+        CREATE TABLE IF NOT EXISTS pgmill.expected_runs (
+            job            text NOT NULL,
+            scheduled_for  timestamptz NOT NULL,
+            state          text NOT NULL DEFAULT 'pending' CHECK (state IN
+                             ('pending','running','succeeded','failed','timed_out','missed','skipped')),
+            run_id         bigint,
+            claimed_by     text,
+            claimed_at     timestamptz,
+            lease_until    timestamptz,
+            started_at     timestamptz,
+            finished_at    timestamptz,
+            attempts       integer NOT NULL DEFAULT 0,
+            error          text,
+            created_at     timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (job, scheduled_for)
+        );
+        CREATE INDEX IF NOT EXISTS expected_runs_open ON pgmill.expected_runs (scheduled_for)
+            WHERE state IN ('pending', 'running');
+        CREATE INDEX IF NOT EXISTS expected_runs_state ON pgmill.expected_runs (state, scheduled_for);
+
+        CREATE TABLE IF NOT EXISTS pgmill.service_instances (
+            instance       text PRIMARY KEY,
+            host           text NOT NULL,
+            pid            integer NOT NULL,
+            started_at     timestamptz NOT NULL DEFAULT now(),
+            last_tick_at   timestamptz,
+            tick_seconds   double precision NOT NULL,
+            ticks          bigint NOT NULL DEFAULT 0,
+            ticks_skipped  bigint NOT NULL DEFAULT 0,
+            db_reconnects  bigint NOT NULL DEFAULT 0,
+            stopped_at     timestamptz
+        );
+        """,
+    ),
 )
 
 _LOCK_KEY = 0x70676D696C6C  # "pgmill"

@@ -1,0 +1,168 @@
+"""Alerts: the `alerts:` section of pgmill.yaml.
+
+```yaml
+alerts:
+  channels:
+    oncall: "slack://${SLACK_WEBHOOK}"        # any apprise URL; ${VAR} comes from the environment at send time
+  rules:
+    - {kind: run_failed, channels: [oncall]}
+    - {kind: late_run, after: 10m}
+    - {kind: cost_over_budget}
+  repeat: 4h                                  # re-notify a rule still firing after this long
+```
+
+A channel's URL carries its secrets only as `${VAR}` references: the expanded URL is never stored,
+printed or logged.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pgmill.config.duration import parse_duration
+
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+class _Rule(_Strict):
+    name: str | None = Field(None, description="the rule's name in messages and metrics; default: its kind")
+    channels: list[str] | None = Field(None, description="where it is sent; default: every channel")
+    pipelines: list[str] | None = Field(None, description="only these pipelines or jobs; default: all")
+    repeat: str | None = Field(None, description="re-notify interval for this rule; default: alerts.repeat")
+
+    @field_validator("repeat")
+    @classmethod
+    def _repeat(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+
+class RunFailed(_Rule):
+    """A run failed after its retries were exhausted."""
+
+    kind: Literal["run_failed"]
+
+
+class ConsecutiveFailures(_Rule):
+    """The last `count` runs of a pipeline or job all failed."""
+
+    kind: Literal["consecutive_failures"]
+    count: int = Field(3, ge=2)
+
+
+class LateRun(_Rule):
+    """An expected run has not started `after` its scheduled time."""
+
+    kind: Literal["late_run"]
+    after: str = Field("10m", description="how late before it fires")
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class MissedRun(_Rule):
+    """An expected run was missed (skipped by the misfire or overlap policy, or never claimed)."""
+
+    kind: Literal["missed_run"]
+
+
+class Freshness(_Rule):
+    """The newest committed cursor (or the last successful load) of a pipeline is older than `max_age`."""
+
+    kind: Literal["freshness"]
+    max_age: str = Field(description="e.g. 1h, 1d")
+
+    @field_validator("max_age")
+    @classmethod
+    def _age(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class QualityFailed(_Rule):
+    """A table check failed in the latest check run of its table."""
+
+    kind: Literal["quality_failed"]
+    severity: Literal["error", "warn"] = Field("error", description="lowest severity that fires")
+
+
+class QuarantineRate(_Rule):
+    """A run quarantined more than `above` percent of the rows it read."""
+
+    kind: Literal["quarantine_rate"]
+    above: float = Field(5.0, gt=0, le=100, description="percent of rows read")
+
+
+class QueryP95(_Rule):
+    """A declared query's measured p95 is above its target, or regressed by more than `regression` percent
+    against its own baseline (the first measurement after tuning)."""
+
+    kind: Literal["query_p95"]
+    regression: float = Field(20.0, gt=0, description="percent slower than its baseline")
+
+
+class SuccessRate(_Rule):
+    """The share of successful runs over `window` is below `below` percent."""
+
+    kind: Literal["success_rate"]
+    below: float = Field(99.9, gt=0, le=100)
+    window: str = Field("30d")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class CostOverBudget(_Rule):
+    """Month-to-date cost (or the month projected, with `projected: true`) is above `cost.budget.month`."""
+
+    kind: Literal["cost_over_budget"]
+    projected: bool = False
+
+
+AlertRule = Annotated[
+    RunFailed | ConsecutiveFailures | LateRun | MissedRun | Freshness | QualityFailed | QuarantineRate | QueryP95
+    | SuccessRate | CostOverBudget,
+    Field(discriminator="kind"),
+]
+
+
+class Alerts(_Strict):
+    """Channels (apprise URLs), the rules that send to them, and how often."""
+
+    channels: dict[str, str] = Field(default_factory=dict, description="name -> apprise URL; secrets as ${VAR}")
+    rules: list[AlertRule] = Field(default_factory=list)
+    repeat: str = Field("4h", description="re-notify a rule still firing after this long")
+    digest_over: int = Field(5, ge=1, description="more alerts than this in one evaluation go out as one digest")
+    attempts: int = Field(3, ge=1, le=10, description="delivery attempts per message and channel")
+    timeout: str = Field("10s", description="one delivery attempt's time limit")
+    heartbeat_url: str | None = Field(None, description="pinged after every scheduler tick (secrets as ${VAR}), so "
+                                      "a dead `pgmill serve` is noticed from outside")
+
+    @field_validator("repeat", "timeout")
+    @classmethod
+    def _durations(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _known_channels(self) -> Alerts:
+        for rule in self.rules:
+            unknown = [c for c in rule.channels or () if c not in self.channels]
+            if unknown:
+                known = ", ".join(sorted(self.channels)) or "none"
+                raise ValueError(f"rule {rule.name or rule.kind}: unknown channel {unknown[0]!r} (channels: {known})")
+        return self
