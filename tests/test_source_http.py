@@ -17,6 +17,7 @@ from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources import http
 from pgmill.ingest.sources.base import RawBatch, SourceState
 from pgmill.project import open_project
+from pgmill.redact import redact_text, redact_url
 from tests.fake_api import FakeApi, make_records
 from tests.helpers import ProjectDir, table_checksum
 
@@ -199,10 +200,10 @@ def test_rejected_credentials_fail_fast_with_a_redacted_message(
 
 def test_redact_url_hides_passwords_and_key_like_parameters() -> None:
     url = "https://me:pw@api.example.com/v1/items?api_key=abc&page=2&access_token=t&sig=x&apiKey=k"
-    assert http.redact_url(url) == (
+    assert redact_url(url) == (
         "https://me:***@api.example.com/v1/items?api_key=***&page=2&access_token=***&sig=***&apiKey=***"
     )
-    assert http.redact_text("no answer from https://h/x?token=abc#top, giving up") == (
+    assert redact_text("no answer from https://h/x?token=abc#top, giving up") == (
         "no answer from https://h/x?token=***, giving up"
     )
 

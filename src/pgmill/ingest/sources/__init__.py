@@ -39,7 +39,8 @@ def open_streams(
         tasks = pending_files(project_dir, spec.path, state.files)
         return [Stream(t.display, _file_opener(spec, t, columns, rows, needed), t.size - t.resume_offset) for t in tasks]
     if isinstance(spec, HttpSource):
-        from pgmill.ingest.sources.http import read_http, redact_url
+        from pgmill.ingest.sources.http import read_http
+        from pgmill.redact import redact_url
 
         return [Stream(redact_url(spec.url), lambda: read_http(spec, state, rows), None)]
     if isinstance(spec, PostgresSource):

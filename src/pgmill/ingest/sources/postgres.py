@@ -43,9 +43,10 @@ from psycopg.adapt import Loader
 from psycopg.pq import Format
 
 from pgmill.config.spec import PostgresSource
-from pgmill.db.connect import Target, redact
+from pgmill.db.connect import Target
 from pgmill.errors import DatabaseError, DatabaseUnavailable, SourceError
 from pgmill.ingest.sources.base import RawBatch, SourceState
+from pgmill.redact import redact
 from pgmill.retry import describe, is_transient
 
 CHECKPOINT_KEY = "postgres"
