@@ -7,15 +7,10 @@ from typing import Any
 import yaml
 
 from pgmill.config.load import PROJECT_FILE, load_contract
-from pgmill.db.ddl import split_table
+from pgmill.db.catalog import table_key as table_key  # mcp/tools.py reads project_view.table_key
 from pgmill.errors import PgmillError
 from pgmill.project import ProjectContext
 from pgmill.redact import HIDDEN, redact, secret_name
-
-
-def table_key(table: str) -> str:
-    schema, name = split_table(table)
-    return f"{schema}.{name}"
 
 
 def contracts(ctx: ProjectContext) -> dict[str, dict[str, Any]]:

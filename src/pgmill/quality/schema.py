@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgmill.db.catalog import extension_schema
 from pgmill.db.migrations import migrate
 
 #: failing keys kept per rule (and per duplicate group): enough to find the rows, small enough to store
@@ -22,25 +23,16 @@ def ensure_quality_schema(conn: psycopg.Connection[Any]) -> None:
         conn.commit()
 
 
-_EXT_SCHEMA = ("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-               " WHERE e.extname = %s")
-
-
-def extension_schema(conn: psycopg.Connection[Any], name: str) -> str | None:
+def ensure_extension(conn: psycopg.Connection[Any], name: str) -> str | None:
     """The schema of contrib extension `name`, installing it into schema pgmill if it is missing;
     None when it cannot be installed (not shipped with the server, or no privilege)."""
-    row = conn.execute(
-        _EXT_SCHEMA, (name,)
-    ).fetchone()
-    if row:
-        return str(row[0])
+    schema = extension_schema(conn, name)
+    if schema is not None:
+        return schema
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('pgmill ddl'))")
             conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA pgmill").format(sql.Identifier(name)))
     except psycopg.Error:
         return None
-    row = conn.execute(
-        _EXT_SCHEMA, (name,)
-    ).fetchone()
-    return str(row[0]) if row else None
+    return extension_schema(conn, name)
