@@ -16,10 +16,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgmill.db.migrations import SAMPLE_SIZE
 from pgmill.quality.results import RuleResult, broken, judged
 from pgmill.quality.rules import Rule
 from pgmill.quality.scan import T, col, sample_array, sample_names, sample_objects
-from pgmill.quality.schema import SAMPLE_SIZE, ensure_extension
+from pgmill.quality.schema import ensure_extension
 from pgmill.quality.table_info import TableInfo
 
 #: similar pairs read back at most; a column where more values than this are alike is not a name column

@@ -1,6 +1,6 @@
 """pgmill.quality_results (the history of every check) and the small sampling aggregate the checks use.
 
-Both are migration 3 in pgmill.db.migrations (SAMPLE_SIZE there is the 10 below).
+Both are migration 3 in pgmill.db.migrations, which holds SAMPLE_SIZE for the aggregate and the checks.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from psycopg import sql
 from pgmill.db.catalog import extension_schema
 from pgmill.db.migrations import migrate
 
-#: failing keys kept per rule (and per duplicate group): enough to find the rows, small enough to store
-SAMPLE_SIZE = 10
 
 def ensure_quality_schema(conn: psycopg.Connection[Any]) -> None:
     """pgmill.quality_results and the sampling aggregate are migration 3: bring the schema up to date."""
