@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from pgmill.config.base import StrictModel, is_identifier
 from pgmill.config.checks import TableChecks
@@ -147,9 +147,22 @@ class PostgresSource(StrictModel):
         return self
 
 
+# The one list of source kinds: a new kind's spec joins this union (ingest.sources registers its reader).
 SourceSpec = Annotated[
     CsvSource | NdjsonSource | ParquetSource | HttpSource | PostgresSource, Field(discriminator="kind")
 ]
+
+
+def source_kind(spec: type[BaseModel]) -> str:
+    """The `kind` tag of a source spec class, e.g. 'csv'."""
+    (tag,) = get_args(spec.model_fields["kind"].annotation)
+    return str(tag)
+
+
+#: Each source spec class by its `kind` tag, read off SourceSpec.
+SOURCE_SPECS: dict[str, type[StrictModel]] = {
+    source_kind(cls): cls for cls in get_args(get_args(SourceSpec)[0])
+}
 
 
 # ---------------------------------------------------------------- project

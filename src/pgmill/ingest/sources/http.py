@@ -42,7 +42,7 @@ import pyarrow as pa
 
 from pgmill.config.spec import HttpSource
 from pgmill.errors import SourceError, TransientError
-from pgmill.ingest.sources.base import BadRecord, RawBatch, SourceState
+from pgmill.ingest.sources.base import BadRecord, RawBatch, SourceState, Stream, StreamRequest
 from pgmill.redact import HIDDEN, redact_text, redact_url
 from pgmill.retry import backoff
 
@@ -540,3 +540,8 @@ def _json_kind(v: Any) -> str:
     if isinstance(v, str):
         return "string"
     return "array"
+
+
+def streams(spec: HttpSource, request: StreamRequest) -> list[Stream]:
+    """One stream: the sweep, resumed where the committed state left it."""
+    return [Stream(redact_url(spec.url), lambda: read_http(spec, request.state, request.batch_rows), None)]
