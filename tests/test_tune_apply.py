@@ -26,7 +26,8 @@ def index_set(url: str) -> set[tuple[str, str]]:
 
 
 def invalid(url: str) -> list[str]:
-    return [str(r[0]) for r in query(url, "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid")]
+    rows = query(url, "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid")
+    return [str(r[0]) for r in rows]
 
 
 def test_apply_keeps_only_measured_wins_and_rollback_restores(pg_server: EmbeddedServer, tmp_path: Path) -> None:
@@ -43,7 +44,8 @@ def test_apply_keeps_only_measured_wins_and_rollback_restores(pg_server: Embedde
     assert not applied.slower
     now = index_set(url)
     assert {n for n, _ in now - before} == {o.name for o in kept}
-    actions = query(url, "SELECT action, index_name FROM pgmill.index_actions WHERE run_id = %s", (report.run_id,))
+    actions = query(url, "SELECT action, index_name FROM pgmill.index_actions WHERE run_id = %s",
+                    (report.run_id,))
     assert {n for a, n in actions if a == "keep"} == {o.name for o in kept}
     assert {n for a, n in actions if a == "create"} == {o.name for o in applied.outcomes if o.status != "failed"}
 
@@ -106,5 +108,6 @@ def test_retune_after_run_only_when_workload_or_size_changed(pg_server: Embedded
         conn.execute("VACUUM ANALYZE app.customers")
     again = retune_after_run(Target(url), root, cfg)
     assert again is not None
-    assert query(url, "SELECT count(*) FROM pgmill.tuning_runs WHERE mode = 'auto' AND report IS NOT NULL") == [(2,)]
+    assert query(url, "SELECT count(*) FROM pgmill.tuning_runs"
+                      " WHERE mode = 'auto' AND report IS NOT NULL") == [(2,)]
     assert retune_after_run(Target(url), root, TuneConfig(observed=0, auto="off")) is None

@@ -139,8 +139,9 @@ def _indexes(url: str) -> set[str]:
 
 
 def _actions(url: str, run_id: int) -> list[tuple[str, str]]:
-    return [(str(a), str(n)) for a, n in query(
-        url, "SELECT action, index_name FROM pgmill.index_actions WHERE run_id = %s ORDER BY action_id", (run_id,))]
+    rows = query(url, "SELECT action, index_name FROM pgmill.index_actions WHERE run_id = %s ORDER BY action_id",
+                 (run_id,))
+    return [(str(a), str(n)) for a, n in rows]
 
 
 # a sum over the 150 orders of one shop: a sequential scan of 60,000 rows before, well under a millisecond

@@ -45,8 +45,8 @@ def columns(conn: psycopg.Connection[Any], schema: str, name: str) -> dict[str, 
 def extension_schema(conn: psycopg.Connection[Any], name: str) -> str | None:
     """The schema extension `name` is installed in; None when it is not installed in this database."""
     row = conn.execute(
-        "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
-        " WHERE e.extname = %s",
+        "SELECT n.nspname FROM pg_catalog.pg_extension e"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = %s",
         (name,),
     ).fetchone()
     return str(row[0]) if row else None

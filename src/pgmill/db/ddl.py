@@ -9,8 +9,8 @@ from pgmill.config.spec import Contract
 from pgmill.config.types import parse_type
 from pgmill.db import catalog
 
-# `as` re-exports them for ingest/writer.py and ingest/runner.py (being edited on other branches) until
-# those import db.catalog
+# `as` re-exports them for ingest/writer.py, ingest/runner.py and mcp/server.py (outside this change, and
+# the first two being edited on another branch) until those import db.catalog
 from pgmill.db.catalog import qualified as qualified
 from pgmill.db.catalog import split_table as split_table
 from pgmill.errors import ContractError

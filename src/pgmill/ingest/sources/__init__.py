@@ -69,7 +69,8 @@ class SourceKind:
 def _registry(*kinds: SourceKind) -> dict[str, SourceKind]:
     out = {k.kind: k for k in kinds}
     if {k: v.spec for k, v in out.items()} != SOURCE_SPECS:
-        raise AssertionError(f"source kinds without a reader or a spec: {sorted(set(out) ^ set(SOURCE_SPECS))}")
+        missing = sorted(set(out) ^ set(SOURCE_SPECS))
+        raise AssertionError(f"source kinds without a reader or a spec: {missing}")
     return out
 
 
@@ -97,5 +98,5 @@ def open_streams(
     return SOURCES[pipe.source.kind].opener()(pipe.source, request)
 
 
-__all__ = ["SOURCES", "BadRecord", "FileMark", "RawBatch", "SourceKind", "SourceState", "Stream", "StreamRequest",
-           "open_streams"]
+__all__ = ["SOURCES", "BadRecord", "FileMark", "RawBatch", "SourceKind", "SourceState", "Stream",
+           "StreamRequest", "open_streams"]

@@ -132,7 +132,8 @@ def pending_files(
     return tasks
 
 
-def file_streams(request: StreamRequest, pattern: str, read: Callable[[FileTask], Iterator[RawBatch]]) -> list[Stream]:
+def file_streams(request: StreamRequest, pattern: str,
+                 read: Callable[[FileTask], Iterator[RawBatch]]) -> list[Stream]:
     """One stream per file of `pattern` not completely loaded (so files load in parallel), each resuming
     where the committed state left it; `read` gives one file's batches."""
     tasks = pending_files(request.project_dir, pattern, request.state.files)
