@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from pgmill.db.embedded import EmbeddedServer
-from tests.helpers import ProjectDir
+from tests.helpers import ProjectDir, connect
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +26,10 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServ
 @pytest.fixture
 def db_url(pg_server: EmbeddedServer) -> Iterator[str]:
     name = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+    with connect(pg_server.url()) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield pg_server.url(name)
-    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+    with connect(pg_server.url()) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
@@ -43,7 +43,7 @@ def project(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Pro
 
 @pytest.fixture
 def conn(db_url: str) -> Iterator[psycopg.Connection[object]]:
-    with psycopg.connect(db_url, autocommit=True) as c:
+    with connect(db_url) as c:
         yield c
 
 

@@ -1,4 +1,4 @@
-"""Test helpers: write projects, contracts and data files; read results back."""
+"""Test helpers: write projects, contracts and data files; run pipelines; connect and read results back."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from typing import Any
 import psycopg
 import yaml
 from psycopg import sql
+
+from pgmill.ingest.runner import run_pipelines
+from pgmill.ingest.sources.files import FileTask, file_sha256
+from pgmill.observe.ledger import RunRecord
+from pgmill.project import open_project
 
 ORDERS_CONTRACT: dict[str, Any] = {
     "columns": {
@@ -55,12 +60,48 @@ class ProjectDir:
         spec.update(kw)
         self.config({"orders": spec})
 
+    def connect(self, *, autocommit: bool = True) -> psycopg.Connection[tuple[Any, ...]]:
+        return connect(self.db_url, autocommit=autocommit)
+
+    def execute(self, q: str | sql.Composable, params: Any = None) -> None:
+        execute(self.db_url, q, params)
+
     def query(self, q: str | sql.Composable, params: Any = None) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.db_url) as c:
-            return c.execute(q, params).fetchall()
+        return query(self.db_url, q, params)
 
     def scalar(self, q: str | sql.Composable, params: Any = None) -> Any:
         return self.query(q, params)[0][0]
+
+
+def connect(db_url: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[Any, ...]]:
+    """A connection for a test's own setup and checks (autocommit unless asked), to use in a `with` block."""
+    return psycopg.connect(db_url, autocommit=autocommit)
+
+
+def execute(db_url: str, q: str | sql.Composable, params: Any = None) -> None:
+    with connect(db_url) as c:
+        c.execute(q, params)
+
+
+def query(db_url: str, q: str | sql.Composable, params: Any = None) -> list[tuple[Any, ...]]:
+    with connect(db_url) as c:
+        return c.execute(q, params).fetchall()
+
+
+def run_one(project_dir: Path | None = None, pipeline: str | None = None, *, ok: bool = True,
+            **kw: Any) -> RunRecord:
+    """Open the project (found from the current folder by default) and run one pipeline, `pipeline` or the
+    project's only one; with `ok`, the run must have succeeded with every row accounted for."""
+    [run] = run_pipelines(open_project(project_dir), [pipeline] if pipeline else None, **kw)
+    if ok:
+        assert run.status == "succeeded", run.error
+        assert run.counts.balanced(), run.counts
+    return run
+
+
+def file_task(path: Path, **resume: int) -> FileTask:
+    """A file source's task for `path`, resuming at `resume` (resume_offset, resume_line, records_done)."""
+    return FileTask(path, path.name, path.stat().st_size, file_sha256(path), **resume)
 
 
 def orders_csv(rows: list[tuple[Any, ...]], header: str = ORDERS_HEADER) -> str:
@@ -70,7 +111,7 @@ def orders_csv(rows: list[tuple[Any, ...]], header: str = ORDERS_HEADER) -> str:
 
 def table_checksum(db_url: str, table: str, order_by: str) -> tuple[int, str]:
     """Row count and an md5 over the table's rows in key order: equal tables, equal checksums."""
-    with psycopg.connect(db_url) as c:
+    with connect(db_url) as c:
         schema, _, name = table.rpartition(".")
         ident = sql.Identifier(schema, name) if schema else sql.Identifier(name)
         keys = sql.SQL(", ").join(sql.Identifier(k.strip()) for k in order_by.split(","))

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from pgmill.db.embedded import EmbeddedServer
+from tests.helpers import connect, execute
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 HYPOPG_CONTROL = Path("/usr/share/postgresql/15/extension/hypopg.control")
@@ -97,15 +98,14 @@ def pg15(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _database(server_url: str) -> str:
     name = "tune_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(server_url, autocommit=True) as c:
-        c.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    execute(server_url, psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
     return server_url.replace("/postgres?", f"/{name}?", 1)
 
 
 def seeded(server_url: str) -> str:
     """A new database on the server holding the seeded shapes (app.customers, app.orders, app.items)."""
     url = _database(server_url)
-    with psycopg.connect(url, autocommit=True) as c:
+    with connect(url) as c:
         for statement in SEED.read_text().split(";\n"):  # one transaction each, as an application would
             if statement.strip():
                 c.execute(statement.encode())

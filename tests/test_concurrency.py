@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from pgmill.errors import PipelineLocked
 from pgmill.ingest.runner import run_pipeline
 from pgmill.project import open_project
 from tests.fault_proxy import FaultProxy, socket_file
-from tests.helpers import ProjectDir
+from tests.helpers import ProjectDir, query
 from tests.test_crash_safety import check_exact
 from tests.test_faults import seed_for, write_orders
 
@@ -53,9 +52,8 @@ def start_together(project_dir: Path, *args: str, n: int = 2) -> list[subprocess
 
 
 def runs(db_url: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url) as c:
-        return c.execute("SELECT run_id, status, rows_read, started_at, finished_at, error FROM pgmill.runs"
-                         " ORDER BY run_id").fetchall()
+    return query(db_url, "SELECT run_id, status, rows_read, started_at, finished_at, error FROM pgmill.runs"
+                 " ORDER BY run_id")
 
 
 def test_two_processes_one_fails_already_running(project: ProjectDir) -> None:
@@ -141,7 +139,7 @@ def test_lost_lock_connection_does_not_let_a_second_writer_in(project: ProjectDi
         t = threading.Thread(target=run_a)
         t.start()
         killed = 0
-        with psycopg.connect(project.db_url, autocommit=True) as c:
+        with project.connect() as c:
             deadline = time.monotonic() + 60
             while t.is_alive() and time.monotonic() < deadline and not killed:
                 if c.execute("SELECT to_regclass('pgmill.runs') IS NOT NULL").fetchone() == (True,):

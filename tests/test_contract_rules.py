@@ -10,10 +10,8 @@ import pytest
 
 from pgmill.config.spec import Contract
 from pgmill.errors import ContractError
-from pgmill.ingest.runner import run_pipelines
-from pgmill.project import open_project
 from pgmill.quality.validate import CompiledContract
-from tests.helpers import ProjectDir
+from tests.helpers import ProjectDir, run_one
 
 
 def _check(columns: dict[str, Any], values: dict[str, list[Any]], **extra: Any) -> dict[int, list[str]]:
@@ -100,57 +98,56 @@ def test_bad_row_rule_expression_is_a_config_error() -> None:
                                                   "rules": [{"name": "r", "expr": "a >>> ("}]}))
 
 
-def _orders(project: ProjectDir, contract: dict[str, Any], csv: str, **pipe: Any) -> Any:
+def _orders(project: ProjectDir, contract: dict[str, Any], csv: str, **pipe: Any) -> None:
     project.contract("t", contract)
     project.write("data/t.csv", csv)
     spec = {"source": {"kind": "csv", "path": "data/t.csv"}, "table": "t", "contract": "contracts/t.yaml"}
     spec.update(pipe)
     project.config({"t": spec})
-    return open_project()
 
 
 def test_policy_fail_stops_the_run_naming_file_line_column_rule(project: ProjectDir) -> None:
-    ctx = _orders(project, {"columns": {"id": {"type": "int", "primary_key": True},
+    _orders(project, {"columns": {"id": {"type": "int", "primary_key": True},
                                         "v": {"type": "int", "min": 0, "on_failure": "fail"}}},
                   "id,v\n1,5\n2,-3\n")
     with pytest.raises(ContractError) as exc:
-        run_pipelines(ctx)
+        run_one()
     assert str(exc.value) == "data/t.csv:line 3: v = '-3' is below the minimum 0 [rule v.min, policy fail]"
     assert project.scalar("SELECT count(*) FROM t") == 0  # nothing of the batch is committed
     assert project.scalar("SELECT error FROM pgmill.runs") == str(exc.value)
 
 
 def test_policy_warn_loads_and_counts(project: ProjectDir) -> None:
-    ctx = _orders(project, {"columns": {"id": {"type": "int", "primary_key": True},
+    _orders(project, {"columns": {"id": {"type": "int", "primary_key": True},
                                         "v": {"type": "int", "min": 0, "on_failure": "warn"}}},
                   "id,v\n1,5\n2,-3\n3,x\n")
-    [run] = run_pipelines(ctx)
+    run = run_one()
     assert (run.counts.rows_inserted, run.counts.rows_warned, run.counts.rows_quarantined) == (2, 1, 1)
 
 
 def test_extra_columns_policies(project: ProjectDir) -> None:
     contract = {"columns": {"id": {"type": "int", "primary_key": True}}, "extra_columns": "quarantine"}
-    ctx = _orders(project, contract, "id,surprise\n1,\n2,boo\n")
-    [run] = run_pipelines(ctx)
+    _orders(project, contract, "id,surprise\n1,\n2,boo\n")
+    run = run_one()
     assert (run.counts.rows_inserted, run.counts.rows_quarantined) == (1, 1)
     assert project.scalar("SELECT violations->0->>'rule' FROM pgmill.quarantine") == "extra_column"
 
 
 def test_source_name_mapping(project: ProjectDir) -> None:
-    ctx = _orders(project, {"columns": {"id": {"type": "int", "primary_key": True, "source": "Order ID"}}},
+    _orders(project, {"columns": {"id": {"type": "int", "primary_key": True, "source": "Order ID"}}},
                   "Order ID\n7\n")
-    run_pipelines(ctx)
+    run_one()
     assert project.scalar("SELECT id FROM t") == 7
 
 
 def test_extra_columns_evolve_adds_text_columns(project: ProjectDir) -> None:
     contract = {"columns": {"id": {"type": "int", "primary_key": True}}, "extra_columns": "evolve"}
-    ctx = _orders(project, contract, "id,colour\n1,red\n2,\n", mode="merge")
-    [run] = run_pipelines(ctx)
+    _orders(project, contract, "id,colour\n1,red\n2,\n", mode="merge")
+    run = run_one()
     assert run.counts.rows_inserted == 2
     assert project.query("SELECT id, colour FROM t ORDER BY 1") == [(1, "red"), (2, None)]
     project.write("data/t.csv", "id,colour,size\n1,blue,L\n3,green,\n")
-    run_pipelines(open_project())
+    run_one()
     assert project.query("SELECT id, colour, size FROM t ORDER BY 1") == [
         (1, "blue", "L"), (2, None, None), (3, "green", None)]
     assert project.scalar("SELECT data_type FROM information_schema.columns WHERE table_name = 't'"

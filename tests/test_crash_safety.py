@@ -26,13 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg import sql
 
-from pgmill.ingest.runner import run_pipelines
-from pgmill.project import open_project
-from tests.helpers import ORDERS_CONTRACT, ORDERS_HEADER, ProjectDir, table_checksum
+from tests.helpers import ORDERS_CONTRACT, ORDERS_HEADER, ProjectDir, connect, run_one, table_checksum
 
 pytestmark = pytest.mark.slow
 
@@ -150,14 +147,14 @@ def _keep(newest: dict[int, tuple[Any, ...]], row: tuple[Any, ...], mode: str) -
 
 
 def reset(db_url: str, table: str = "orders") -> None:
-    with psycopg.connect(db_url, autocommit=True) as c:
+    with connect(db_url) as c:
         c.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(sql.Identifier(table),
                                                                 sql.Identifier(f"expected_{table}")))
         c.execute("DROP SCHEMA IF EXISTS pgmill CASCADE")
 
 
 def load_expected(db_url: str, ds: Dataset, table: str = "orders") -> None:
-    with psycopg.connect(db_url) as c:
+    with connect(db_url, autocommit=False) as c:
         c.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(f"expected_{table}")))
         c.execute(sql.SQL(EXPECTED_DDL).format(name=sql.Identifier(f"expected_{table}")))
         with c.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(f"expected_{table}"))) as cp:
@@ -171,7 +168,7 @@ def check_exact(db_url: str, ds: Dataset, pipeline: str, why: str, table: str = 
     load_expected(db_url, ds, table)
     got = table_checksum(db_url, table, "order_id")
     want = table_checksum(db_url, f"expected_{table}", "order_id")
-    with psycopg.connect(db_url) as c:
+    with connect(db_url) as c:
         if got != want:
             diff = "SELECT count(*) FROM (SELECT * FROM {} EXCEPT SELECT * FROM {}) d"
             missing = c.execute(sql.SQL(diff).format(sql.Identifier(f"expected_{table}"), sql.Identifier(table))).fetchone()
@@ -217,7 +214,7 @@ class KillStats:
 
 
 def committed_reads(db_url: str, pipeline: str) -> int:
-    with psycopg.connect(db_url) as c:
+    with connect(db_url) as c:
         if c.execute("SELECT to_regclass('pgmill.runs')").fetchone() == (None,):
             return 0
         row = c.execute("SELECT coalesce(sum(rows_read), 0) FROM pgmill.runs WHERE pipeline = %s",
@@ -255,7 +252,7 @@ def start_and_kill(project_dir: Path, rng: random.Random, use_cli: bool, stats: 
 
 def finish(project_dir: Path, pipeline: str, why: str) -> None:
     """Rerun to completion in this process (queueing behind a lock a killed backend may still hold)."""
-    [rec] = run_pipelines(open_project(project_dir), [pipeline], wait=True)
+    rec = run_one(project_dir, pipeline, ok=False, wait=True)
     assert rec.status == "succeeded", f"{why}: rerun failed: {rec.error}"
 
 
@@ -317,8 +314,7 @@ def test_expected_data_is_sane(project: ProjectDir) -> None:
     finish(project.path, "orders", "plain load")
     check_exact(project.db_url, ds, "orders", "plain load")
     assert ds.defective and len(ds.expected) < ds.records - len(ds.defective)  # defects and repeats exist
-    with psycopg.connect(project.db_url, autocommit=True) as c:
-        c.execute("UPDATE orders SET total = total + 1 WHERE order_id = (SELECT min(order_id) FROM orders)")
+    project.execute("UPDATE orders SET total = total + 1 WHERE order_id = (SELECT min(order_id) FROM orders)")
     with pytest.raises(AssertionError, match="target"):
         check_exact(project.db_url, ds, "orders", "tampered")
     assert ORDERS_CONTRACT["columns"]["order_id"]["primary_key"]

@@ -5,18 +5,14 @@ from __future__ import annotations
 import pytest
 
 from pgmill.errors import ContractError
-from pgmill.ingest.runner import run_pipelines
-from pgmill.project import open_project
-from tests.helpers import ORDERS_HEADER, ProjectDir, orders_csv
+from tests.helpers import ORDERS_HEADER, ProjectDir, orders_csv, run_one
 
 GOOD = [(i, 10 + i, "F", f"{i}.50", f"2024-01-0{1 + i % 9}", "2024-02-01T00:00:00Z") for i in range(1, 6)]
 
 
 def _run(project: ProjectDir, mode: str = "append", **kw: object) -> object:
     project.orders_pipeline(mode=mode, **kw)
-    [run] = run_pipelines(open_project())
-    assert run.counts.balanced(), run.counts
-    return run
+    return run_one()
 
 
 def _quarantine(project: ProjectDir) -> list[tuple[str, str | None, str]]:
@@ -75,7 +71,7 @@ def test_latin1_file_with_encoding_setting(project: ProjectDir) -> None:
     project.write("data/c.csv", "order_id,name\n1,Zoë\n2,Müller\n".encode("latin-1"))
     project.config({"orders": {"source": {"kind": "csv", "path": "data/c.csv", "encoding": "latin-1"},
                                "table": "orders", "contract": "contracts/orders.yaml"}})
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert run.counts.rows_inserted == 2
     assert project.query("SELECT name FROM orders ORDER BY 1") == [("Müller",), ("Zoë",)]
 
@@ -87,7 +83,7 @@ def test_ten_megabyte_field(project: ProjectDir) -> None:
     project.write("data/n.csv", f"order_id,note\n1,short\n2,{big}\n3,\"quoted, {big[:1000]}\"\n")
     project.config({"orders": {"source": {"kind": "csv", "path": "data/n.csv"}, "table": "orders",
                                "contract": "contracts/orders.yaml", "batch_rows": 2}})
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert run.counts.rows_inserted == 3
     assert project.query("SELECT order_id, length(note) FROM orders ORDER BY 1") == [
         (1, 5), (2, 10 * 1024 * 1024), (3, 1008)]
@@ -100,7 +96,7 @@ def test_empty_file_and_header_only_file_load_nothing_and_are_remembered(project
     assert run.counts.rows_read == 0 and run.status == "succeeded"
     assert project.scalar("SELECT count(*) FROM pgmill.files WHERE complete") == 2
     project.write("data/orders3.csv", orders_csv(GOOD[:1]))
-    [run2] = run_pipelines(open_project())
+    run2 = run_one()
     assert run2.counts.rows_read == 1
 
 
@@ -108,7 +104,7 @@ def test_header_that_does_not_match_the_contract_is_a_clear_error(project: Proje
     project.write("data/orders.csv", "id,customer,status\n1,2,F\n")
     project.orders_pipeline(mode="append")
     with pytest.raises(ContractError) as exc:
-        run_pipelines(open_project())
+        run_one()
     msg = str(exc.value)
     assert "data/orders.csv" in msg and "order_id" in msg and "customer_id" in msg and "it has: id, customer, status" in msg
     assert project.scalar("SELECT count(*) FROM orders") == 0
@@ -145,7 +141,7 @@ def test_multiline_quoted_values_keep_physical_line_numbers(project: ProjectDir)
     project.write("data/n.csv", 'order_id,note\n1,"a\nb"\n2,"c\n\nd"\n3,toolong\n4,ok\n')
     project.config({"orders": {"source": {"kind": "csv", "path": "data/n.csv"}, "table": "orders",
                                "contract": "contracts/orders.yaml"}})
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert run.counts.rows_inserted == 3
     assert project.query("SELECT note FROM orders ORDER BY order_id") == [("a\nb",), ("c\n\nd",), ("ok",)]
     assert _quarantine(project)[0][0] == "data/n.csv:line 7"

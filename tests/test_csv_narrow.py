@@ -8,15 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from pgmill.config.spec import CsvSource
-from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources.csv import read_csv_file
 from pgmill.ingest.sources.files import FileTask
-from pgmill.project import open_project
-from tests.helpers import ProjectDir, table_checksum
+from tests.helpers import ProjectDir, run_one, table_checksum
 
 # note and address are text with no rule: a narrow read never parses them
 CONTRACT: dict[str, Any] = {"columns": {
@@ -47,13 +44,6 @@ def _pipeline(project: ProjectDir, contract: dict[str, Any], table: str = "order
     project.config({table: spec})
 
 
-def _run(project: ProjectDir) -> Any:
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded", run.error
-    assert run.counts.balanced(), run.counts
-    return run.counts
-
-
 def test_the_reader_parses_only_the_needed_columns_and_gives_back_whole_records(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_text(TEXT)
@@ -78,7 +68,7 @@ def test_the_reader_parses_only_the_needed_columns_and_gives_back_whole_records(
 def test_narrow_load_equals_the_full_parse_and_quarantines_whole_records(project: ProjectDir) -> None:
     project.write("data/a.csv", TEXT)
     _pipeline(project, CONTRACT)
-    c = _run(project)
+    c = run_one().counts
     assert (c.rows_read, c.rows_inserted, c.rows_quarantined, c.rows_duplicate) == (7, 3, 3, 1)
     assert project.query("SELECT order_id, note, status, total::text, address FROM orders ORDER BY 1") == [
         (1, "plain", "F", "1.50", "1 Main St, Springfield"),
@@ -98,7 +88,7 @@ def test_narrow_load_equals_the_full_parse_and_quarantines_whole_records(project
     checked = {"columns": {**CONTRACT["columns"], "note": {"type": "text", "max_length": 100},
                            "address": {"type": "text", "max_length": 100}}}
     _pipeline(project, checked, table="orders_full")
-    _run(project)
+    run_one()
     assert table_checksum(project.db_url, "orders_full", "order_id") == table_checksum(
         project.db_url, "orders", "order_id")
 
@@ -106,13 +96,12 @@ def test_narrow_load_equals_the_full_parse_and_quarantines_whole_records(project
 def test_postgres_refusal_of_an_unread_column_is_bisected_on_the_lines(project: ProjectDir) -> None:
     project.write("data/a.csv", HEADER + "\n1,one,F,1.00,a\n")
     _pipeline(project, CONTRACT, batch_rows=1000)
-    _run(project)
-    with psycopg.connect(project.db_url, autocommit=True) as conn:
-        conn.execute("ALTER TABLE orders ADD CONSTRAINT short_note CHECK (length(note) < 10)")
+    run_one()
+    project.execute("ALTER TABLE orders ADD CONSTRAINT short_note CHECK (length(note) < 10)")
     lines = [f"{i},note {i},F,{i}.00,addr {i}" for i in range(2, 40)]
     lines[20] = '22,"a note, far too long",F,22.00,"addr, 22"'
     project.write("data/b.csv", HEADER + "\n" + "\n".join(lines) + "\n")
-    c = _run(project)
+    c = run_one().counts
     assert (c.rows_inserted, c.rows_quarantined) == (37, 1)
     assert project.scalar("SELECT count(*) FROM orders WHERE note = 'note ' || order_id"
                           " AND address = 'addr ' || order_id") == 37  # every row of b.csv but line 22
@@ -128,7 +117,7 @@ def test_bad_utf8_in_an_unread_column_is_still_quarantined(project: ProjectDir) 
     data = (HEADER + "\n1,caf\xc3\xa9,F,1.00,a\n").encode("latin-1") + b"2,bad \xff byte,F,2.00,b\n3,ok,F,3.00,c\n"
     project.write("data/a.csv", data)
     _pipeline(project, CONTRACT)
-    c = _run(project)
+    c = run_one().counts
     assert (c.rows_inserted, c.rows_quarantined) == (2, 1)
     assert project.query("SELECT order_id, note FROM orders ORDER BY 1") == [(1, "caf\u00e9"), (3, "ok")]
     [(loc, msg)] = project.query("SELECT source_location, violations->0->>'message' FROM pgmill.quarantine")
@@ -140,7 +129,7 @@ def test_a_record_over_two_lines_in_an_unread_column_loads_intact(project: Proje
     project.write("data/a.csv", HEADER + '\n1,one,F,1.00,a\n2,"two\nlines",O,2.00,b\n3,three,X,3.00,c\n'
                   "4,four,P,4.00,d\n")
     _pipeline(project, CONTRACT, batch_rows=batch_rows)
-    c = _run(project)
+    c = run_one().counts
     assert (c.rows_inserted, c.rows_quarantined) == (3, 1)
     assert project.query("SELECT order_id, note FROM orders ORDER BY 1") == [(1, "one"), (2, "two\nlines"),
                                                                             (4, "four")]
@@ -150,7 +139,7 @@ def test_a_record_over_two_lines_in_an_unread_column_loads_intact(project: Proje
 def test_a_contract_with_nothing_to_check_loads_every_row(project: ProjectDir) -> None:
     project.write("data/a.csv", "a,b\nx,1\n,\ny,\"2,3\"\n")
     _pipeline(project, {"columns": {"a": {"type": "text"}, "b": {"type": "text"}}}, batch_rows=2)
-    c = _run(project)
+    c = run_one().counts
     assert (c.rows_read, c.rows_inserted) == (3, 3)
     assert sorted(project.query("SELECT a, b FROM orders"), key=str) == sorted(
         [("x", "1"), (None, None), ("y", "2,3")], key=str)

@@ -11,10 +11,8 @@ import random
 import polars as pl
 import pytest
 
-from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.writer import CopyData
-from pgmill.project import open_project
-from tests.helpers import ORDERS_HEADER, ProjectDir
+from tests.helpers import ORDERS_HEADER, ProjectDir, run_one
 
 
 def _dataset(seed: int, n: int) -> tuple[str, dict[int, tuple[object, ...]], int]:
@@ -64,7 +62,7 @@ def test_original_lines_load_exactly_the_expected_rows(project: ProjectDir, seed
     text, expected, bad = _dataset(seed, 600)
     project.orders_pipeline(mode="merge", cursor="updated_at", path="data/*.csv", batch_rows=batch_rows)
     project.write("data/a.csv", text)
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert run.counts.balanced() and run.counts.rows_quarantined == bad
     got = project.query("SELECT order_id, status, total::text, ordered_at::text FROM orders ORDER BY 1")
     assert got == [expected[k] for k in sorted(expected)]
@@ -78,7 +76,7 @@ def test_reordered_columns_and_a_contract_alias(project: ProjectDir) -> None:
     project.config({"orders": {"source": {"kind": "csv", "path": "data/*.csv", "delimiter": ";"},
                                "table": "orders", "contract": "contracts/orders.yaml", "batch_rows": 3}})
     project.write("data/a.csv", 'amount;note;id\n1.5;"a;b";1\n-2;x;2\n3;"say ""hi""";3\n;;4\n4;  pad  ;5\n')
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert (run.counts.rows_inserted, run.counts.rows_quarantined) == (4, 1)
     assert project.query("SELECT order_id, note, amount::text FROM orders ORDER BY 1") == [
         (1, "a;b", "1.50"), (3, 'say "hi"', "3.00"), (4, None, None), (5, "  pad  ", "4.00")]
@@ -91,7 +89,7 @@ def test_extra_column_takes_the_re_encoding_path_with_the_same_result(project: P
     extra = "\n".join(line + (",extra" if i else ",surplus") for i, line in enumerate(text.splitlines())) + "\n"
     project.orders_pipeline(mode="merge", cursor="updated_at", path="data/*.csv", batch_rows=40)
     project.write("data/a.csv", extra)
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert run.counts.rows_quarantined == bad
     got = project.query("SELECT order_id, status, total::text, ordered_at::text FROM orders ORDER BY 1")
     assert got == [expected[k] for k in sorted(expected)]

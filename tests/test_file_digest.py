@@ -14,7 +14,7 @@ from pgmill.ingest import state
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources import files
 from pgmill.project import open_project
-from tests.helpers import ProjectDir, orders_csv
+from tests.helpers import ProjectDir, orders_csv, run_one
 
 
 def _rows(n: int) -> list[tuple[Any, ...]]:
@@ -63,16 +63,16 @@ def test_a_path_seen_before_is_hashed_first_and_skipped_when_unchanged(project: 
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     project.orders_pipeline(mode="append", path="data/*.csv", batch_rows=50)
     project.write("data/a.csv", orders_csv(_rows(120)))
-    [first] = run_pipelines(open_project())
+    first = run_one()
     assert first.counts.rows_inserted == 120
 
     def no_background_digest(path: Path) -> None:
         raise AssertionError(f"{path} was seen before: its digest decides, so it is computed up front")
 
     monkeypatch.setattr(files, "Digest", no_background_digest)
-    [again] = run_pipelines(open_project())
+    again = run_one()
     assert again.status == "succeeded" and again.counts.rows_read == 0
     # same path, new content: a new file, loaded whole (its digest differs from the one remembered)
     project.write("data/a.csv", orders_csv(_rows(130)))
-    [changed] = run_pipelines(open_project())
+    changed = run_one()
     assert changed.counts.rows_read == 130 and changed.counts.rows_duplicate == 120

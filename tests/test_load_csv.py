@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pgmill.ingest.runner import run_pipelines
-from pgmill.project import open_project
-from tests.helpers import ProjectDir, orders_csv
+from tests.helpers import ProjectDir, orders_csv, run_one
 
 
 def test_merge_load_accounts_for_every_row(project: ProjectDir) -> None:
@@ -15,8 +13,7 @@ def test_merge_load_accounts_for_every_row(project: ProjectDir) -> None:
         (3, None, "O", "-1", "2024-01-03", "2024-01-03T10:00:00Z"),
         (1, 10, "O", "13.50", "2024-01-01", "2024-01-05T10:00:00Z"),
     ]))
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded"
+    run = run_one()
     c = run.counts
     assert (c.rows_read, c.rows_inserted, c.rows_quarantined, c.rows_duplicate) == (4, 1, 2, 1)
     assert project.query("SELECT order_id, status, total::text FROM orders") == [(1, "O", "13.50")]

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-
-from pgmill.ingest.runner import run_pipelines
+from pgmill.ingest.runner import run_pipeline
 from pgmill.project import open_project
-from tests.helpers import ORDERS_CONTRACT, ProjectDir, orders_csv
+from tests.helpers import ORDERS_CONTRACT, ProjectDir, orders_csv, run_one
 
 
 def _row(i: int, status: str = "F", upd: str = "2024-02-01T00:00:00Z", total: str | None = None) -> tuple[Any, ...]:
     return (i, 100 + i, status, total or f"{i}.00", "2024-01-01", upd)
-
-
-def _run(project: ProjectDir) -> Any:
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded" and run.counts.balanced(), run
-    return run.counts
 
 
 def test_append_without_key_appends_everything(project: ProjectDir) -> None:
@@ -28,16 +20,16 @@ def test_append_without_key_appends_everything(project: ProjectDir) -> None:
     project.config({"orders": {"source": {"kind": "csv", "path": "data/*.csv"}, "table": "orders",
                                "contract": "contracts/orders.yaml", "mode": "append"}})
     project.write("data/a.csv", orders_csv([_row(1), _row(1), _row(2)]))
-    c = _run(project)
+    c = run_one().counts
     assert (c.rows_read, c.rows_inserted, c.rows_duplicate) == (3, 3, 0)
 
 
 def test_append_with_key_counts_already_loaded_keys_as_duplicates(project: ProjectDir) -> None:
     project.orders_pipeline(mode="append", path="data/*.csv", batch_rows=2)
     project.write("data/a.csv", orders_csv([_row(1), _row(2), _row(3)]))
-    assert _run(project).rows_inserted == 3
+    assert run_one().counts.rows_inserted == 3
     project.write("data/b.csv", orders_csv([_row(3, "O"), _row(4), _row(4, "P")]))
-    c = _run(project)
+    c = run_one().counts
     # 4 twice in one batch: the later one wins in the batch; 3 was loaded before: kept as it was
     assert (c.rows_read, c.rows_inserted, c.rows_duplicate) == (3, 1, 2)
     assert project.query("SELECT order_id, status FROM orders ORDER BY 1") == [
@@ -47,7 +39,7 @@ def test_append_with_key_counts_already_loaded_keys_as_duplicates(project: Proje
 def test_merge_updates_only_changed_rows_and_newest_cursor_wins(project: ProjectDir) -> None:
     project.orders_pipeline(mode="merge", path="data/*.csv", cursor="updated_at")
     project.write("data/a.csv", orders_csv([_row(1), _row(2), _row(3)]))
-    assert _run(project).rows_inserted == 3
+    assert run_one().counts.rows_inserted == 3
     project.write("data/b.csv", orders_csv([
         _row(1),                                             # identical: unchanged
         _row(2, "O", "2024-03-01T00:00:00Z"),                # newer: updated
@@ -55,7 +47,7 @@ def test_merge_updates_only_changed_rows_and_newest_cursor_wins(project: Project
         _row(4, "O", "2024-03-01T00:00:00Z"),                # new
         _row(4, "F", "2024-02-15T00:00:00Z"),                # same key, older, same batch: duplicate
     ]))
-    c = _run(project)
+    c = run_one().counts
     assert (c.rows_read, c.rows_inserted, c.rows_updated, c.rows_unchanged, c.rows_duplicate) == (5, 1, 1, 2, 1)
     assert project.query("SELECT order_id, status FROM orders ORDER BY 1") == [
         (1, "F"), (2, "O"), (3, "F"), (4, "O")]
@@ -68,7 +60,7 @@ def test_composite_key(project: ProjectDir) -> None:
     project.config({"items": {"source": {"kind": "csv", "path": "data/*.csv"}, "table": "items",
                               "contract": "contracts/items.yaml", "mode": "merge"}})
     project.write("data/a.csv", "order_id,line,qty\n1,1,5\n1,2,6\n2,1,7\n1,1,9\n")
-    c = _run(project)
+    c = run_one().counts
     assert (c.rows_inserted, c.rows_duplicate) == (3, 1)
     assert project.query("SELECT * FROM items ORDER BY 1, 2") == [(1, 1, 9), (1, 2, 6), (2, 1, 7)]
     pk = project.scalar("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'items'::regclass"
@@ -79,11 +71,10 @@ def test_composite_key(project: ProjectDir) -> None:
 def test_replace_swaps_in_a_new_table_and_keeps_indexes(project: ProjectDir) -> None:
     project.orders_pipeline(mode="replace", path="data/current.csv")
     project.write("data/current.csv", orders_csv([_row(1), _row(2)]))
-    _run(project)
-    with psycopg.connect(project.db_url, autocommit=True) as c:
-        c.execute("CREATE INDEX orders_customer ON orders (customer_id)")
+    run_one()
+    project.execute("CREATE INDEX orders_customer ON orders (customer_id)")
     project.write("data/current.csv", orders_csv([_row(7), _row(8), _row(9)]))
-    c = _run(project)
+    c = run_one().counts
     assert c.rows_inserted == 3
     assert project.query("SELECT order_id FROM orders ORDER BY 1") == [(7,), (8,), (9,)]
     assert project.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_customer'") == 1
@@ -93,35 +84,34 @@ def test_replace_swaps_in_a_new_table_and_keeps_indexes(project: ProjectDir) -> 
 def test_replace_with_a_dependent_view_refills_in_place(project: ProjectDir) -> None:
     project.orders_pipeline(mode="replace", path="data/current.csv")
     project.write("data/current.csv", orders_csv([_row(1)]))
-    _run(project)
-    with psycopg.connect(project.db_url, autocommit=True) as c:
-        c.execute("CREATE VIEW big_orders AS SELECT order_id FROM orders")
+    run_one()
+    project.execute("CREATE VIEW big_orders AS SELECT order_id FROM orders")
     project.write("data/current.csv", orders_csv([_row(5), _row(6)]))
-    _run(project)
+    run_one()
     assert project.query("SELECT order_id FROM big_orders ORDER BY 1") == [(5,), (6,)]
 
 
 def test_files_load_once_and_new_files_incrementally(project: ProjectDir) -> None:
     project.orders_pipeline(mode="append", path="data/*.csv")
     project.write("data/a.csv", orders_csv([_row(1)]))
-    assert _run(project).rows_read == 1
-    assert _run(project).rows_read == 0  # nothing new
+    assert run_one().counts.rows_read == 1
+    assert run_one().counts.rows_read == 0  # nothing new
     project.write("data/b.csv", orders_csv([_row(2)]))
-    assert _run(project).rows_read == 1
+    assert run_one().counts.rows_read == 1
     project.write("data/a.csv", orders_csv([_row(1), _row(3)]))  # changed content: a new file
-    c = _run(project)
+    c = run_one().counts
     assert (c.rows_read, c.rows_inserted, c.rows_duplicate) == (2, 1, 1)
 
 
 def test_contract_gains_a_column_and_the_table_evolves(project: ProjectDir) -> None:
     project.orders_pipeline(mode="merge", path="data/*.csv")
     project.write("data/a.csv", orders_csv([_row(1)]))
-    _run(project)
+    run_one()
     contract = {"columns": dict(ORDERS_CONTRACT["columns"], channel={"type": "text"})}
     project.contract("orders", contract)
     project.write("data/b.csv", orders_csv([(*_row(2), "web")], header="order_id,customer_id,status,total,"
                                                                      "ordered_at,updated_at,channel"))
-    _run(project)
+    run_one()
     assert project.query("SELECT order_id, channel FROM orders ORDER BY 1") == [(1, None), (2, "web")]
     step = project.scalar("SELECT detail FROM pgmill.run_steps WHERE name = 'evolve'")
     assert step == {"added_columns": ["channel"]}
@@ -130,11 +120,10 @@ def test_contract_gains_a_column_and_the_table_evolves(project: ProjectDir) -> N
 def test_postgres_refusal_is_quarantined_by_bisection(project: ProjectDir) -> None:
     project.orders_pipeline(mode="append", path="data/*.csv")
     project.write("data/a.csv", orders_csv([_row(1)]))
-    _run(project)
-    with psycopg.connect(project.db_url, autocommit=True) as c:
-        c.execute("ALTER TABLE orders ADD CONSTRAINT small CHECK (total < 50)")
+    run_one()
+    project.execute("ALTER TABLE orders ADD CONSTRAINT small CHECK (total < 50)")
     project.write("data/b.csv", orders_csv([_row(i) for i in range(2, 12)] + [_row(60, total="60.00")]))
-    c = _run(project)
+    c = run_one().counts
     assert (c.rows_inserted, c.rows_quarantined) == (10, 1)
     loc, msg = project.query("SELECT source_location, violations->0->>'message' FROM pgmill.quarantine")[0]
     assert loc == "data/b.csv:line 12"
@@ -145,8 +134,7 @@ def test_parallel_files_with_workers_give_the_same_table(project: ProjectDir) ->
     project.orders_pipeline(mode="merge", path="data/*.csv", batch_rows=7)
     for f in range(6):
         project.write(f"data/p{f}.csv", orders_csv([_row(f * 40 + i) for i in range(40)] + [_row(f * 40, "O")]))
-    [run] = run_pipelines(open_project(), executor=None) if False else [
-        __import__("pgmill").run_pipeline(open_project(), "orders", workers=3)]
+    run = run_pipeline(open_project(), "orders", workers=3)
     c = run.counts
     assert c.balanced() and (c.rows_read, c.rows_inserted, c.rows_duplicate) == (246, 240, 6)
     steps = project.query("SELECT name, status, rows FROM pgmill.run_steps ORDER BY name")

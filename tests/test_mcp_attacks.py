@@ -16,7 +16,7 @@ import pytest
 from mcp import Client
 
 from pgmill.project import ProjectContext
-from tests.helpers import ProjectDir
+from tests.helpers import ProjectDir, connect
 from tests.mcp_support import data_checksum, loaded_project, server, unwrap, with_client
 
 PWNED = Path("/tmp/h-mcp-pwned")
@@ -174,7 +174,7 @@ ATTACKS: tuple[Attack, ...] = (
 
 def _prime(db_url: str) -> None:
     """What someone with CREATE on schema public could have planted for the model to trigger."""
-    with psycopg.connect(db_url, autocommit=True) as c:
+    with connect(db_url) as c:
         c.execute("CREATE FUNCTION public.evil(o public.orders) RETURNS int LANGUAGE sql"
                   " AS $$ INSERT INTO public.notes VALUES (99, 'pwned') RETURNING 1 $$")
         c.execute("CREATE FUNCTION public.slow_eq(a int, b int) RETURNS bool LANGUAGE sql"
@@ -217,7 +217,7 @@ def test_attack_suite(ctx: ProjectContext, project: ProjectDir) -> None:
             assert len(text) < 200_000, a.sql  # capped, whatever the statement asked for
     assert data_checksum(project.db_url) == before
     assert not PWNED.exists()
-    with psycopg.connect(project.db_url, autocommit=True) as c:
+    with project.connect() as c:
         assert c.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
         assert c.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgmill-mcp'"
                          " AND state <> 'idle'").fetchone() == (0,)
@@ -266,5 +266,5 @@ def test_huge_result_is_cut_not_buffered(ctx: ProjectContext) -> None:
 
 def test_extended_protocol_carries_one_statement(project: ProjectDir) -> None:
     """The layer below the parser check: the protocol itself refuses a second statement."""
-    with psycopg.connect(project.db_url, autocommit=True) as c, pytest.raises(psycopg.errors.SyntaxError):
+    with project.connect() as c, pytest.raises(psycopg.errors.SyntaxError):
         list(psycopg.RawCursor(c).stream("SELECT 1; SELECT 2", []))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 import yaml
 from mcp import Client
@@ -13,7 +12,7 @@ from psycopg import sql
 
 from pgmill.mcp import NotReadOnly, build_server
 from pgmill.project import ProjectContext, open_project
-from tests.helpers import ProjectDir
+from tests.helpers import ProjectDir, execute
 from tests.mcp_support import INJECTION, call, loaded_project, server, unwrap, with_client
 
 READ_TOOLS = {"list_tables", "describe_table", "query", "explain", "pipeline_status", "quarantine_sample",
@@ -123,7 +122,7 @@ def test_pipeline_status(ctx: ProjectContext) -> None:
 
 
 def test_pipeline_status_shows_failures(ctx: ProjectContext, project: ProjectDir) -> None:
-    with psycopg.connect(project.db_url, autocommit=True) as c:
+    with project.connect() as c:
         c.execute("INSERT INTO pgmill.runs (pipeline, status, error) VALUES ('orders', 'failed',"
                   " 'cannot connect to postgresql://bob:hunter2@db/x')")
     status = unwrap(call(server(ctx), "pipeline_status")[1])
@@ -218,11 +217,11 @@ def test_prompts(ctx: ProjectContext) -> None:
 @pytest.fixture
 def login_role(project: ProjectDir) -> Iterator[str]:
     name = "h_mcp_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(project.db_url, autocommit=True) as c:
+    with project.connect() as c:
         c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
         c.execute(sql.SQL("GRANT CREATE, USAGE ON SCHEMA public TO {}").format(sql.Identifier(name)))
     yield name
-    with psycopg.connect(project.db_url, autocommit=True) as c:
+    with project.connect() as c:
         c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
         c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
@@ -234,8 +233,7 @@ def _as(project: ProjectDir, role: str, monkeypatch: pytest.MonkeyPatch) -> Proj
 
 def test_refuses_to_start_as_table_owner_without_reader_role(
         ctx: ProjectContext, project: ProjectDir, login_role: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    with psycopg.connect(project.db_url.replace("postgres@", f"{login_role}@"), autocommit=True) as c:
-        c.execute("CREATE TABLE mine (x int)")
+    execute(project.db_url.replace("postgres@", f"{login_role}@"), "CREATE TABLE mine (x int)")
     with pytest.raises(NotReadOnly, match="owns tables.*cannot switch to the read-only role pgmill_reader"):
         build_server(_as(project, login_role, monkeypatch))
 
@@ -249,10 +247,8 @@ def test_unprivileged_user_reads_as_itself(
 
 def test_table_owner_switches_to_reader_when_granted(
         ctx: ProjectContext, project: ProjectDir, login_role: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    with psycopg.connect(project.db_url, autocommit=True) as c:
-        c.execute(f'GRANT pgmill_reader TO "{login_role}"')
-    with psycopg.connect(project.db_url.replace("postgres@", f"{login_role}@"), autocommit=True) as c:
-        c.execute("CREATE TABLE mine (x int)")
+    project.execute(f'GRANT pgmill_reader TO "{login_role}"')
+    execute(project.db_url.replace("postgres@", f"{login_role}@"), "CREATE TABLE mine (x int)")
     srv = build_server(_as(project, login_role, monkeypatch))
     assert unwrap(call(srv, "query", sql="SELECT current_user")[1])["rows"] == [["pgmill_reader"]]
     err, text = call(srv, "query", sql="SELECT * FROM mine")

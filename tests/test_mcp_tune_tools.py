@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
 from mcp import Client
@@ -17,7 +16,7 @@ from pgmill.mcp import hypo
 from pgmill.project import ProjectContext, open_project
 from pgmill.tune import advisor
 from pgmill.tune.whatif import RealWhatIf
-from tests.helpers import ORDERS_CONTRACT, ProjectDir
+from tests.helpers import ORDERS_CONTRACT, ProjectDir, connect, execute, query
 from tests.mcp_support import call, data_checksum, loaded_project, server, unwrap, with_client
 from tests.pg15 import seeded
 
@@ -33,14 +32,13 @@ EMAIL_QUERY = "SELECT id, country FROM app.customers WHERE email = $1"
 
 def index_set(url: str) -> list[tuple[str, str]]:
     """Every index outside the system schemas, with its definition."""
-    with psycopg.connect(url, autocommit=True) as c:
-        return [(str(a), str(b)) for a, b in c.execute(
-            "SELECT format('%I.%I', schemaname, indexname), indexdef FROM pg_catalog.pg_indexes"
-            " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1").fetchall()]
+    return [(str(a), str(b)) for a, b in query(
+        url, "SELECT format('%I.%I', schemaname, indexname), indexdef FROM pg_catalog.pg_indexes"
+        " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1")]
 
 
 def tuning_runs(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as c:
+    with connect(url) as c:
         if c.execute("SELECT to_regclass('pgmill.tuning_runs')").fetchone() == (None,):
             return 0
         return int(c.execute("SELECT count(*) FROM pgmill.tuning_runs").fetchone()[0])  # type: ignore[index]
@@ -80,8 +78,7 @@ def hypo_project(tmp_path: Path, pg15: str, monkeypatch: pytest.MonkeyPatch) -> 
 
 def install_hypopg(url: str) -> None:
     """What the operator does once (or `pgmill tune`, or a server started with --allow-writes)."""
-    with psycopg.connect(url, autocommit=True) as c:
-        c.execute("CREATE EXTENSION hypopg")
+    execute(url, "CREATE EXTENSION hypopg")
 
 
 @pytest.fixture
@@ -111,8 +108,7 @@ def test_a_read_only_server_does_not_install_hypopg(hypo_project: ProjectDir) ->
     srv = server(ctx)
     assert "recommend_indexes" not in listed(srv)
     assert "CREATE EXTENSION hypopg" in (srv.instructions or "")
-    with psycopg.connect(hypo_project.db_url, autocommit=True) as c:
-        assert c.execute("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'").fetchone() is None
+    assert hypo_project.query("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'") == []
     # a server allowed to write installs it (as `pgmill tune` does), and then recommends what-if only
     srv = server(ctx, allow_writes=True)
     rec = listed(srv)["recommend_indexes"]
@@ -230,7 +226,7 @@ EVENTS_QUERY = {"event_by_id": "-- params: [[17], [25000], [199999]]\nSELECT pad
 def ctx(project: ProjectDir) -> ProjectContext:
     loaded_project(project)
     # big enough that an index on id beats a sequential scan by far more than measurement noise
-    with psycopg.connect(project.db_url, autocommit=True) as c:
+    with project.connect() as c:
         c.execute("CREATE TABLE public.events AS SELECT g AS id, repeat('x', 40) AS pad"
                   " FROM generate_series(1, 200000) g")
         c.execute("VACUUM ANALYZE public.events")

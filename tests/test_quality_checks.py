@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import pytest
 
 from pgmill.config.checks import TableChecks
@@ -70,8 +69,7 @@ def _project(project: ProjectDir, checks: dict[str, Any], table: str = "public.o
 
 
 def _seed(project: ProjectDir, text: str) -> None:
-    with psycopg.connect(project.db_url, autocommit=True) as c:
-        c.execute(text.encode())
+    project.execute(text.encode())
 
 
 def _by_rule(report: CheckReport) -> dict[str, RuleResult]:
@@ -184,8 +182,7 @@ def test_volume_anomaly_is_flagged_against_the_tables_history(project: ProjectDi
     ctx = open_project()
     statuses = []
     for added in (100, 104, 96, 101, 99, 5000, 102):
-        with psycopg.connect(project.db_url, autocommit=True) as c:
-            c.execute("INSERT INTO public.events (kind) SELECT 'k' FROM generate_series(1, %s)", (added,))
+        project.execute("INSERT INTO public.events (kind) SELECT 'k' FROM generate_series(1, %s)", (added,))
         v = _by_rule(run_checks(ctx))["volume"]
         statuses.append((v.status, v.value))
     # a change needs two past counts: runs 1-4 have seen 0, 0, 1 and 2 changes, still learning
@@ -299,7 +296,7 @@ def test_whole_row_duplicates_compare_values_and_read_their_sample_back(project:
     docs = _by_rule(run_checks(open_project()))["exact_rows"]
     assert (docs.rows_checked, docs.rows_failed, docs.detail) == (4, 1, {"groups": 1})
     assert [(s["row"], s["rows"]) for s in docs.sample] == [('(1,"{""a"": 1}")', 2)]
-    with psycopg.connect(project.db_url) as conn:
+    with project.connect() as conn:
         rule = flatten(TableChecks.model_validate({"duplicates": {"exact_rows": True}}))
         queries = {t: compile_groups(table_info(conn, t), rule).query.as_string(conn)  # type: ignore[arg-type,union-attr]
                    for t in ("public.events", "public.docs")}
@@ -340,7 +337,7 @@ def test_null_rule_samples_by_typed_key_equal_the_jsonb_ones(project: ProjectDir
     assert fast["completeness(note)"][0] == 333 and len(fast["completeness(note)"][1]) == 2
     assert fast["not_null(qty)"][0] == 1 and len(fast["not_null(qty)"][1]) == 1
     # and the fast path was taken (its SQL differs from the arrays')
-    with psycopg.connect(project.db_url) as conn:
+    with project.connect() as conn:
         info = table_info(conn, "public.items")
         assert info is not None
         info.sample_key = ("k",)

@@ -31,7 +31,7 @@ PEOPLE = [
 
 
 def _people(project: ProjectDir, near: dict[str, Any]) -> RuleResult:
-    with psycopg.connect(project.db_url, autocommit=True) as c:
+    with project.connect() as c:
         c.execute("CREATE TABLE public.people (id bigint PRIMARY KEY, full_name text, country text)")
         with c.cursor() as cur:
             cur.executemany("INSERT INTO public.people VALUES (%s, %s, %s)", PEOPLE)
@@ -81,7 +81,7 @@ def test_normalization(project: ProjectDir, text: str, expected: str) -> None:
     from pgmill.quality.duplicates import Normalizer
     from pgmill.quality.table_info import TableInfo
 
-    with psycopg.connect(project.db_url, autocommit=True) as c:
+    with project.connect() as c:
         c.execute("CREATE SCHEMA IF NOT EXISTS pgmill")
         c.execute("CREATE TABLE t (v text)")
         c.execute("INSERT INTO t VALUES (%s)", (text,))

@@ -5,16 +5,14 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from pgmill.ingest.runner import run_pipelines
-from pgmill.project import open_project
-from tests.helpers import ProjectDir, orders_csv
+from tests.helpers import ProjectDir, orders_csv, run_one
 
 
 def test_reader_reads_loader_writes(project: ProjectDir) -> None:
     project.orders_pipeline(mode="append")
     project.write("data/orders.csv", orders_csv([(1, 2, "F", "1.00", "2024-01-01", None)]))
-    run_pipelines(open_project())
-    with psycopg.connect(project.db_url, autocommit=True) as c:
+    run_one()
+    with project.connect() as c:
         c.execute("SET ROLE pgmill_reader")
         assert c.execute("SELECT count(*) FROM orders").fetchone() == (1,)
         assert c.execute("SELECT count(*) FROM pgmill.runs").fetchone() == (1,)

@@ -17,8 +17,9 @@ from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources import http
 from pgmill.ingest.sources.base import RawBatch, SourceState
 from pgmill.project import open_project
+from pgmill.redact import redact_text, redact_url, secret_name
 from tests.fake_api import FakeApi, make_records
-from tests.helpers import ProjectDir, table_checksum
+from tests.helpers import ProjectDir, run_one, table_checksum
 
 CONTRACT: dict[str, Any] = {
     "columns": {
@@ -95,8 +96,7 @@ def test_every_pagination_style_loads_the_whole_api(
 ) -> None:
     api = serve(style=style, **server)
     write_pipelines(project, {"items": api.source()})
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded", run.error
+    run = run_one()
     c = run.counts
     assert (c.rows_read, c.rows_inserted, c.rows_quarantined, c.rows_duplicate) == (137, 137, 0, 0)
     assert c.bytes_read > 0
@@ -114,10 +114,9 @@ def test_every_pagination_style_loads_the_whole_api(
 def test_finished_sweep_starts_again_from_the_first_page(project: ProjectDir, serve: Callable[..., FakeApi]) -> None:
     api = serve(style="page")
     write_pipelines(project, {"items": api.source()})
-    run_pipelines(open_project())
+    run_one()
     api.seen.clear()
-    [again] = run_pipelines(open_project())
-    assert again.status == "succeeded"
+    again = run_one()
     assert (again.counts.rows_read, again.counts.rows_inserted, again.counts.rows_unchanged) == (137, 0, 137)
     assert api.seen[0].query["page"] == "1"
     assert project.scalar("SELECT count(*) FROM items") == 137
@@ -128,13 +127,13 @@ def test_cursor_param_asks_only_for_records_newer_than_the_loaded_ones(
 ) -> None:
     api = serve(make_records(30), style="cursor", since_param="since")
     write_pipelines(project, {"items": api.source(cursor_param="since")}, cursor="updated_at")
-    [first] = run_pipelines(open_project())
+    first = run_one()
     assert first.counts.rows_inserted == 30
     assert all("since" not in s.query for s in api.seen)
 
     api.records.extend(make_records(5, start=31))
     api.seen.clear()
-    [second] = run_pipelines(open_project())
+    second = run_one()
     assert (second.counts.rows_read, second.counts.rows_inserted) == (5, 5)
     sent = {s.query["since"] for s in api.seen}
     assert len(sent) == 1
@@ -157,8 +156,7 @@ def test_auth_header_comes_from_the_environment(
     bad[1]["status"] = "X"
     api.records[:3] = bad
     write_pipelines(project, {"items": api.source(auth_env="ITEMS_API_TOKEN")})
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded", run.error
+    run = run_one()
     assert (run.counts.rows_inserted, run.counts.rows_quarantined) == (136, 1)
     assert {s.headers["authorization"] for s in api.seen} == {f"Bearer {SECRET}"}
     stored = project.query("SELECT source_location FROM pgmill.quarantine")[0][0]
@@ -174,7 +172,7 @@ def test_missing_token_variable_is_named_and_nothing_is_sent(
     api = serve(style="page", token=SECRET)
     write_pipelines(project, {"items": api.source(auth_env="ITEMS_API_TOKEN")})
     with pytest.raises(SourceError, match="environment variable ITEMS_API_TOKEN is not set"):
-        run_pipelines(open_project())
+        run_one()
     assert project.query("SELECT status, retries FROM pgmill.runs") == [("failed", 0)]
     assert "ITEMS_API_TOKEN" in project.scalar("SELECT error FROM pgmill.runs")
     assert api.seen == []
@@ -188,7 +186,7 @@ def test_rejected_credentials_fail_fast_with_a_redacted_message(
     src = api.source(auth_env="ITEMS_API_TOKEN", params={"api_key": "k-771234", "region": "eu"})
     write_pipelines(project, {"items": src})
     with pytest.raises(SourceError, match="HTTP 401"):
-        run_pipelines(open_project())
+        run_one()
     status, error, retries = project.query("SELECT status, error, retries FROM pgmill.runs")[0]
     assert (status, retries) == ("failed", 0)
     assert "HTTP 401 Unauthorized; check the credential in environment variable ITEMS_API_TOKEN" in error
@@ -199,12 +197,20 @@ def test_rejected_credentials_fail_fast_with_a_redacted_message(
 
 def test_redact_url_hides_passwords_and_key_like_parameters() -> None:
     url = "https://me:pw@api.example.com/v1/items?api_key=abc&page=2&access_token=t&sig=x&apiKey=k"
-    assert http.redact_url(url) == (
+    assert redact_url(url) == (
         "https://me:***@api.example.com/v1/items?api_key=***&page=2&access_token=***&sig=***&apiKey=***"
     )
-    assert http.redact_text("no answer from https://h/x?token=abc#top, giving up") == (
+    assert redact_text("no answer from https://h/x?token=abc#top, giving up") == (
         "no answer from https://h/x?token=***, giving up"
     )
+
+
+def test_one_secret_name_rule_for_parameters_and_settings() -> None:
+    hidden = ["api_key", "apiKey", "X-Api-Key", "password", "passwd", "pwd", "client_secret", "access_token",
+              "Authorization", "cookie", "session_id", "signature", "credentials", "sig", "code", "jwt"]
+    shown = ["page", "per_page", "region", "zipcode", "design", "cursor", "url"]
+    assert [n for n in hidden if not secret_name(n)] == []
+    assert [n for n in shown if secret_name(n)] == []
 
 
 def test_secret_is_not_sent_to_another_origin(
@@ -226,8 +232,7 @@ def test_429_with_retry_after_is_waited_out(project: ProjectDir, serve: Callable
     api = serve(style="offset", retry_after="0")
     api.fail_next("429", 3)
     write_pipelines(project, {"items": api.source()})
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded", run.error
+    run = run_one()
     assert (run.counts.rows_read, run.counts.rows_inserted, run.retries) == (137, 137, 0)
     assert [s.outcome for s in api.seen[:4]] == ["429", "429", "429", "200"]
     assert api.seen[3].query["offset"] == "0"
@@ -260,8 +265,7 @@ def test_flaky_api_still_gives_a_complete_duplicate_free_table(
     api.fail_next("reset")
     api.fail_next("truncate")
     write_pipelines(project, {"items": api.source(concurrency=concurrency)}, batch_rows=50)
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded", run.error
+    run = run_one()
     c = run.counts
     assert (c.rows_read, c.rows_inserted, c.rows_duplicate, c.rows_quarantined) == (400, 400, 0, 0)
     assert project.query("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM items") == [(400, 400, 1, 400)]
@@ -277,7 +281,7 @@ def test_exhausted_retries_raise_a_transient_error(project: ProjectDir, serve: C
 
     write_pipelines(project, {"items": api.source()})
     with pytest.raises(TransientError):
-        run_pipelines(open_project())
+        run_one()
     status, error, retries = project.query("SELECT status, error, retries FROM pgmill.runs")[0]
     assert (status, retries) == ("failed", FAST_RETRY["attempts"] - 1)
     assert "HTTP 503" in error and "page=1" in error
@@ -291,7 +295,7 @@ def test_failed_run_resumes_at_its_last_checkpoint(project: ProjectDir, serve: C
     api.outage_after(5)
     write_pipelines(project, {"items": api.source()}, batch_rows=20)
     with pytest.raises(TransientError):
-        run_pipelines(open_project())
+        run_one()
     # pages 1-4 made two committed batches; page 5 waited for page 6 to fill its batch
     assert project.scalar("SELECT count(*) FROM items") == 40
     assert http_state(project) | {"sweep": None} == {
@@ -299,8 +303,7 @@ def test_failed_run_resumes_at_its_last_checkpoint(project: ProjectDir, serve: C
 
     api.outage_after(None)
     api.seen.clear()
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded", run.error
+    run = run_one()
     assert (run.counts.rows_read, run.counts.rows_inserted) == (60, 60)
     assert api.seen[0].query["page"] == "5"
     assert project.query("SELECT count(*), count(DISTINCT id) FROM items") == [(100, 100)]
@@ -380,8 +383,7 @@ def test_records_that_are_not_objects_are_quarantined(project: ProjectDir, serve
     records[4] = ["a", "list"]
     api = serve(records, style="page")
     write_pipelines(project, {"items": api.source()})
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded", run.error
+    run = run_one()
     assert (run.counts.rows_read, run.counts.rows_inserted, run.counts.rows_quarantined) == (6, 3, 3)
     rows = project.query("SELECT source_location, raw_text, violations FROM pgmill.quarantine ORDER BY 1")
     assert [(r[0].rsplit(":", 1)[1], r[1]) for r in rows] == [

@@ -14,9 +14,9 @@ from pgmill.config.spec import NdjsonSource
 from pgmill.errors import SourceError
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources.base import RawBatch
-from pgmill.ingest.sources.files import FileTask, file_sha256
+from pgmill.ingest.sources.files import FileTask
 from pgmill.project import open_project
-from tests.helpers import ORDERS_CONTRACT, ProjectDir, table_checksum
+from tests.helpers import ORDERS_CONTRACT, ProjectDir, file_task, run_one, table_checksum
 
 SPEC = NdjsonSource(kind="ndjson", path="data/*.ndjson")
 CONTRACT: dict[str, Any] = {"columns": {**ORDERS_CONTRACT["columns"], "meta": {"type": "jsonb"}}}
@@ -43,12 +43,8 @@ def setup(project: ProjectDir, **pipelines: dict[str, Any]) -> None:
     project.config(pipelines or {"orders": pipeline()})
 
 
-def task_for(path: Path, **resume: int) -> FileTask:
-    return FileTask(path, path.name, path.stat().st_size, file_sha256(path), **resume)
-
-
 def read_all(path: Path, batch_rows: int, **resume: int) -> list[RawBatch]:
-    return list(ndjson.read_ndjson_file(SPEC, task_for(path, **resume), batch_rows))
+    return list(ndjson.read_ndjson_file(SPEC, file_task(path, **resume), batch_rows))
 
 
 def quarantine(project: ProjectDir) -> list[tuple[Any, ...]]:
@@ -70,8 +66,7 @@ def test_bad_lines_are_quarantined_with_their_line_number(project: ProjectDir) -
         "   ",
         {"order_id": 5, "customer_id": 15, "ordered_at": "2024-02-01"},
     ))
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded"
+    run = run_one()
     c = run.counts
     assert (c.rows_read, c.rows_inserted, c.rows_quarantined, c.rows_duplicate) == (6, 3, 3, 0)
     assert c.balanced()
@@ -99,17 +94,17 @@ def test_glob_loads_every_file_once(project: ProjectDir) -> None:
     project.write("data/a.ndjson", ndjson_text(order(1), order(2)))
     project.write("data/b.ndjson", ndjson_text(order(3), "not json"))
     project.write("data/c.txt", ndjson_text(order(99)))
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert (run.counts.rows_read, run.counts.rows_inserted, run.counts.rows_quarantined) == (4, 3, 1)
     assert project.query("SELECT order_id FROM orders ORDER BY 1") == [(1,), (2,), (3,)]
     assert [r[0] for r in quarantine(project)] == ["data/b.ndjson:line 2"]
     files = project.query("SELECT path, records_done, complete FROM pgmill.files ORDER BY path")
     assert files == [("data/a.ndjson", 2, True), ("data/b.ndjson", 2, True)]
 
-    [again] = run_pipelines(open_project())
+    again = run_one()
     assert again.counts.rows_read == 0
     project.write("data/d.ndjson", ndjson_text(order(4)))
-    [third] = run_pipelines(open_project())
+    third = run_one()
     assert (third.counts.rows_read, third.counts.rows_inserted) == (1, 1)
 
 
@@ -117,8 +112,7 @@ def test_empty_files_are_remembered_as_loaded(project: ProjectDir) -> None:
     setup(project)
     project.write("data/empty.ndjson", "")
     project.write("data/blank.ndjson", "\n  \n\n")
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded"
+    run = run_one()
     assert run.counts.rows_read == 0
     assert project.scalar("SELECT count(*) FROM orders") == 0
     files = project.query("SELECT path, records_done, complete FROM pgmill.files ORDER BY path")
@@ -139,13 +133,13 @@ def test_rerun_after_a_failure_resumes_after_the_committed_batch(
     monkeypatch.setattr(ndjson, "read_ndjson_file", one_batch_then_fail)
     setup(project, orders=pipeline(mode="append", batch_rows=3))
     with pytest.raises(SourceError, match="disk went away"):
-        run_pipelines(open_project())
+        run_one()
     assert project.query("SELECT order_id FROM orders ORDER BY 1") == [(1,), (2,), (3,)]
     assert project.query("SELECT records_done, byte_offset > 0, next_line, complete FROM pgmill.files") == [
         (3, True, 4, False)]
 
     monkeypatch.setattr(ndjson, "read_ndjson_file", real)
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert (run.counts.rows_read, run.counts.rows_inserted, run.counts.rows_quarantined) == (5, 4, 1)
     assert project.query("SELECT order_id FROM orders ORDER BY 1") == [(i,) for i in range(1, 8)]
     assert [r[0] for r in quarantine(project)] == ["data/orders.ndjson:line 8"]
@@ -269,14 +263,14 @@ def test_a_chunk_stops_at_its_byte_limit_on_a_line_boundary(tmp_path: Path, monk
 def test_expected_keys_missing_from_every_line_become_null_columns(tmp_path: Path) -> None:
     path = tmp_path / "k.ndjson"
     path.write_text(ndjson_text({"customer_id": 5}, {}))
-    [batch] = list(ndjson.read_ndjson_file(SPEC, task_for(path), 10, ["order_id", "customer_id"]))
+    [batch] = list(ndjson.read_ndjson_file(SPEC, file_task(path), 10, ["order_id", "customer_id"]))
     assert batch.table.to_pylist() == [{"customer_id": "5", "order_id": None}, {"customer_id": None, "order_id": None}]
 
 
 def test_a_line_without_a_required_key_is_quarantined(project: ProjectDir) -> None:
     setup(project, orders=pipeline(batch_rows=1))
     project.write("data/orders.ndjson", ndjson_text(order(1), {"customer_id": 5, "ordered_at": "2024-01-01"}))
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert (run.counts.rows_inserted, run.counts.rows_quarantined) == (1, 1)
     [(location, violations)] = project.query("SELECT source_location, violations FROM pgmill.quarantine")
     assert location == "data/orders.ndjson:line 2"

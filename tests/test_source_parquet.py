@@ -17,9 +17,9 @@ from pgmill.config.spec import ParquetSource
 from pgmill.errors import SourceError
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources.base import RawBatch
-from pgmill.ingest.sources.files import FileTask, file_sha256
+from pgmill.ingest.sources.files import FileTask
 from pgmill.project import open_project
-from tests.helpers import ProjectDir, table_checksum
+from tests.helpers import ProjectDir, file_task, run_one, table_checksum
 
 SPEC = ParquetSource(kind="parquet", path="data/*.parquet")
 CONTRACT: dict[str, Any] = {
@@ -69,12 +69,8 @@ def setup(project: ProjectDir, **pipelines: dict[str, Any]) -> None:
     project.config(pipelines or {"items": pipeline()})
 
 
-def task_for(path: Path, **resume: int) -> FileTask:
-    return FileTask(path, path.name, path.stat().st_size, file_sha256(path), **resume)
-
-
 def read_all(path: Path, batch_rows: int, **resume: int) -> list[RawBatch]:
-    return list(parquet.read_parquet_file(SPEC, task_for(path, **resume), batch_rows))
+    return list(parquet.read_parquet_file(SPEC, file_task(path, **resume), batch_rows))
 
 
 # ---------------------------------------------------------------- end to end
@@ -83,8 +79,7 @@ def read_all(path: Path, batch_rows: int, **resume: int) -> list[RawBatch]:
 def test_typed_columns_load_exactly(project: ProjectDir) -> None:
     setup(project)
     write_parquet(project, "data/items.parquet", typed_table(range(1, 4)))
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded"
+    run = run_one()
     assert (run.counts.rows_read, run.counts.rows_inserted, run.counts.rows_quarantined) == (3, 3, 0)
     rows = project.query("SELECT id, qty, price, amount, day, seen_at, seen_tz, label FROM items ORDER BY id")
     assert rows[1] == (2, 2, 2.5, Decimal("0.50"), dt.date(2024, 1, 3), dt.datetime(2024, 1, 1, 12, 0, 2, tzinfo=UTC),
@@ -97,8 +92,7 @@ def test_naive_timestamp_into_a_timestamp_column(project: ProjectDir) -> None:
                                            "seen_at": {"type": "timestamp"}}})
     project.config({"items": pipeline()})
     write_parquet(project, "data/items.parquet", typed_table(range(1, 3)).select(["id", "seen_at"]))
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded"
+    run_one()
     assert project.query("SELECT seen_at FROM items ORDER BY id") == [
         (dt.datetime(2024, 1, 1, 12, 0, 1),), (dt.datetime(2024, 1, 1, 12, 0, 2),)]
 
@@ -110,7 +104,7 @@ def test_rows_that_break_the_contract_are_quarantined_by_row_number(project: Pro
     table = table.set_column(4, "day", pa.array([dt.date(2024, 1, 1), None, None, dt.date(2024, 1, 1), None],
                                                 pa.date32()))
     write_parquet(project, "data/items.parquet", table)
-    [run] = run_pipelines(open_project())
+    run = run_one()
     c = run.counts
     assert (c.rows_read, c.rows_inserted, c.rows_quarantined) == (5, 2, 3)
     assert c.balanced()
@@ -130,13 +124,12 @@ def test_glob_and_empty_files(project: ProjectDir) -> None:
     write_parquet(project, "data/b.parquet", typed_table(range(4, 6)))
     write_parquet(project, "data/c.parquet", typed_table(range(1, 4)).slice(0, 0))
     project.write("data/d.parquet", b"")
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded"
+    run = run_one()
     assert (run.counts.rows_read, run.counts.rows_inserted) == (5, 5)
     files = project.query("SELECT path, records_done, complete, byte_offset = size FROM pgmill.files ORDER BY path")
     assert files == [("data/a.parquet", 3, True, True), ("data/b.parquet", 2, True, True),
                      ("data/c.parquet", 0, True, True), ("data/d.parquet", 0, True, True)]
-    [again] = run_pipelines(open_project())
+    again = run_one()
     assert again.counts.rows_read == 0
 
 
@@ -153,12 +146,12 @@ def test_rerun_after_a_failure_resumes_after_the_committed_rows(
 
     monkeypatch.setattr(parquet, "read_parquet_file", one_batch_then_fail)
     with pytest.raises(SourceError, match="bucket went away"):
-        run_pipelines(open_project())
+        run_one()
     assert project.query("SELECT id FROM items ORDER BY id") == [(1,), (2,), (3,), (4,)]
     assert project.query("SELECT records_done, next_line, complete FROM pgmill.files") == [(4, 5, False)]
 
     monkeypatch.setattr(parquet, "read_parquet_file", real)
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert (run.counts.rows_read, run.counts.rows_inserted) == (7, 7)
     assert project.query("SELECT id FROM items ORDER BY id") == [(i,) for i in range(1, 12)]
 

@@ -8,18 +8,15 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg import sql
 
 from pgmill.config.spec import PostgresSource
 from pgmill.db.embedded import EmbeddedServer
 from pgmill.errors import DatabaseUnavailable, SourceError
-from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources.base import RawBatch, SourceState
 from pgmill.ingest.sources.postgres import _cut, read_postgres, single_select
-from pgmill.project import open_project
-from tests.helpers import ProjectDir
+from tests.helpers import ProjectDir, connect, execute, query, run_one
 
 ENV = "PGMILL_TEST_SOURCE_URL"
 
@@ -37,22 +34,17 @@ ORDERS_CONTRACT: dict[str, Any] = {
 def source(pg_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A second database on the session server, its URL in ENV, with an empty shop.orders table."""
     name = "src_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(pg_server.url(), autocommit=True) as c:
+    with connect(pg_server.url()) as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = pg_server.url(name)
-    with psycopg.connect(url, autocommit=True) as c:
+    with connect(url) as c:
         c.execute("CREATE SCHEMA shop")
         c.execute("CREATE TABLE shop.orders (id bigint PRIMARY KEY, customer text, total numeric(12,2),"
                   " updated_at timestamptz)")
     monkeypatch.setenv(ENV, url)
     yield url
-    with psycopg.connect(pg_server.url(), autocommit=True) as c:
+    with connect(pg_server.url()) as c:
         c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def execute(url: str, q: str, params: Any = None) -> None:
-    with psycopg.connect(url, autocommit=True) as c:
-        c.execute(q, params)
 
 
 def pipeline(project: ProjectDir, source: dict[str, Any], contract: dict[str, Any] = ORDERS_CONTRACT,
@@ -77,8 +69,7 @@ def test_incremental_merge_reads_only_new_and_changed_rows(project: ProjectDir, 
             " (5, 'ed', -5.00, '2024-01-01 12:00Z')")
     pipeline(project, {"table": "shop.orders"}, batch_rows=2)
 
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded", run.error
+    run_one()
     # the three rows at 11:00 share one batch: a batch never ends inside a run of equal cursor values
     assert last_run(project) == (5, 4, 0, 0, 1, 3)
     assert project.query("SELECT id, customer, total::text, updated_at::text FROM orders ORDER BY id") == [
@@ -88,14 +79,13 @@ def test_incremental_merge_reads_only_new_and_changed_rows(project: ProjectDir, 
     assert project.query("SELECT source_location FROM pgmill.quarantine") == [("postgres:shop.orders:row 5",)]
 
     # the quarantined row was the last one read: the rerun starts after it, not after the last loaded row
-    [run] = run_pipelines(open_project())
+    run_one()
     assert last_run(project) == (0, 0, 0, 0, 0, 0)
 
     execute(source, "UPDATE shop.orders SET total = 11.00, updated_at = '2024-01-02 09:00Z' WHERE id = 1")
     execute(source, "INSERT INTO shop.orders VALUES (6, 'fay', 60.00, '2024-01-02 09:00Z'),"
             " (7, 'gus', NULL, '2024-01-02 10:00Z')")
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded", run.error
+    run_one()
     assert last_run(project)[:5] == (3, 2, 1, 0, 0)
     assert project.query("SELECT id, customer, total::text, updated_at::text FROM orders ORDER BY id") == [
         (1, "ann", "11.00", "2024-01-02 09:00:00+00"), (2, "bob", "20.00", "2024-01-01 11:00:00+00"),
@@ -150,12 +140,11 @@ def test_query_source_appends_by_cursor(project: ProjectDir, source: str) -> Non
              "SELECT id, customer || '%' AS customer, total, updated_at FROM shop.orders"
              " WHERE customer LIKE 'a%' ORDER BY id DESC; -- trailing comment")
     pipeline(project, {"query": query}, mode="append")
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded", run.error
+    run = run_one()
     assert project.query("SELECT id, customer FROM orders ORDER BY id") == [(1, "ann%"), (3, "al%")]
 
     execute(source, "INSERT INTO shop.orders VALUES (4, 'amy', 4, '2024-01-04Z'), (5, 'bo', 5, '2024-01-05Z')")
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert (run.counts.rows_read, run.counts.rows_inserted, run.counts.rows_duplicate) == (1, 1, 0)
     assert project.query("SELECT id FROM orders ORDER BY id") == [(1,), (3,), (4,)]
 
@@ -177,27 +166,26 @@ def test_refused_query_fails_the_run_and_leaves_the_source_alone(project: Projec
     execute(source, "INSERT INTO shop.orders VALUES (1, 'ann', 1, '2024-01-01Z')")
     pipeline(project, {"query": "WITH gone AS (DELETE FROM shop.orders RETURNING *) SELECT * FROM gone"})
     with pytest.raises(SourceError, match="contains DELETE"):
-        run_pipelines(open_project())
-    with psycopg.connect(source) as c:
-        assert c.execute("SELECT count(*) FROM shop.orders").fetchone() == (1,)
+        run_one()
+    assert query(source, "SELECT count(*) FROM shop.orders") == [(1,)]
 
 
 def test_missing_table_or_cursor_column_is_named(project: ProjectDir, source: str) -> None:
     pipeline(project, {"table": "shop.nope"})
     with pytest.raises(SourceError, match=r'postgres:shop.nope: PostgreSQL: relation "shop.nope" does not exist'):
-        run_pipelines(open_project())
+        run_one()
     execute(source, "ALTER TABLE shop.orders RENAME COLUMN updated_at TO changed_at")
     pipeline(project, {"table": "shop.orders"})
     with pytest.raises(SourceError, match=r"cursor column 'updated_at' is not in the source's columns "
                                           r"\(id, customer, total, changed_at\)"):
-        run_pipelines(open_project())
+        run_one()
 
 
 def test_missing_url_variable_is_named(project: ProjectDir, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV, raising=False)
     pipeline(project, {"table": "shop.orders"})
     with pytest.raises(SourceError, match=f"environment variable {ENV} is not set"):
-        run_pipelines(open_project())
+        run_one()
     assert project.scalar("SELECT status FROM pgmill.runs") == "failed"
 
 
@@ -206,7 +194,7 @@ def test_dead_source_is_retried_and_its_password_never_shown(project: ProjectDir
     monkeypatch.setenv(ENV, "postgresql://loader:s3cret-pw@127.0.0.1:1/shop?connect_timeout=2")
     pipeline(project, {"table": "shop.orders"}, retry={"attempts": 2, "initial_s": 0.01, "max_s": 0.01})
     with pytest.raises(DatabaseUnavailable) as info:
-        run_pipelines(open_project())
+        run_one()
     msg = str(info.value)
     assert msg.startswith(f"source database ({ENV}): cannot connect to postgresql://loader:***@127.0.0.1:1/shop")
     status, error, retries = project.query("SELECT status, error, retries FROM pgmill.runs")[0]
@@ -243,15 +231,14 @@ def test_types_survive_exactly(project: ProjectDir, source: str) -> None:
             " (3, NULL, NULL, NULL, NULL, NULL, '2024-06-01Z', NULL, NULL, NULL, NULL),"
             " (4, 1, 1, true, 'infinity', '2024-01-01', '2024-06-02Z', '{}', NULL, NULL, NULL)")
     pipeline(project, {"table": "shop.things"}, contract=TYPES_CONTRACT, batch_rows=2)
-    [run] = run_pipelines(open_project())
-    assert run.status == "succeeded", run.error
+    run_one()
 
     cols = sql.SQL("id, amount::text, ratio::text, flag, day::text, updated_at::text,"
                    " doc::text, ref::text, note, tags::text")
-    with psycopg.connect(source) as c:
+    with connect(source) as c:
         c.execute("SET TIME ZONE 'UTC'")
         expected = c.execute(sql.SQL("SELECT {} FROM shop.things WHERE id < 4 ORDER BY id").format(cols)).fetchall()
-    with psycopg.connect(project.db_url) as c:
+    with project.connect() as c:
         c.execute("SET TIME ZONE 'UTC'")
         got = c.execute(sql.SQL("SELECT {} FROM orders ORDER BY id").format(cols)).fetchall()
     assert got == expected
@@ -267,10 +254,10 @@ def test_types_survive_exactly(project: ProjectDir, source: str) -> None:
 def test_without_a_cursor_every_run_reads_everything(project: ProjectDir, source: str) -> None:
     execute(source, "INSERT INTO shop.orders SELECT i, 'c' || i, i, '2024-01-01Z' FROM generate_series(1, 5) i")
     pipeline(project, {"table": "shop.orders"}, mode="replace", cursor=None, batch_rows=2)
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert (run.counts.rows_read, run.counts.batches) == (5, 3)
     execute(source, "DELETE FROM shop.orders WHERE id > 2")
-    [run] = run_pipelines(open_project())
+    run = run_one()
     assert run.counts.rows_read == 2
     assert project.query("SELECT id, customer FROM orders ORDER BY id") == [(1, "c1"), (2, "c2")]
     assert project.query("SELECT state FROM pgmill.state") in ([], [({},)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
 from pgmill.errors import ConfigError
@@ -15,15 +14,10 @@ def _run(project: ProjectDir, **kw: object) -> TransformResult:
     return run_transforms(open_project(project.path), **kw)  # type: ignore[arg-type]
 
 
-def _exec(project: ProjectDir, q: str) -> None:
-    with psycopg.connect(project.db_url, autocommit=True) as c:
-        c.execute(q)  # type: ignore[arg-type]
-
-
 def _seed(project: ProjectDir) -> None:
     project.config()
-    _exec(project, "CREATE TABLE public.events (id int PRIMARY KEY, kind text, at timestamptz)")
-    _exec(project, "INSERT INTO events SELECT g, CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END,"
+    project.execute("CREATE TABLE public.events (id int PRIMARY KEY, kind text, at timestamptz)")
+    project.execute("INSERT INTO events SELECT g, CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END,"
                   " '2026-01-01'::timestamptz + g * interval '1 hour' FROM generate_series(1, 10) g")
 
 
@@ -58,7 +52,7 @@ def test_incremental_appends_only_newer_rows(project: ProjectDir) -> None:
     _seed(project)
     project.write("models/recent.sql", "-- pgmill: {materialized: incremental, cursor: at}\nSELECT id, at FROM events")
     _run(project)
-    _exec(project, "INSERT INTO events VALUES (11, 'a', '2026-02-01'), (12, 'b', '2026-02-02'),"
+    project.execute("INSERT INTO events VALUES (11, 'a', '2026-02-01'), (12, 'b', '2026-02-02'),"
                   " (0, 'a', '2025-01-01')")  # the old one is not newer than the cursor: left out
     res = _run(project)
     assert res.models[0].rows == 2
@@ -72,8 +66,8 @@ def test_incremental_merge_on_unique_key_and_evolution(project: ProjectDir) -> N
     project.write("models/latest.sql",
                   "-- pgmill: {materialized: incremental, cursor: at, unique_key: id}\nSELECT id, kind, at FROM events")
     _run(project)
-    _exec(project, "UPDATE events SET kind = 'z', at = '2026-03-01' WHERE id = 3")
-    _exec(project, "INSERT INTO events VALUES (20, 'c', '2026-03-01')")
+    project.execute("UPDATE events SET kind = 'z', at = '2026-03-01' WHERE id = 3")
+    project.execute("INSERT INTO events VALUES (20, 'c', '2026-03-01')")
     # the SELECT gains a column: the table gains it, old rows keep NULL there
     project.write("models/latest.sql", "-- pgmill: {materialized: incremental, cursor: at, unique_key: id}\n"
                   "SELECT id, kind, at, upper(kind) AS big FROM events")
@@ -113,8 +107,8 @@ def test_table_model_rebuild_keeps_grants_and_other_indexes(project: ProjectDir)
     project.write("models/t.sql", "SELECT id, kind FROM events")
     _run(project)
     if not project.scalar("SELECT count(*) FROM pg_roles WHERE rolname = 'transform_test_reader'"):
-        _exec(project, "CREATE ROLE transform_test_reader NOLOGIN")
-    with psycopg.connect(project.db_url, autocommit=True) as c:
+        project.execute("CREATE ROLE transform_test_reader NOLOGIN")
+    with project.connect() as c:
         c.execute("GRANT SELECT ON t TO transform_test_reader")
         c.execute("GRANT INSERT, UPDATE ON t TO transform_test_reader WITH GRANT OPTION")
         c.execute("GRANT SELECT ON t TO PUBLIC")
@@ -136,7 +130,7 @@ def test_table_under_dependent_view_is_refilled(project: ProjectDir) -> None:
     project.write("models/t.sql", "SELECT id, kind FROM events")
     project.write("models/v.sql", "-- pgmill: {materialized: view}\nSELECT count(*) AS n FROM t")
     _run(project)
-    _exec(project, "INSERT INTO events VALUES (50, 'a', now())")
+    project.execute("INSERT INTO events VALUES (50, 'a', now())")
     res = _run(project, select=["t"])
     assert res.models[0].detail["swap"] == "refill"
     assert project.scalar("SELECT n FROM v") == 11

@@ -13,7 +13,7 @@ from tests.helpers import ProjectDir
 
 def test_reader_sees_only_complete_versions_during_rebuilds(project: ProjectDir) -> None:
     project.config()
-    with psycopg.connect(project.db_url, autocommit=True) as c:
+    with project.connect() as c:
         c.execute("CREATE TABLE src (g int)")
         c.execute("INSERT INTO src SELECT g FROM generate_series(1, 20000) g")
     # the source flips between 20000 and 15000 rows, so every count a reader sees must be one of the two
@@ -27,7 +27,7 @@ def test_reader_sees_only_complete_versions_during_rebuilds(project: ProjectDir)
     stop = threading.Event()
 
     def reader() -> None:
-        with psycopg.connect(project.db_url, autocommit=True) as c:
+        with project.connect() as c:
             while not stop.is_set():
                 try:
                     seen.append(int(c.execute("SELECT count(*) FROM big").fetchone()[0]))  # type: ignore[index]
@@ -39,7 +39,7 @@ def test_reader_sees_only_complete_versions_during_rebuilds(project: ProjectDir)
     try:
         sizes = {20000}
         for i in range(12):
-            with psycopg.connect(project.db_url, autocommit=True) as c:
+            with project.connect() as c:
                 if i % 2 == 0:
                     c.execute("DELETE FROM src WHERE g > 15000")
                     sizes.add(15000)

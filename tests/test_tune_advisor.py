@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from pgmill.config.tune import TuneConfig
 from pgmill.tune.advisor import Advice, advise
 from pgmill.tune.candidates import Candidate, covers
 from pgmill.tune.snapshot import load_snapshot
+from tests.helpers import connect, query
 
 pytest_plugins = ["tests.pg15"]  # the pg15 and backend_url fixtures
 
@@ -37,14 +37,14 @@ def write_queries(root: Path, shapes: dict[str, str]) -> Path:
 
 
 def run_advice(url: str, backend: str, root: Path, **kw: object) -> Advice:
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         return advise(conn, root, TuneConfig(observed=0), backend=backend, **kw)  # type: ignore[arg-type]
 
 
-def all_visible(url: str) -> bool:
-    with psycopg.connect(url) as conn:
-        return bool(conn.execute("SELECT relallvisible > 0 FROM pg_class WHERE oid = 'app.orders'::regclass")
-                    .fetchone()[0])  # type: ignore[index]
+def all_visible(url: str, table: str = "app.orders") -> bool:
+    """The table has pages in the visibility map: index-only scans (the covering gain) need them."""
+    [(visible,)] = query(url, "SELECT relallvisible > 0 FROM pg_class WHERE oid = %s::regclass", (table,))
+    return bool(visible)
 
 
 def serving(advice: Advice, query: str) -> list[Candidate]:
@@ -78,12 +78,12 @@ def test_finds_the_index_for_each_shape(backend_url: tuple[str, str], tmp_path: 
 
 def test_never_recommends_what_an_existing_index_covers(backend_url: tuple[str, str], tmp_path: Path) -> None:
     backend, url = backend_url
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         conn.execute("CREATE INDEX customers_email ON app.customers (email, country, id)")
         conn.execute("CREATE INDEX orders_cust_created ON app.orders (customer_id, created_at DESC) INCLUDE (total)")
         conn.execute("CREATE INDEX orders_created ON app.orders (created_at) INCLUDE (total, id)")
     advice = run_advice(url, backend, write_queries(tmp_path, SHAPES))
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         existing = [ix for t in load_snapshot(conn).tables.values() for ix in t.indexes]
     for r in advice.recommendations:
         assert not any(covers(ix, r.candidate) for ix in existing), r.label

@@ -15,20 +15,19 @@ from pgmill.tune import store
 from pgmill.tune.advisor import advise
 from pgmill.tune.apply import apply_advice
 from pgmill.tune.run import rollback_run, tune
+from tests.helpers import connect, query
 from tests.pg15 import seeded
 from tests.test_tune_advisor import SHAPES, write_queries
 
 
 def index_set(url: str) -> set[tuple[str, str]]:
-    with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'app'").fetchall()
+    rows = query(url, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'app'")
     return {(str(a), str(b)) for a, b in rows}
 
 
 def invalid(url: str) -> list[str]:
-    with psycopg.connect(url) as conn:
-        return [str(r[0]) for r in conn.execute(
-            "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid").fetchall()]
+    rows = query(url, "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid")
+    return [str(r[0]) for r in rows]
 
 
 def test_apply_keeps_only_measured_wins_and_rollback_restores(pg_server: EmbeddedServer, tmp_path: Path) -> None:
@@ -45,9 +44,8 @@ def test_apply_keeps_only_measured_wins_and_rollback_restores(pg_server: Embedde
     assert not applied.slower
     now = index_set(url)
     assert {n for n, _ in now - before} == {o.name for o in kept}
-    with psycopg.connect(url) as conn:
-        actions = conn.execute("SELECT action, index_name FROM pgmill.index_actions WHERE run_id = %s",
-                               (report.run_id,)).fetchall()
+    actions = query(url, "SELECT action, index_name FROM pgmill.index_actions WHERE run_id = %s",
+                    (report.run_id,))
     assert {n for a, n in actions if a == "keep"} == {o.name for o in kept}
     assert {n for a, n in actions if a == "create"} == {o.name for o in applied.outcomes if o.status != "failed"}
 
@@ -59,7 +57,7 @@ def test_apply_keeps_only_measured_wins_and_rollback_restores(pg_server: Embedde
 def test_failed_concurrent_build_leaves_no_invalid_index(pg_server: EmbeddedServer, tmp_path: Path) -> None:
     url = seeded(pg_server.url())
     root = write_queries(tmp_path, {"point_lookup": SHAPES["point_lookup"]})
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         store.ensure_schema(conn)
         advice = advise(conn, root, TuneConfig(observed=0))
         run_id = store.start_run(conn, "apply", advice.backend)
@@ -71,16 +69,15 @@ def test_failed_concurrent_build_leaves_no_invalid_index(pg_server: EmbeddedServ
     release = threading.Timer(3.0, blocker.commit)
     release.start()
     try:
-        applied = apply_advice(lambda: psycopg.connect(url, autocommit=True), advice, run_id, executions=5,
+        applied = apply_advice(lambda: connect(url), advice, run_id, executions=5,
                                lock_timeout="300ms")
     finally:
         release.join()
         blocker.close()
     failed = [o for o in applied.outcomes if o.status == "failed"]
     assert failed, [o.as_dict() for o in applied.outcomes]
-    with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT count(*) FROM pgmill.index_actions WHERE run_id = %s AND action = 'failed'",
-                            (run_id,)).fetchone() == (len(failed),)
+    assert query(url, "SELECT count(*) FROM pgmill.index_actions WHERE run_id = %s AND action = 'failed'",
+                 (run_id,)) == [(len(failed),)]
     assert invalid(url) == []
     assert not any(n.startswith("pgmill_") for n, _ in index_set(url))
 
@@ -105,14 +102,12 @@ def test_retune_after_run_only_when_workload_or_size_changed(pg_server: Embedded
     first = retune_after_run(Target(url), root, cfg)
     assert first is not None and first.mode == "auto" and first.applied is None
     assert retune_after_run(Target(url), root, cfg) is None
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         conn.execute("INSERT INTO app.customers SELECT g, 'new' || g || '@example.com', 'US'"
                      " FROM generate_series(10001, 20000) g")
         conn.execute("VACUUM ANALYZE app.customers")
     again = retune_after_run(Target(url), root, cfg)
     assert again is not None
-    with psycopg.connect(url) as conn:
-        stored = conn.execute("SELECT count(*) FROM pgmill.tuning_runs WHERE mode = 'auto' AND report IS NOT NULL"
-                              ).fetchone()
-    assert stored == (2,)
+    assert query(url, "SELECT count(*) FROM pgmill.tuning_runs"
+                      " WHERE mode = 'auto' AND report IS NOT NULL") == [(2,)]
     assert retune_after_run(Target(url), root, TuneConfig(observed=0, auto="off")) is None

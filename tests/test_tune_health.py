@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psycopg
-
 from pgmill.db.embedded import EmbeddedServer
 from pgmill.errors import ConfigError
 from pgmill.tune.health import index_health
 from pgmill.tune.workload import parse_query_file
+from tests.helpers import connect
 from tests.pg15 import seeded
 
 
 def test_findings(pg_server: EmbeddedServer) -> None:
     url = seeded(pg_server.url())
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         conn.execute("CREATE INDEX o_cust ON app.orders (customer_id)")
         conn.execute("CREATE INDEX o_cust_2 ON app.orders (customer_id)")
         conn.execute("CREATE INDEX o_cust_created ON app.orders (customer_id, created_at)")

@@ -7,7 +7,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import psycopg
 import pytest
 from psycopg import sql
 from typer.testing import CliRunner
@@ -23,8 +22,9 @@ from pgmill.tune.candidates import Candidate, for_access
 from pgmill.tune.run import rollback_run
 from pgmill.tune.snapshot import CatalogSnapshot, Column, Table, load_snapshot
 from pgmill.tune.whatif import estimate_size, sample_distinct
+from tests.helpers import connect, query
 from tests.test_cli_tune import cli
-from tests.test_tune_advisor import SHAPES, run_advice, write_queries
+from tests.test_tune_advisor import SHAPES, all_visible, run_advice, write_queries
 
 pytest_plugins = ["tests.pg15"]  # the pg15 and backend_url fixtures
 
@@ -93,7 +93,7 @@ def test_cli_max_width(pg_server: EmbeddedServer, tmp_path: Path, monkeypatch: p
 def test_composite_key_size_comes_from_a_sample_not_independence(pg_server: EmbeddedServer) -> None:
     url = seeded(pg_server.url())
     c = Candidate("app", "orders", ("customer_id", "created_at"), (False, False))
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         t = load_snapshot(conn).tables[("app", "orders")]
         distinct = sample_distinct(conn, c, t)
         conn.execute(c.ddl())
@@ -105,12 +105,6 @@ def test_composite_key_size_comes_from_a_sample_not_independence(pg_server: Embe
     assert estimate_size(c, t) > 2.5 * real  # what assuming independent columns would have said
 
 
-def _all_visible(url: str, table: str) -> bool:
-    with psycopg.connect(url) as conn:
-        return bool(conn.execute("SELECT relallvisible > 0 FROM pg_class WHERE oid = %s::regclass",
-                                 (table,)).fetchone()[0])  # type: ignore[index]
-
-
 def test_a_cheap_lookup_gets_a_plain_index_unless_leanness_is_off(backend_url: tuple[str, str],
                                                                    tmp_path: Path) -> None:
     backend, url = backend_url
@@ -118,8 +112,8 @@ def test_a_cheap_lookup_gets_a_plain_index_unless_leanness_is_off(backend_url: t
     lean = run_advice(url, backend, root)
     [rec] = [r for r in lean.recommendations if "point_lookup" in r.queries]
     assert (rec.candidate.keys, rec.candidate.include) == (("email",), ())
-    if _all_visible(url, "app.customers"):  # index-only scans (the covering gain) need the visibility map
-        with psycopg.connect(url, autocommit=True) as conn:
+    if all_visible(url, "app.customers"):  # index-only scans (the covering gain) need the visibility map
+        with connect(url) as conn:
             wide = advise(conn, root, TuneConfig(observed=0, min_benefit=0.0), backend=backend)
         [w] = [r for r in wide.recommendations if "point_lookup" in r.queries]
         assert w.candidate.keys[0] == "email" and width(w.candidate) == 3, w.label
@@ -130,7 +124,7 @@ def test_a_cheap_lookup_gets_a_plain_index_unless_leanness_is_off(backend_url: t
 
 
 def _advice_with(url: str, root: Path, wide: Candidate, lean: Candidate) -> tuple[Advice, int]:
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         store.ensure_schema(conn)
         advice = advise(conn, root, TuneConfig(observed=0))
         run_id = store.start_run(conn, "apply", advice.backend)
@@ -141,14 +135,13 @@ def _advice_with(url: str, root: Path, wide: Candidate, lean: Candidate) -> tupl
 
 
 def _indexes(url: str) -> set[str]:
-    with psycopg.connect(url) as conn:
-        return {str(r[0]) for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'app'")}
+    return {str(r[0]) for r in query(url, "SELECT indexname FROM pg_indexes WHERE schemaname = 'app'")}
 
 
 def _actions(url: str, run_id: int) -> list[tuple[str, str]]:
-    with psycopg.connect(url) as conn:
-        return [(str(a), str(n)) for a, n in conn.execute(
-            "SELECT action, index_name FROM pgmill.index_actions WHERE run_id = %s ORDER BY action_id", (run_id,))]
+    rows = query(url, "SELECT action, index_name FROM pgmill.index_actions WHERE run_id = %s ORDER BY action_id",
+                 (run_id,))
+    return [(str(a), str(n)) for a, n in rows]
 
 
 # a sum over the 150 orders of one shop: a sequential scan of 60,000 rows before, well under a millisecond
@@ -157,7 +150,7 @@ WIDE = Candidate("app", "orders", ("shop_id",), (False,), ("total",))
 
 
 def _apply(url: str, advice: Advice, run_id: int) -> list[dict[str, object]]:
-    applied = apply_advice(lambda: psycopg.connect(url, autocommit=True), advice, run_id, executions=30,
+    applied = apply_advice(lambda: connect(url), advice, run_id, executions=30,
                            lock_timeout="5s")
     assert not applied.slower
     return [o.as_dict() for o in applied.outcomes]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgmill.config.load import load_contract
+from pgmill.db.catalog import table_key
 from pgmill.errors import PgmillError
 from pgmill.ingest.runner import ProgressFn, run_pipelines
 from pgmill.observe.ledger import RunRecord
@@ -94,7 +95,7 @@ def _load_check_build(ctx: ProjectContext, pipelines: list[str] | None, progress
     graph = load_graph(ctx, strict=False)
     if not graph.models:
         return result
-    stopped = {k for k, srcs in graph.sources.items() if {_qualified(s) for s in srcs} & blocked}
+    stopped = {k for k, srcs in graph.sources.items() if {table_key(s) for s in srcs} & blocked}
     for k in list(stopped):
         stopped |= graph.descendants(k)
     if stopped:
@@ -113,7 +114,3 @@ def _tables_with_checks(ctx: ProjectContext, pipelines: list[str]) -> list[str]:
         if load_contract(ctx.dir, spec.contract).checks.model_dump(exclude_defaults=True):
             out.append(name)
     return out
-
-
-def _qualified(name: str) -> str:
-    return name if "." in name else f"public.{name}"

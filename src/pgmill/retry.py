@@ -40,7 +40,7 @@ def is_transient(exc: BaseException) -> bool:
 
 def describe(exc: BaseException) -> str:
     """One line for the ledger and the user: what failed, without a traceback or a secret."""
-    from pgmill.db.connect import redact
+    from pgmill.redact import redact
 
     if isinstance(exc, pgerr.DiskFull) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
         return "disk full: free space on the database or the machine, then rerun (committed batches are kept)"

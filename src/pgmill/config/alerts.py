@@ -20,18 +20,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from pgmill.config.base import StrictModel
 from pgmill.config.duration import parse_duration
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class _Rule(_Strict):
+class _Rule(StrictModel):
     name: str | None = Field(None, description="the rule's name in messages and metrics; default: its kind")
     channels: list[str] | None = Field(None, description="where it is sent; default: every channel")
     pipelines: list[str] | None = Field(None, description="only these pipelines or jobs; default: all")
@@ -140,7 +137,7 @@ AlertRule = Annotated[
 ]
 
 
-class Alerts(_Strict):
+class Alerts(StrictModel):
     """Channels (apprise URLs), the rules that send to them, and how often."""
 
     channels: dict[str, str] = Field(default_factory=dict, description="name -> apprise URL; secrets as ${VAR}")

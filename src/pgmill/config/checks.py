@@ -27,20 +27,17 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from pgmill.config.base import IDENT, StrictModel
 
 Severity = Literal["warn", "error"]
 
-_IDENT = r"[A-Za-z_][A-Za-z0-9_$]*"
-REFERENCES = re.compile(rf"^(?:({_IDENT})\.)?({_IDENT})\s*\(\s*({_IDENT})\s*\)$")
+REFERENCES = re.compile(rf"^(?:({IDENT})\.)?({IDENT})\s*\(\s*({IDENT})\s*\)$")
 _AGE = re.compile(r"^\s*\d+(\.\d+)?\s*(second|minute|hour|day|week|month)s?\s*$", re.IGNORECASE)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class Severe(_Strict):
+class Severe(StrictModel):
     """A check that passes or fails as a whole: only its severity can be set."""
 
     severity: Severity | None = Field(None, description="error fails the run; warn only reports (default: checks.severity)")
@@ -122,11 +119,11 @@ class Duplicates(Rated):
 
 
 class CustomSql(Rated):
-    name: str = Field(pattern=rf"^{_IDENT}$")
+    name: str = Field(pattern=rf"^{IDENT}$")
     query: str = Field(min_length=1, description="a SELECT returning the failing rows")
 
 
-class TableChecks(_Strict):
+class TableChecks(StrictModel):
     """Checks run on the whole table after it is loaded or built (`pgmill check`)."""
 
     severity: Severity = Field("error", description="default severity of every check")

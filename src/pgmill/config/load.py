@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from pgmill.config.spec import Contract, Project
+from pgmill.config.spec import SOURCE_SPECS, Contract, Project
 from pgmill.errors import ConfigError
 
 PROJECT_FILE = "pgmill.yaml"
@@ -61,8 +61,8 @@ def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseMo
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(str(part))
             if field is None:
-                # a tagged-union branch, or else a dict key (the model stays the same)
-                current = _find_submodel(current, str(part)) or current
+                # a tagged-union branch (a source kind), or else a dict key (the model stays the same)
+                current = SOURCE_SPECS.get(str(part)) or current
                 continue
             current = _unwrap(field.annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
@@ -79,15 +79,6 @@ def _unwrap(annotation: Any) -> Any:
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             return inner
     return annotation
-
-
-def _find_submodel(model: type[BaseModel], tag: str) -> Any:
-    from pgmill.config import spec as m
-
-    for cls in (m.CsvSource, m.NdjsonSource, m.ParquetSource, m.HttpSource, m.PostgresSource):
-        if tag == cls.model_fields["kind"].annotation.__args__[0]:  # type: ignore[union-attr]
-            return cls
-    return None
 
 
 def _format(path: Path, model: type[BaseModel], exc: ValidationError, root: yaml.Node | None) -> str:

@@ -23,18 +23,17 @@ from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from pgmill.config.base import StrictModel
 from pgmill.config.duration import parse_duration
 
 JOB_KINDS = ("models", "checks", "tune")
 
 
-class Scheduled(BaseModel):
+class Scheduled(StrictModel):
     """The schedule fields a pipeline or a job may carry; with neither `schedule` nor `every` it runs only
     when asked (`pgmill run`)."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     schedule: str | None = Field(None, description='cron expression, 5 fields, e.g. "*/15 * * * *", in `timezone`')
     every: str | None = Field(None, description="or a fixed interval from the Unix epoch: 30s, 5m, 1h, 1d")
@@ -89,10 +88,8 @@ class Scheduled(BaseModel):
         return self.schedule is not None or self.every is not None
 
 
-class Jobs(BaseModel):
+class Jobs(StrictModel):
     """The project's work besides its pipelines, each on a schedule of its own."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     models: Scheduled | None = Field(None, description="build the models in models/ (as `pgmill transform`)")
     checks: Scheduled | None = Field(None, description="run the contracts' table checks (as `pgmill check`)")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from pgmill.config.alerts import Alerts
+from pgmill.config.base import StrictModel, is_identifier
 from pgmill.config.checks import TableChecks
 from pgmill.config.cost import CostConfig
 from pgmill.config.schedule import Jobs, Scheduled
@@ -15,19 +16,12 @@ from pgmill.config.transform import ModelsConfig
 from pgmill.config.tune import TuneConfig
 from pgmill.config.types import parse_type
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
-
-
 # ---------------------------------------------------------------- contracts
 
 Policy = Literal["quarantine", "fail", "warn"]
 
 
-class ColumnSpec(_Strict):
+class ColumnSpec(StrictModel):
     """One column of a contract: its Postgres type and the rules every value must keep."""
 
     type: str = Field(description="PostgreSQL type, e.g. bigint, text, numeric(12,2), date, timestamptz")
@@ -58,7 +52,7 @@ class ColumnSpec(_Strict):
         return v
 
 
-class RowRule(_Strict):
+class RowRule(StrictModel):
     """A boolean SQL-like expression over the row's columns, checked on every row."""
 
     name: str
@@ -66,7 +60,7 @@ class RowRule(_Strict):
     on_failure: Policy | None = None
 
 
-class Contract(_Strict):
+class Contract(StrictModel):
     """The contract of one table: its columns, key and rules, and what to do with rows that break them."""
 
     columns: dict[str, ColumnSpec]
@@ -85,7 +79,7 @@ class Contract(_Strict):
         if not v:
             raise ValueError("a contract needs at least one column")
         for name in v:
-            if not _IDENT.match(name) or len(name) > 63:
+            if not is_identifier(name):
                 raise ValueError(f"column name {name!r} is not a plain SQL identifier (letters, digits, _)")
         return v
 
@@ -97,7 +91,7 @@ class Contract(_Strict):
 # ---------------------------------------------------------------- sources
 
 
-class CsvSource(_Strict):
+class CsvSource(StrictModel):
     kind: Literal["csv"]
     path: str = Field(description="file path or glob, relative to the project folder")
     delimiter: str = Field(",", min_length=1, max_length=1)
@@ -107,17 +101,17 @@ class CsvSource(_Strict):
     null_values: list[str] = Field(default_factory=lambda: [""], description="strings read as NULL")
 
 
-class NdjsonSource(_Strict):
+class NdjsonSource(StrictModel):
     kind: Literal["ndjson"]
     path: str
 
 
-class ParquetSource(_Strict):
+class ParquetSource(StrictModel):
     kind: Literal["parquet"]
     path: str
 
 
-class HttpPagination(_Strict):
+class HttpPagination(StrictModel):
     style: Literal["none", "page", "offset", "cursor", "link"] = "none"
     page_param: str = "page"
     size_param: str = "per_page"
@@ -129,7 +123,7 @@ class HttpPagination(_Strict):
     concurrency: int = Field(1, ge=1, le=64, description="pages fetched at once (page and offset styles)")
 
 
-class HttpSource(_Strict):
+class HttpSource(StrictModel):
     kind: Literal["http"]
     url: str
     records_path: str | None = Field(None, description="dotted path to the list of records; none: the body")
@@ -142,7 +136,7 @@ class HttpSource(_Strict):
     timeout_s: float = 30.0
 
 
-class PostgresSource(_Strict):
+class PostgresSource(StrictModel):
     kind: Literal["postgres"]
     url_env: str = Field(description="environment variable holding the source database URL")
     query: str | None = Field(None, description="a SELECT; or name a table")
@@ -156,9 +150,22 @@ class PostgresSource(_Strict):
         return self
 
 
+# The one list of source kinds: a new kind's spec joins this union (ingest.sources registers its reader).
 SourceSpec = Annotated[
     CsvSource | NdjsonSource | ParquetSource | HttpSource | PostgresSource, Field(discriminator="kind")
 ]
+
+
+def source_kind(spec: type[BaseModel]) -> str:
+    """The `kind` tag of a source spec class, e.g. 'csv'."""
+    (tag,) = get_args(spec.model_fields["kind"].annotation)
+    return str(tag)
+
+
+#: Each source spec class by its `kind` tag, read off SourceSpec.
+SOURCE_SPECS: dict[str, type[StrictModel]] = {
+    source_kind(cls): cls for cls in get_args(get_args(SourceSpec)[0])
+}
 
 
 # ---------------------------------------------------------------- project
@@ -178,12 +185,12 @@ class Pipeline(Scheduled):
     @classmethod
     def _table(cls, v: str) -> str:
         parts = v.split(".")
-        if len(parts) > 2 or not all(_IDENT.match(p) for p in parts):
+        if len(parts) > 2 or not all(is_identifier(p) for p in parts):
             raise ValueError(f"table {v!r} must be 'name' or 'schema.name' with plain identifiers")
         return v
 
 
-class Database(_Strict):
+class Database(StrictModel):
     url: str | None = Field(
         None,
         description="connection URL of an existing PostgreSQL; none: the embedded server in .pgmill/. "
@@ -191,13 +198,13 @@ class Database(_Strict):
     )
 
 
-class Retry(_Strict):
+class Retry(StrictModel):
     attempts: int = Field(5, ge=1, le=100)
     initial_s: float = Field(0.5, gt=0)
     max_s: float = Field(30.0, gt=0)
 
 
-class Project(_Strict):
+class Project(StrictModel):
     """pgmill.yaml"""
 
     database: Database = Field(default_factory=Database)

@@ -6,20 +6,16 @@ Settings flow: library default, then this section, then the model file's header 
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from pgmill.config.base import StrictModel, is_identifier
 
 Materialization = Literal["view", "table", "incremental"]
-_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class IndexSpec(_Strict):
+class IndexSpec(StrictModel):
     """An index kept on a model's table: rebuilt with the table, so it is there the moment it is swapped in."""
 
     columns: list[str] = Field(min_length=1, description="indexed columns (or expressions), in order")
@@ -36,7 +32,7 @@ def _index(value: object) -> object:
     return value
 
 
-class ModelSettings(_Strict):
+class ModelSettings(StrictModel):
     """Per-model settings: in the model file's header comment, or under `models.overrides.NAME`."""
 
     materialized: Materialization | None = Field(None, description="view, table or incremental")
@@ -45,8 +41,6 @@ class ModelSettings(_Strict):
     cursor: str | None = Field(None, description="incremental: only rows whose cursor is newer than "
                                                  "the newest already in the table are added")
     unique_key: list[str] | None = Field(None, description="incremental: merge on this key instead of appending")
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     @field_validator("indexes", mode="before")
     @classmethod
@@ -61,12 +55,12 @@ class ModelSettings(_Strict):
     @field_validator("schema_")
     @classmethod
     def _schema(cls, v: str | None) -> str | None:
-        if v is not None and not _SCHEMA.match(v):
+        if v is not None and not is_identifier(v):
             raise ValueError(f"schema {v!r} is not a plain SQL identifier")
         return v
 
 
-class ModelsConfig(_Strict):
+class ModelsConfig(StrictModel):
     """Defaults for models/*.sql; each model file may override them in its YAML header comment."""
 
     path: str = Field("models", description="folder of the model files, relative to the project")
@@ -80,11 +74,9 @@ class ModelsConfig(_Strict):
     overrides: dict[str, ModelSettings] = Field(
         default_factory=dict, description="settings per model, by name (or schema.name)")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
-
     @field_validator("schema_")
     @classmethod
     def _schema(cls, v: str) -> str:
-        if not _SCHEMA.match(v):
+        if not is_identifier(v):
             raise ValueError(f"schema {v!r} is not a plain SQL identifier")
         return v

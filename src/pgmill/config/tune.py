@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from pgmill.config.base import StrictModel
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|%|x)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30, "tb": 2**40}
@@ -30,10 +32,8 @@ def parse_budget(text: str | None, data_bytes: int) -> int | None:
     return int(value * _UNITS[unit])
 
 
-class TuneConfig(BaseModel):
+class TuneConfig(StrictModel):
     """How pgmill keeps indexes right for the declared and observed workload."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     budget: str = Field("unlimited", description="index storage the advisor may add: 2GB, 50% (of the data "
                         "the workload reads), 0.5x, or unlimited")

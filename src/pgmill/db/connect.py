@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,16 +12,10 @@ import psycopg
 from pgmill.db.embedded import EmbeddedServer
 from pgmill.errors import DatabaseError, DatabaseUnavailable
 
+# `as` re-exports it for mcp/commands.py, mcp/server.py and mcp/tools.py until they import pgmill.redact
+from pgmill.redact import redact as redact
+
 ENV_URL = "PGMILL_DATABASE_URL"
-
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@]+:)([^@]*)(@)")
-_PASSWORD_PARAM = re.compile(r"(password=)([^&\s]+)", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """Hide passwords in URLs and key=value strings before anything is printed or stored."""
-    text = _PASSWORD_IN_URL.sub(r"\1***\3", text)
-    return _PASSWORD_PARAM.sub(r"\1***", text)
 
 
 @dataclass

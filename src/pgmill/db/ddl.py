@@ -7,28 +7,13 @@ from psycopg import sql
 
 from pgmill.config.spec import Contract
 from pgmill.config.types import parse_type
+from pgmill.db import catalog
+
+# `as` re-exports them for ingest/writer.py, ingest/runner.py and mcp/server.py (outside this change, and
+# the first two being edited on another branch) until those import db.catalog
+from pgmill.db.catalog import qualified as qualified
+from pgmill.db.catalog import split_table as split_table
 from pgmill.errors import ContractError
-
-
-def split_table(name: str) -> tuple[str, str]:
-    schema, _, table = name.rpartition(".")
-    return (schema or "public"), table
-
-
-def qualified(name: str) -> sql.Composed:
-    schema, table = split_table(name)
-    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-
-
-def existing_columns(conn: psycopg.Connection[object], table: str) -> dict[str, str]:
-    schema, name = split_table(table)
-    rows = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
-        " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        (schema, name),
-    ).fetchall()
-    return {str(r[0]): str(r[1]) for r in rows}  # type: ignore[index]
 
 
 def create_table_sql(table: str | sql.Composable, contract: Contract, extra_text_columns: list[str] = ()) -> sql.Composed:  # type: ignore[assignment]
@@ -49,11 +34,11 @@ def create_table_sql(table: str | sql.Composable, contract: Contract, extra_text
 
 def ensure_table(conn: psycopg.Connection[object], table: str, contract: Contract) -> list[str]:
     """Create `table` from the contract, or add the columns the contract gained; return columns added."""
-    schema, _ = split_table(table)
+    schema, rel = split_table(table)
     # concurrent pipelines creating the same schema race on the catalog even with IF NOT EXISTS
     conn.execute("SELECT pg_advisory_xact_lock(hashtext('pgmill ddl'))")
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-    have = existing_columns(conn, table)
+    have = catalog.columns(conn, schema, rel)
     if not have:
         conn.execute(create_table_sql(table, contract))
         return []

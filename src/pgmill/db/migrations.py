@@ -7,6 +7,12 @@ race; the version table records what has been applied.
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
+
+#: failing values kept per rule (and per duplicate group), by the checks and by migration 3's sampling
+#: aggregate: enough to find the rows, small enough to store. Databases keep the aggregate they were
+#: migrated with, so a new value needs a new migration that replaces the aggregate's functions.
+SAMPLE_SIZE = 10
 
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (
@@ -90,10 +96,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         2,
         "pipeline owner fencing",
         "ALTER TABLE pgmill.state ADD COLUMN IF NOT EXISTS owner_run bigint;",
-    ),    (
+    ),
+    (
         3,
         "quality check results and the sampling aggregate",
-        """
+        sql.SQL("""
         CREATE SEQUENCE IF NOT EXISTS pgmill.quality_run_id;
 
         CREATE TABLE IF NOT EXISTS pgmill.quality_results (
@@ -102,7 +109,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             table_name   text NOT NULL,
             rule         text NOT NULL,
             kind         text NOT NULL,
-            columns      text[] NOT NULL DEFAULT '{}',
+            columns      text[] NOT NULL DEFAULT '{{}}',
             rows_checked bigint NOT NULL,
             rows_failed  bigint NOT NULL,
             pass_rate    numeric(7,3) NOT NULL,
@@ -121,15 +128,15 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         -- keeps the first SAMPLE_SIZE values it sees: an aggregate whose memory does not grow with failing rows
         CREATE OR REPLACE FUNCTION pgmill.quality_sample_add(acc jsonb[], item jsonb) RETURNS jsonb[]
             LANGUAGE sql IMMUTABLE PARALLEL SAFE
-            AS $$ SELECT CASE WHEN cardinality(acc) >= 10 THEN acc ELSE acc || item END $$;
+            AS $$ SELECT CASE WHEN cardinality(acc) >= {sample} THEN acc ELSE acc || item END $$;
         CREATE OR REPLACE FUNCTION pgmill.quality_sample_merge(a jsonb[], b jsonb[]) RETURNS jsonb[]
             LANGUAGE sql IMMUTABLE PARALLEL SAFE
-            AS $$ SELECT (a || b)[1:10] $$;
+            AS $$ SELECT (a || b)[1:{sample}] $$;
         CREATE OR REPLACE AGGREGATE pgmill.quality_sample(jsonb) (
-            SFUNC = pgmill.quality_sample_add, STYPE = jsonb[], INITCOND = '{}',
+            SFUNC = pgmill.quality_sample_add, STYPE = jsonb[], INITCOND = '{{}}',
             COMBINEFUNC = pgmill.quality_sample_merge, PARALLEL = SAFE
         );
-        """,
+        """).format(sample=sql.Literal(SAMPLE_SIZE)).as_string(),
     ),
     (
         4,

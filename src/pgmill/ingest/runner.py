@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ import numpy as np
 import polars as pl
 import psycopg
 
+from pgmill.config.base import is_identifier
 from pgmill.db import ddl, roles
 from pgmill.errors import AccountingError, ContractError, PgmillError
 from pgmill.ingest import quarantine, state
@@ -354,7 +354,7 @@ def _prepare(pipe: PipelinePlan, run_id: int, batches: Iterator[RawBatch]) -> It
                   for (p, viols), rec in zip(v.bad, raw.records_at(bad_pos), strict=True)]
         good = v.good
         good_pos = v.good_rows.to_list()
-        evolve = [c for c in extras if _IDENT.match(c)] if extra_policy == "evolve" else []
+        evolve = [c for c in extras if is_identifier(c, dollar=False)] if extra_policy == "evolve" else []
         if evolve:
             import pyarrow as pa
 
@@ -416,7 +416,6 @@ def _original_lines(pipe: PipelinePlan, raw: RawBatch, good_pos: list[int]) -> C
 
 
 _END = object()
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 def _prefetch(items: Iterator[_Prepared], depth: int = 1) -> Iterator[_Prepared]:

@@ -62,20 +62,17 @@ def detect(target: Target, *, install: bool) -> Tuning:
     """Whether HypoPG is installed in the database. With `install` (a server allowed to write) it is created
     when the server has it, as `pgmill tune` does; a read-only server changes nothing and only reports that
     it could be installed."""
+    from pgmill.db.catalog import extension_available, extension_schema
     from pgmill.tune.whatif import ensure_hypopg
 
     try:
         with target.connect(autocommit=True, application_name=APP_NAME) as conn:
             if install:
                 ensure_hypopg(conn)
-            row = conn.execute("SELECT n.nspname FROM pg_catalog.pg_extension e"
-                               " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
-                               " WHERE e.extname = 'hypopg'").fetchone()
-            if row:
-                return Tuning(str(row[0]))
-            available = conn.execute("SELECT 1 FROM pg_catalog.pg_available_extensions"
-                                     " WHERE name = 'hypopg'").fetchone()
-            return Tuning(None, available is not None)
+            schema = extension_schema(conn, "hypopg")
+            if schema is not None:
+                return Tuning(schema)
+            return Tuning(None, extension_available(conn, "hypopg"))
     except psycopg.Error:
         return Tuning()
 

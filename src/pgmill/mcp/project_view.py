@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
 
 from pgmill.config.load import PROJECT_FILE, load_contract
-from pgmill.db.connect import redact
-from pgmill.db.ddl import split_table
+from pgmill.db.catalog import table_key as table_key  # mcp/tools.py reads project_view.table_key
 from pgmill.errors import PgmillError
 from pgmill.project import ProjectContext
-
-# Keys whose values are secrets wherever they appear (headers, params, URLs), matched case-insensitively.
-_SECRET_KEY = re.compile(r"pass|secret|token|auth|key|cookie|credential|session|signature", re.IGNORECASE)
-_HIDDEN = "***"
-
-
-def table_key(table: str) -> str:
-    schema, name = split_table(table)
-    return f"{schema}.{name}"
+from pgmill.redact import HIDDEN, redact, secret_name
 
 
 def contracts(ctx: ProjectContext) -> dict[str, dict[str, Any]]:
@@ -68,8 +58,8 @@ def _scrub(value: Any, key: str = "") -> Any:
     if isinstance(value, list):
         return [_scrub(v, key) for v in value]
     # `auth_env` and `url_env` name a variable, they do not hold its value
-    if key and _SECRET_KEY.search(key) and not key.endswith("_env") and key != "auth_header":
-        return _HIDDEN
+    if key and secret_name(key) and not key.endswith("_env") and key != "auth_header":
+        return HIDDEN
     if isinstance(value, str):
         return redact(value)
     return value

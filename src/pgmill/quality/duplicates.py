@@ -16,10 +16,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgmill.db.migrations import SAMPLE_SIZE
 from pgmill.quality.results import RuleResult, broken, judged
 from pgmill.quality.rules import Rule
 from pgmill.quality.scan import T, col, sample_array, sample_names, sample_objects
-from pgmill.quality.schema import SAMPLE_SIZE, extension_schema
+from pgmill.quality.schema import ensure_extension
 from pgmill.quality.table_info import TableInfo
 
 #: similar pairs read back at most; a column where more values than this are alike is not a name column
@@ -48,9 +49,9 @@ class Normalizer:
 
     @classmethod
     def detect(cls, conn: psycopg.Connection[Any], method: str) -> Normalizer:
-        ua = extension_schema(conn, "unaccent")
-        trgm = extension_schema(conn, "pg_trgm") if method == "trigram" else None
-        fuzzy = extension_schema(conn, "fuzzystrmatch") if method == "levenshtein" or trgm is None else None
+        ua = ensure_extension(conn, "unaccent")
+        trgm = ensure_extension(conn, "pg_trgm") if method == "trigram" else None
+        fuzzy = ensure_extension(conn, "fuzzystrmatch") if method == "levenshtein" or trgm is None else None
         n = cls(ua, trgm, fuzzy)
         if ua is None:
             n.notes.append("unaccent is not available: accents are folded with a fixed table")

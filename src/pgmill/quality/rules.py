@@ -16,6 +16,7 @@ from pgmill.config.checks import (
     TableChecks,
     UniqueKey,
 )
+from pgmill.db.catalog import table_key
 
 #: where each kind of rule is computed: the one aggregate scan, the one GROUP BY scan, or on its own
 SCAN_KINDS = ("not_null", "completeness", "accepted_values", "range", "foreign_key", "freshness")
@@ -78,7 +79,8 @@ def flatten(checks: TableChecks, cursor: str | None = None) -> list[Rule]:
         assert isinstance(fk, ForeignKey)  # the model turns short forms into ForeignKey
         m = REFERENCES.match(fk.references)
         assert m is not None
-        parent = f"{m.group(1) or 'public'}.{m.group(2)}"
+        schema, table = m.group(1, 2)
+        parent = table_key(f"{schema}.{table}" if schema else table)
         add("foreign_key", (col,), fk, parent=parent, parent_column=m.group(3))
     if checks.freshness is not None:
         fresh = checks.freshness.column or cursor

@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgmill.db.ddl import qualified
+from pgmill.db.catalog import qualified, table_key
 from pgmill.quality.results import RuleResult, broken, judged, verdict
 from pgmill.quality.rules import Rule
-from pgmill.quality.table_info import TableInfo, base_type, normalize_table
+from pgmill.quality.table_info import TableInfo, base_type
 
 T = sql.Identifier("t")
 
@@ -150,7 +150,7 @@ def _null_rule_sample(info: TableInfo, rule: Rule, names: list[str],
 def _parent_problem(conn: psycopg.Connection[Any], rule: Rule) -> str | None:
     from pgmill.quality.table_info import table_info
 
-    parent = normalize_table(rule.params["parent"])
+    parent = table_key(rule.params["parent"])
     info = table_info(conn, parent)
     if info is None:
         return f"the parent table {parent} does not exist"

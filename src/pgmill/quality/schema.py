@@ -1,6 +1,6 @@
 """pgmill.quality_results (the history of every check) and the small sampling aggregate the checks use.
 
-Both are migration 3 in pgmill.db.migrations (SAMPLE_SIZE there is the 10 below).
+Both are migration 3 in pgmill.db.migrations, which holds SAMPLE_SIZE for the aggregate and the checks.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgmill.db.catalog import extension_schema
 from pgmill.db.migrations import migrate
 
-#: failing keys kept per rule (and per duplicate group): enough to find the rows, small enough to store
-SAMPLE_SIZE = 10
 
 def ensure_quality_schema(conn: psycopg.Connection[Any]) -> None:
     """pgmill.quality_results and the sampling aggregate are migration 3: bring the schema up to date."""
@@ -22,25 +21,16 @@ def ensure_quality_schema(conn: psycopg.Connection[Any]) -> None:
         conn.commit()
 
 
-_EXT_SCHEMA = ("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-               " WHERE e.extname = %s")
-
-
-def extension_schema(conn: psycopg.Connection[Any], name: str) -> str | None:
+def ensure_extension(conn: psycopg.Connection[Any], name: str) -> str | None:
     """The schema of contrib extension `name`, installing it into schema pgmill if it is missing;
     None when it cannot be installed (not shipped with the server, or no privilege)."""
-    row = conn.execute(
-        _EXT_SCHEMA, (name,)
-    ).fetchone()
-    if row:
-        return str(row[0])
+    schema = extension_schema(conn, name)
+    if schema is not None:
+        return schema
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('pgmill ddl'))")
             conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA pgmill").format(sql.Identifier(name)))
     except psycopg.Error:
         return None
-    row = conn.execute(
-        _EXT_SCHEMA, (name,)
-    ).fetchone()
-    return str(row[0]) if row else None
+    return extension_schema(conn, name)

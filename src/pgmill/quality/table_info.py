@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgmill.db.ddl import existing_columns, qualified, split_table
+from pgmill.db import catalog
+from pgmill.db.catalog import qualified, split_table, table_key
 
 
 @dataclass
@@ -24,7 +25,7 @@ class TableInfo:
     addressable: bool = True  # a plain table or materialized view: a row's ctid finds it again
 
     @property
-    def ident(self) -> sql.Composed:
+    def ident(self) -> sql.Identifier:
         return qualified(self.name)
 
     def key_is_unique(self, key: tuple[str, ...]) -> str | None:
@@ -58,18 +59,17 @@ def base_type(sql_type: str) -> str:
     return re.sub(r"\(\d+(,\d+)?\)", "", sql_type)
 
 
-def normalize_table(name: str) -> str:
-    schema, table = split_table(name)
-    return f"{schema}.{table}"
+# quality/checks.py (edited on another branch) imports it from here; the rule is db.catalog's
+normalize_table = table_key
 
 
 def table_info(conn: psycopg.Connection[Any], name: str) -> TableInfo | None:
     """The table (or view, or materialized view) `name`, or None when it does not exist."""
-    name = normalize_table(name)
-    cols = existing_columns(conn, name)
+    name = table_key(name)
+    schema, table = split_table(name)
+    cols = catalog.columns(conn, schema, table)
     if not cols:
         return None
-    schema, table = split_table(name)
     rows = conn.execute(
         "SELECT array(SELECT a.attname::text FROM unnest(i.indkey) k JOIN pg_attribute a"
         "        ON a.attrelid = i.indrelid AND a.attnum = k),"

@@ -101,8 +101,19 @@ class ProcessRunner:
         err = tempfile.TemporaryFile()
         argv = [sys.executable, "-m", "pgmill", *command, "--project", str(self.project_dir), "--json"]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.project_dir,
-                                env={**os.environ, "PGMILL_NO_COLOR": "1"})
+                                env={**os.environ, "PGMILL_NO_COLOR": "1"}, preexec_fn=_die_with_parent)
         return ProcessHandle(proc, out, err)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: if the service dies (SIGKILL included), the run dies too. Its batch in
+    flight is rolled back by the server, its checkpoints stay, and the slot, whose lease then lapses, runs
+    again under the next service: no run goes on unwatched, holding its pipeline's lock."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _outcome(code: int, stdout: IO[bytes], stderr: IO[bytes]) -> Outcome:

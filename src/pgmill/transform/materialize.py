@@ -30,6 +30,7 @@ from psycopg import errors as pgerr
 from psycopg import sql
 
 from pgmill.config.transform import IndexSpec
+from pgmill.db import catalog
 from pgmill.db.settings import set_local
 from pgmill.errors import DatabaseError
 from pgmill.transform.models import Model
@@ -210,11 +211,11 @@ def _incremental(conn: Conn, model: Model) -> Built:
         "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT * FROM ({body}\n) AS m"
         " WHERE (SELECT max({c}) FROM {t}) IS NULL OR m.{c} {op} (SELECT max({c}) FROM {t})"
     ).format(stage=stage, body=sql.SQL(model.query), c=cursor, t=target, op=op))
-    have = _columns(conn, model.schema, model.name)
-    incoming = _temp_columns(conn, stage_name)
+    have = catalog.columns(conn, model.schema, model.name)
+    incoming = list(catalog.columns(conn, "pg_temp", stage_name).items())
     added = []
     for name, typ in incoming:
-        if name not in dict(have):
+        if name not in have:
             conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
                 target, sql.Identifier(name), sql.SQL(typ)))
             added.append(name)
@@ -276,23 +277,6 @@ def _rename_indexes(conn: Conn, model: Model, specs: list[IndexSpec]) -> None:
         conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
             sql.Identifier(model.schema, _index_name(model, spec, building=True)),
             sql.Identifier(_index_name(model, spec))))
-
-
-def _columns(conn: Conn, schema: str, name: str) -> list[tuple[str, str]]:
-    rows = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
-        " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        (schema, name)).fetchall()
-    return [(str(r[0]), str(r[1])) for r in rows]
-
-
-def _temp_columns(conn: Conn, name: str) -> list[tuple[str, str]]:
-    rows = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
-        " WHERE a.attrelid = format('pg_temp.%%I', %s::text)::regclass AND a.attnum > 0"
-        " AND NOT a.attisdropped ORDER BY a.attnum", (name,)).fetchall()
-    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def _dependents(conn: Conn, schema: str, name: str) -> list[tuple[str, str]]:

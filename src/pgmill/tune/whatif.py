@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgmill.db.catalog import extension_available, extension_schema
 from pgmill.tune.candidates import Candidate
 from pgmill.tune.snapshot import CatalogSnapshot, Table
 from pgmill.tune.workload import WorkloadQuery
@@ -260,9 +261,9 @@ class RealWhatIf(WhatIf):
 
 def ensure_hypopg(conn: psycopg.Connection[Any]) -> bool:
     """HypoPG is installed in this database, or can be (the extension is available to CREATE)."""
-    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'").fetchone():
+    if extension_schema(conn, "hypopg") is not None:
         return True
-    if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'hypopg'").fetchone():
+    if not extension_available(conn, "hypopg"):
         return False
     try:
         with conn.transaction():

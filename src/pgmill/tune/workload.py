@@ -23,6 +23,7 @@ import yaml
 from pglast.parser import ParseError, fingerprint
 from psycopg import sql
 
+from pgmill.db.catalog import extension_schema
 from pgmill.errors import ConfigError
 from pgmill.tune.analyze import Analysis, analyze
 from pgmill.tune.snapshot import CatalogSnapshot
@@ -152,8 +153,7 @@ def declared(project_dir: Path | None, conn: psycopg.Connection[Any], default_ta
 
 def has_pg_stat_statements(conn: psycopg.Connection[Any]) -> bool:
     """pg_stat_statements is loaded and its view exists (created here when the library is preloaded)."""
-    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone()
-    if row:
+    if extension_schema(conn, "pg_stat_statements") is not None:
         return True
     preload = str(conn.execute("SHOW shared_preload_libraries").fetchone()[0])  # type: ignore[index]
     if "pg_stat_statements" not in preload:

@@ -1,27 +1,86 @@
 """Sources: CSV, NDJSON and Parquet files (a path or glob), an HTTP JSON API, a query on another PostgreSQL.
 
 `open_streams` turns a pipeline's source spec and its committed state into independent streams of
-batches: one per pending file for file sources (so files can load in parallel), one for the others.
+batches: one per pending file for file sources (so files can load in parallel), one for the others. It
+looks the spec's `kind` up in SOURCES and calls that kind's opener, `streams(spec, request)` in the
+kind's module (see base.Opener); a module is imported the first time a pipeline reads its kind, so
+start-up does not pay for httpx, pyarrow's readers or polars.
+
+How to add a source kind, say `kafka`:
+
+1. Its spec: a `KafkaSource(StrictModel)` in config/spec.py with `kind: Literal["kafka"]` and its
+   settings, added to the `SourceSpec` union there. The project file's validation, JSON Schema and
+   error messages follow from the union.
+2. Its reader: a module ingest/sources/kafka.py with
+   `def streams(spec: KafkaSource, request: StreamRequest) -> list[Stream]`. Each Stream's `open()`
+   yields bounded RawBatches that carry their checkpoint (what to remember once the batch commits) and
+   resumes from `request.state`; file kinds get pending files and resume points from files.file_streams.
+   See base.py for what a batch holds.
+3. One line in SOURCES below: `SourceKind(KafkaSource, "pgmill.ingest.sources.kafka")`.
+
+Importing this package fails if a kind of the union has no line in SOURCES, or a line names no kind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
-from pgmill.config.spec import CsvSource, HttpSource, NdjsonSource, ParquetSource, Pipeline, PostgresSource
-from pgmill.ingest.sources.base import BadRecord, FileMark, RawBatch, SourceState
-from pgmill.ingest.sources.files import FileTask, pending_files
+from pydantic import BaseModel
+
+from pgmill.config.spec import (
+    SOURCE_SPECS,
+    CsvSource,
+    HttpSource,
+    NdjsonSource,
+    ParquetSource,
+    Pipeline,
+    PostgresSource,
+    source_kind,
+)
+from pgmill.ingest.sources.base import (
+    BadRecord,
+    FileMark,
+    Opener,
+    RawBatch,
+    SourceState,
+    Stream,
+    StreamRequest,
+)
 
 
 @dataclass(frozen=True)
-class Stream:
-    """One independently resumable sequence of batches."""
+class SourceKind:
+    """A source kind: the spec of its `source:` section and the module whose `streams` reads it."""
 
-    label: str
-    open: Callable[[], Iterator[RawBatch]]
-    size_bytes: int | None  # bytes still to read, when known
+    spec: type[BaseModel]
+    module: str
+
+    @property
+    def kind(self) -> str:
+        return source_kind(self.spec)
+
+    def opener(self) -> Opener[Any]:
+        return cast(Opener[Any], importlib.import_module(self.module).streams)
+
+
+def _registry(*kinds: SourceKind) -> dict[str, SourceKind]:
+    out = {k.kind: k for k in kinds}
+    if {k: v.spec for k, v in out.items()} != SOURCE_SPECS:
+        missing = sorted(set(out) ^ set(SOURCE_SPECS))
+        raise AssertionError(f"source kinds without a reader or a spec: {missing}")
+    return out
+
+
+SOURCES = _registry(
+    SourceKind(CsvSource, "pgmill.ingest.sources.csv"),
+    SourceKind(NdjsonSource, "pgmill.ingest.sources.ndjson"),
+    SourceKind(ParquetSource, "pgmill.ingest.sources.parquet"),
+    SourceKind(HttpSource, "pgmill.ingest.sources.http"),
+    SourceKind(PostgresSource, "pgmill.ingest.sources.postgres"),
+)
 
 
 def open_streams(
@@ -32,41 +91,12 @@ def open_streams(
     `columns` are the source's names for the contract columns; `columns_by_name` maps contract names to them;
     `needed` (source names) are the columns the loader checks: a CSV source may parse only those (see
     sources.csv.CsvReader)."""
-    columns_by_name = columns_by_name or {}
-    spec = pipe.source
-    rows = pipe.batch_rows
-    if isinstance(spec, CsvSource | NdjsonSource | ParquetSource):
-        tasks = pending_files(project_dir, spec.path, state.files)
-        return [Stream(t.display, _file_opener(spec, t, columns, rows, needed), t.size - t.resume_offset) for t in tasks]
-    if isinstance(spec, HttpSource):
-        from pgmill.ingest.sources.http import read_http, redact_url
-
-        return [Stream(redact_url(spec.url), lambda: read_http(spec, state, rows), None)]
-    if isinstance(spec, PostgresSource):
-        from pgmill.ingest.sources.postgres import read_postgres
-
-        cursor = pipe.cursor
-        if cursor is not None and cursor in columns_by_name:
-            cursor = columns_by_name[cursor]
-        return [Stream(spec.table or "query", lambda: read_postgres(spec, state, cursor, rows), None)]
-    raise AssertionError(f"unknown source {spec!r}")  # pragma: no cover - pydantic rejects it first
+    cursor = pipe.cursor
+    if cursor is not None:
+        cursor = (columns_by_name or {}).get(cursor, cursor)
+    request = StreamRequest(project_dir, state, pipe.batch_rows, columns, needed, cursor)
+    return SOURCES[pipe.source.kind].opener()(pipe.source, request)
 
 
-def _file_opener(
-    spec: CsvSource | NdjsonSource | ParquetSource, task: FileTask, columns: list[str], rows: int,
-    needed: list[str] | None = None,
-) -> Callable[[], Iterator[RawBatch]]:
-    if isinstance(spec, CsvSource):
-        from pgmill.ingest.sources.csv import read_csv_file
-
-        return lambda: read_csv_file(spec, task, columns, rows, needed)
-    if isinstance(spec, NdjsonSource):
-        from pgmill.ingest.sources.ndjson import read_ndjson_file
-
-        return lambda: read_ndjson_file(spec, task, rows, columns)
-    from pgmill.ingest.sources.parquet import read_parquet_file
-
-    return lambda: read_parquet_file(spec, task, rows)
-
-
-__all__ = ["BadRecord", "FileMark", "RawBatch", "SourceState", "Stream", "open_streams"]
+__all__ = ["SOURCES", "BadRecord", "FileMark", "RawBatch", "SourceKind", "SourceState", "Stream",
+           "StreamRequest", "open_streams"]

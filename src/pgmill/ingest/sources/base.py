@@ -6,9 +6,10 @@ could not even parse (with their raw text), and says what to remember once the b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pyarrow as pa
 
@@ -147,11 +148,32 @@ class SourceState:
     files: dict[tuple[str, str], tuple[int, bool, int, int]]
 
 
-class Source(Protocol):
-    """A readable source. `batches` resumes from `state` and yields bounded batches."""
+@dataclass(frozen=True)
+class Stream:
+    """One independently resumable sequence of batches."""
 
-    def describe(self) -> str: ...
+    label: str
+    open: Callable[[], Iterator[RawBatch]]
+    size_bytes: int | None  # bytes still to read, when known
 
-    def estimated_bytes(self, state: SourceState) -> int | None: ...
 
-    def batches(self, state: SourceState, batch_rows: int) -> Iterator[RawBatch]: ...
+@dataclass(frozen=True)
+class StreamRequest:
+    """What the loader asks of a source: the streams of what is left to load after the committed state."""
+
+    project_dir: Path  # file paths and globs are relative to it
+    state: SourceState
+    batch_rows: int
+    columns: list[str]  # the source's names of the contract's columns
+    needed: list[str] | None = None  # the source names the loader checks: a reader may parse only these
+    cursor: str | None = None  # the source's name of the pipeline's cursor column
+
+
+SpecT = TypeVar("SpecT", contravariant=True)
+
+
+class Opener(Protocol[SpecT]):
+    """What every source module exposes as `streams`: its spec and the request in, its streams out. Opening
+    reads nothing yet (beyond listing files); a stream reads when its `open` is called."""
+
+    def __call__(self, spec: SpecT, request: StreamRequest, /) -> list[Stream]: ...

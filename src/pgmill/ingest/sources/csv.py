@@ -22,8 +22,8 @@ import pyarrow.csv as pacsv
 
 from pgmill.config.spec import CsvSource
 from pgmill.errors import SourceError
-from pgmill.ingest.sources.base import BadRecord, CsvText, FileMark, RawBatch
-from pgmill.ingest.sources.files import FileTask
+from pgmill.ingest.sources.base import BadRecord, CsvText, FileMark, RawBatch, Stream, StreamRequest
+from pgmill.ingest.sources.files import FileTask, file_streams
 
 MAX_RECORD_BYTES = 256 << 20  # a record larger than this ends the search for its closing quote
 MAX_CHUNK_BYTES = 8 << 20  # a batch's text; with a few batches in flight this bounds the reader's memory
@@ -368,3 +368,12 @@ def _why_bad(text: str, expected: int, spec: CsvSource) -> str:
 def read_csv_file(spec: CsvSource, task: FileTask, columns_hint: list[str], batch_rows: int,
                   needed: list[str] | None = None) -> Iterator[RawBatch]:
     return CsvReader(spec, task, columns_hint, batch_rows, needed).batches()
+
+
+def streams(spec: CsvSource, request: StreamRequest) -> list[Stream]:
+    """One stream per file left to load."""
+
+    def read(task: FileTask) -> Iterator[RawBatch]:
+        return read_csv_file(spec, task, request.columns, request.batch_rows, request.needed)
+
+    return file_streams(request, spec.path, read)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import os
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pgmill.errors import SourceError
+from pgmill.ingest.sources.base import RawBatch, Stream, StreamRequest
 
 
 class Digest:
@@ -127,3 +130,11 @@ def pending_files(
             tasks.append(FileTask(path, display, size, digest))
     _hash_in_order(later)
     return tasks
+
+
+def file_streams(request: StreamRequest, pattern: str,
+                 read: Callable[[FileTask], Iterator[RawBatch]]) -> list[Stream]:
+    """One stream per file of `pattern` not completely loaded (so files load in parallel), each resuming
+    where the committed state left it; `read` gives one file's batches."""
+    tasks = pending_files(request.project_dir, pattern, request.state.files)
+    return [Stream(t.display, functools.partial(read, t), t.size - t.resume_offset) for t in tasks]

@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import random
-import re
 import threading
 import time
 from collections import deque
@@ -36,14 +35,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 import pyarrow as pa
 
 from pgmill.config.spec import HttpSource
 from pgmill.errors import SourceError, TransientError
-from pgmill.ingest.sources.base import BadRecord, RawBatch, SourceState
+from pgmill.ingest.sources.base import BadRecord, RawBatch, SourceState, Stream, StreamRequest
+from pgmill.redact import HIDDEN, redact_text, redact_url
 from pgmill.retry import backoff
 
 log = logging.getLogger(__name__)
@@ -58,49 +58,11 @@ _ERROR_BODY_CHARS = 300
 _INT64 = (-(2**63), 2**63 - 1)
 _RETRYABLE = {408, 425, 429}
 _PERMANENT_5XX = {501, 505}
-_SECRET_NAME_PARTS = ("key", "token", "secret", "passw", "pwd", "signature", "credential", "session", "auth")
-_SECRET_NAMES = {"sig", "code", "jwt"}
 
 Locator = int | str | None  # page number, offset, cursor or next URL; None: the first request
 
 
 # ---------------------------------------------------------------- redaction
-
-
-def _secret_name(name: str) -> bool:
-    n = re.sub(r"[^a-z0-9]", "", name.lower())
-    return n in _SECRET_NAMES or any(p in n for p in _SECRET_NAME_PARTS)
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password and the values of key-like query parameters replaced by ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = (userinfo.split(":", 1)[0] + ":***@" if ":" in userinfo else userinfo + "@") + host
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if _secret_name(k) else v) for k, v in pairs], safe="*/:,")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-_URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
-
-
-def redact_text(text: str) -> str:
-    """`text` with every URL in it redacted."""
-
-    def one(m: re.Match[str]) -> str:
-        url = m.group(0)
-        trail = len(url) - len(url.rstrip(".,;:!?)]}"))  # sentence punctuation, not part of the URL
-        return redact_url(url[:len(url) - trail]) + url[len(url) - trail:]
-
-    return _URL_IN_TEXT.sub(one, text)
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
@@ -120,7 +82,7 @@ class _Scrubber:
 
     def __call__(self, text: str) -> str:
         for w in self.words:
-            text = text.replace(w, "***")
+            text = text.replace(w, HIDDEN)
         return text
 
 
@@ -578,3 +540,8 @@ def _json_kind(v: Any) -> str:
     if isinstance(v, str):
         return "string"
     return "array"
+
+
+def streams(spec: HttpSource, request: StreamRequest) -> list[Stream]:
+    """One stream: the sweep, resumed where the committed state left it."""
+    return [Stream(redact_url(spec.url), lambda: read_http(spec, request.state, request.batch_rows), None)]

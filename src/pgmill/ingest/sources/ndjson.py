@@ -28,8 +28,8 @@ import pyarrow as pa
 
 from pgmill.config.spec import NdjsonSource
 from pgmill.errors import SourceError
-from pgmill.ingest.sources.base import BadRecord, FileMark, RawBatch
-from pgmill.ingest.sources.files import FileTask
+from pgmill.ingest.sources.base import BadRecord, FileMark, RawBatch, Stream, StreamRequest
+from pgmill.ingest.sources.files import FileTask, file_streams
 
 MAX_LINE_BYTES = 256 << 20  # a longer line is quarantined unread rather than held in memory
 MAX_CHUNK_BYTES = 64 << 20  # a batch holds fewer than `batch_rows` lines rather than more bytes than this
@@ -280,3 +280,12 @@ def read_ndjson_file(
 ) -> Iterator[RawBatch]:
     """Batches of the file's records; `columns` (the contract's source names) are always present."""
     return NdjsonReader(task, batch_rows, columns).batches()
+
+
+def streams(spec: NdjsonSource, request: StreamRequest) -> list[Stream]:
+    """One stream per file left to load."""
+
+    def read(task: FileTask) -> Iterator[RawBatch]:
+        return read_ndjson_file(spec, task, request.batch_rows, request.columns)
+
+    return file_streams(request, spec.path, read)

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 
 from pgmill.config.spec import ParquetSource
 from pgmill.errors import SourceError
-from pgmill.ingest.sources.base import FileMark, RawBatch
-from pgmill.ingest.sources.files import FileTask
+from pgmill.ingest.sources.base import FileMark, RawBatch, Stream, StreamRequest
+from pgmill.ingest.sources.files import FileTask, file_streams
 
 
 class ParquetReader:
@@ -96,3 +96,12 @@ def _groups_after(meta: Any, skip: int) -> tuple[list[int], int]:
 
 def read_parquet_file(spec: ParquetSource, task: FileTask, batch_rows: int) -> Iterator[RawBatch]:
     return ParquetReader(task, batch_rows).batches()
+
+
+def streams(spec: ParquetSource, request: StreamRequest) -> list[Stream]:
+    """One stream per file left to load."""
+
+    def read(task: FileTask) -> Iterator[RawBatch]:
+        return read_parquet_file(spec, task, request.batch_rows)
+
+    return file_streams(request, spec.path, read)

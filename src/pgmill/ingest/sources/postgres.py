@@ -43,9 +43,10 @@ from psycopg.adapt import Loader
 from psycopg.pq import Format
 
 from pgmill.config.spec import PostgresSource
-from pgmill.db.connect import Target, redact
+from pgmill.db.connect import Target
 from pgmill.errors import DatabaseError, DatabaseUnavailable, SourceError
-from pgmill.ingest.sources.base import RawBatch, SourceState
+from pgmill.ingest.sources.base import RawBatch, SourceState, Stream, StreamRequest
+from pgmill.redact import redact
 from pgmill.retry import describe, is_transient
 
 CHECKPOINT_KEY = "postgres"
@@ -345,3 +346,9 @@ def _raise_for(origin: str, exc: psycopg.Error) -> NoReturn:
     if is_transient(exc):
         raise exc
     raise SourceError(redact(f"{origin}: {describe(exc)}")) from exc
+
+
+def streams(spec: PostgresSource, request: StreamRequest) -> list[Stream]:
+    """One stream: the rows after the committed cursor value (all of them without a cursor)."""
+    return [Stream(spec.table or "query",
+                   lambda: read_postgres(spec, request.state, request.cursor, request.batch_rows), None)]
