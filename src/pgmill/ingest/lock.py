@@ -10,35 +10,15 @@ the row's cursor without deadlocking each other.)
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 
 from pgmill.db.migrations import migrate
 from pgmill.errors import PipelineLocked
 from pgmill.project import ProjectContext
-from pgmill.retry import backoff, is_transient
 
-T = TypeVar("T")
 _LOCK_NAMESPACE = 0x706D  # "pm": advisory locks of pgmill pipelines
-
-
-def retrying(ctx: ProjectContext, fn: Callable[[], T], on_retry: Callable[[], None] | None = None) -> T:
-    """Call `fn`; on a transient error wait (backoff with jitter) and call it again, as configured."""
-    cfg = ctx.config.retry
-    attempt = 1
-    while True:
-        try:
-            return fn()
-        except Exception as exc:
-            if not is_transient(exc) or attempt >= cfg.attempts:
-                raise
-            if on_retry is not None:
-                on_retry()
-            time.sleep(backoff(attempt, cfg.initial_s, cfg.max_s))
-            attempt += 1
 
 
 def take(conn: psycopg.Connection[Any], name: str, wait: bool) -> None:
@@ -65,7 +45,8 @@ class PipelineLock:
         self.retries = 0  # retries of setup and ledger work, added to the run when it is closed
         self._conn: psycopg.Connection[Any] | None = None
 
-    def count_retry(self) -> None:
+    def count_retry(self, *_: object) -> None:
+        """An `on_retry` for RetryPolicy.call: one more retry to add to the run."""
         self.retries += 1
 
     def conn(self) -> psycopg.Connection[Any]:
