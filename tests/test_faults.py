@@ -156,10 +156,14 @@ def test_scripted_connection_drop_is_retried(project: ProjectDir, proxy_for: Any
         assert retries(project.db_url) > 0, f"{why}: a connection was lost but no retry was counted ({dropped})"
 
 
-def test_lock_connection_lost_mid_run(project: ProjectDir, proxy_for: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("client_only", [False, True])
+def test_lock_connection_lost_mid_run(project: ProjectDir, proxy_for: Any, monkeypatch: pytest.MonkeyPatch,
+                                      client_only: bool) -> None:
     """The connection that holds the pipeline's advisory lock (and writes the ledger) dies while batches
     are being loaded. The run must still end as a clean, accounted outcome: succeeded with exact rows
-    (having taken the lock again), never a raw driver exception and a run left 'running'."""
+    (having taken the lock again), never a raw driver exception and a run left 'running'. `client_only`:
+    the server keeps the old session, and the lock, alive; the run must end that session (its own), not
+    take it for another run holding the pipeline."""
     seed = seed_for("lock conn")
     ds = write_orders(project, random.Random(seed), n_files=2, rows=3000, batch_rows=100)
     proxy = proxy_for()
@@ -182,7 +186,8 @@ def test_lock_connection_lost_mid_run(project: ProjectDir, proxy_for: Any, monke
             if row and row[0]:
                 got = c.execute("SELECT coalesce(sum(rows_read), 0) FROM pgmill.runs").fetchone()
                 if got and got[0] > 0:
-                    killed = proxy.kill(lambda cn: cn.application_name.startswith("pgmill lock"))
+                    killed = proxy.kill(lambda cn: cn.application_name.startswith("pgmill lock"),
+                                        client_only=client_only)
             time.sleep(0.005)
     t.join(60)
     if not killed:

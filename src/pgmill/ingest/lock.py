@@ -10,6 +10,7 @@ the row's cursor without deadlocking each other.)
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -44,6 +45,7 @@ class PipelineLock:
         self.run_id: int | None = None
         self.retries = 0  # retries of setup and ledger work, added to the run when it is closed
         self._conn: psycopg.Connection[Any] | None = None
+        self._session: tuple[int, datetime] | None = None  # (pid, backend_start) of the session holding the lock
 
     def count_retry(self, *_: object) -> None:
         """An `on_retry` for RetryPolicy.call: one more retry to add to the run."""
@@ -57,7 +59,10 @@ class PipelineLock:
         c = self.ctx.target.connect(autocommit=True, application_name=f"pgmill lock {self.name}")
         try:
             migrate(c)
+            if self._session is not None:
+                _end_orphan(c, self._session)
             take(c, self.name, self.wait and self.run_id is None)
+            self._session = _session(c)
             if self.run_id is not None:
                 owner = _owner(c, self.name)
                 if owner != self.run_id:
@@ -87,6 +92,20 @@ class PipelineLock:
                 self._conn.close()
             finally:
                 self._conn = None
+
+
+def _session(conn: psycopg.Connection[Any]) -> tuple[int, datetime]:
+    row = conn.execute("SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()").fetchone()
+    assert row is not None
+    return int(row[0]), row[1]
+
+
+def _end_orphan(conn: psycopg.Connection[Any], session: tuple[int, datetime]) -> None:
+    """End this run's previous lock session if the server still has it: a connection cut on the way (a
+    pooler, a NAT, a reset towards the client only) can leave it, and its lock, alive for minutes. The pid
+    and start time name that one session only; the wait (ms) lets it release the lock before we take it."""
+    conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE pid = %s AND backend_start = %s",
+                 session)
 
 
 def _owner(conn: psycopg.Connection[Any], name: str) -> int | None:
