@@ -23,11 +23,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from pgmill.errors import TransientError
+from pgmill.errors import PgmillError, TransientError
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources import csv as csv_source
 from pgmill.ingest.sources.base import RawBatch
+from pgmill.orchestrate import run_project
 from pgmill.project import open_project
 from tests.fault_proxy import FaultProxy, Params, socket_file
 from tests.helpers import ORDERS_CONTRACT, ProjectDir
@@ -200,6 +202,108 @@ def test_lock_connection_lost_mid_run(project: ProjectDir, proxy_for: Any, monke
     [rec] = result["records"]
     assert rec.status == "succeeded", f"run {rec.status}: {rec.error}; ledger: {runs}"
     check_exact(project.db_url, ds, "orders", "lock connection dropped mid-run")
+
+
+# ---------------------------------------------------------------- (a) every step of `pgmill run`
+
+RUN_CHECKS = {"unique": ["order_id"], "not_null": ["customer_id", "ordered_at"],
+              "accepted_values": {"status": ["F", "O", "P"]}, "ranges": {"total": {"min": 0}}, "row_count": {"min": 1}}
+RUN_MODELS = {
+    "customer_totals": "SELECT customer_id, count(*) AS orders, sum(total) AS spent FROM public.orders GROUP BY 1\n",
+    "big_spenders": "-- pgmill: {materialized: view}\nSELECT customer_id, spent FROM customer_totals WHERE spent > 1000\n",
+}
+# the connections a `pgmill run` of run_project_files opens once the tables exist, in order
+RUN_CONNECTIONS = {"lock": "pgmill lock orders", "load-setup": "pgmill", "load": "pgmill", "checks": "pgmill check",
+                   "model-discovery": "pgmill", "transform-setup": "pgmill", "build": "pgmill transform",
+                   "transform-finish": "pgmill"}
+
+
+def run_project_files(project: ProjectDir, retry: dict[str, float] = FAST_RETRY) -> None:
+    """A merge pipeline over data/r*_*.csv whose contract has table checks, and two models on its table
+    (a view over a table): `pgmill run` goes through every step."""
+    project.contract("orders", {**ORDERS_CONTRACT, "checks": RUN_CHECKS})
+    project.config({"orders": {"source": {"kind": "csv", "path": "data/r*_*.csv"}, "table": "public.orders",
+                               "contract": "contracts/orders.yaml", "mode": "merge", "cursor": "updated_at",
+                               "batch_rows": 25}},
+                   retry=retry, models={"threads": 2})
+    for name, text in RUN_MODELS.items():
+        project.write(f"models/{name}.sql", text)
+
+
+def next_orders(project: ProjectDir, rng: random.Random, n: int) -> Dataset:
+    """Run n's file of orders (80 records, keys shared with the other runs' files)."""
+    ds = make_orders(rng, "merge", n_files=1, rows_per_file=80, prefix=f"data/r{n:04d}")
+    for path, text in ds.files.items():
+        project.write(path, text)
+    return ds
+
+
+def pgmill_run(project: ProjectDir) -> str | None:
+    """One `pgmill run` through the library; what went wrong, or None when it all succeeded."""
+    try:
+        result = run_project(open_project(project.path))
+    except PgmillError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - the CLI's "unexpected error" (exit 70)
+        return f"unexpected {type(exc).__name__}: {exc}"
+    if not result.ok or result.transform is None or result.checks is None:
+        return f"not ok: {result.as_dict()}"
+    return None
+
+
+def check_runs_exact(db_url: str, parts: list[Dataset], runs: int, why: str) -> None:
+    """After `runs` runs of run_project_files: the table is exact, every run succeeded with its rows
+    accounted for, every check run wrote each result once, and the models equal their queries."""
+    check_exact(db_url, merge_datasets(parts, "merge"), "orders", why)
+    per_customer = "SELECT customer_id, count(*), sum(total) FROM orders GROUP BY 1"
+    big = "SELECT customer_id, sum(total) FROM orders GROUP BY 1 HAVING sum(total) > 1000"
+    with psycopg.connect(db_url) as c:
+        statuses = c.execute("SELECT pipeline, status, count(*) FROM pgmill.runs GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+        unbalanced = c.execute(
+            "SELECT run_id, rows_read, rows_inserted + rows_updated + rows_unchanged + rows_quarantined"
+            " + rows_duplicate FROM pgmill.runs WHERE rows_read <> rows_inserted + rows_updated + rows_unchanged"
+            " + rows_quarantined + rows_duplicate").fetchall()
+        check_runs = c.execute("SELECT count(DISTINCT run_id) FROM pgmill.quality_results").fetchone()
+        twice = c.execute("SELECT run_id, table_name, rule, count(*) FROM pgmill.quality_results"
+                          " GROUP BY 1, 2, 3 HAVING count(*) > 1").fetchall()
+        differ = sql.SQL("SELECT count(*) FROM ((TABLE {m} EXCEPT ALL {q}) UNION ALL ({q} EXCEPT ALL TABLE {m})) d")
+        model_diff = [c.execute(differ.format(m=sql.Identifier(m), q=sql.SQL(q))).fetchone()
+                      for m, q in (("customer_totals", per_customer), ("big_spenders", big))]
+    assert statuses == [("orders", "succeeded", runs), ("transform", "succeeded", runs)], f"{why}: {statuses}"
+    assert not unbalanced, f"{why}: runs whose rows do not add up: {unbalanced}"
+    assert check_runs == (runs,), f"{why}: {check_runs} check runs recorded results, not {runs}"
+    assert not twice, f"{why}: check results written twice: {twice[:10]}"
+    assert model_diff == [(0,), (0,)], f"{why}: the models differ from their queries on the final table"
+
+
+@pytest.mark.parametrize("after", [0, 700, 4000])
+@pytest.mark.parametrize("victim", list(RUN_CONNECTIONS))
+def test_scripted_drop_in_each_step_of_pgmill_run(project: ProjectDir, proxy_for: Any,
+                                                  monkeypatch: pytest.MonkeyPatch, victim: str, after: int) -> None:
+    """The second `pgmill run` of a project loses one of its connections after `after` bytes: the
+    pipeline's lock, its loads, the checks, the model discovery, a build or the transform's bookkeeping.
+    Each step retries on its own; the run succeeds and nothing is lost, doubled or left unfinished."""
+    seed = seed_for("scripted run drop")
+    rng = random.Random(seed)
+    run_project_files(project)
+    armed: list[int] = []
+    proxy = proxy_for(doom=lambda n, params: after if armed and n == armed[0] else None)
+    monkeypatch.setenv("PGMILL_DATABASE_URL", proxy.url(project.db_url))
+    parts = [next_orders(project, rng, 0)]
+    assert pgmill_run(project) is None
+    parts.append(next_orders(project, rng, 1))
+    armed.append(len(proxy.connections) + list(RUN_CONNECTIONS).index(victim))
+    failure = pgmill_run(project)
+    conns = proxy.connections[armed[0] - list(RUN_CONNECTIONS).index(victim):]
+    why = (f"{victim} connection dropped after {after} B (seed {seed}); connections: "
+           + ", ".join(f"#{c.number} {c.application_name!r} {c.moved} B{' (cut)' if c.dropped else ''}" for c in conns))
+    assert failure is None, f"{why}: {failure}"
+    target = proxy.connections[armed[0]]
+    assert target.application_name == RUN_CONNECTIONS[victim], f"{why}: connection order changed, fix RUN_CONNECTIONS"
+    assert target.dropped or target.moved <= after, why
+    check_runs_exact(project.db_url, parts, 2, why)
+    if target.dropped and victim not in ("checks", "model-discovery"):  # those two have no run to count in
+        assert retries(project.db_url) > 0, f"{why}: no retry counted in pgmill.runs"
 
 
 # ---------------------------------------------------------------- (b) the source fails transiently
