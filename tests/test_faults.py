@@ -6,7 +6,9 @@ connections (at random, or scripted: the n-th connection after b bytes, or on de
 come from a CSV reader that raises TransientError now and then, and from the fake HTTP API's injected
 429/5xx/resets. After every faulty load the target must equal the expected table (count and checksum),
 every source record must be read exactly once over all runs, and pgmill.runs.retries must say that
-retries happened. Seeds are in the assertion messages (PGMILL_FAULT_SEED=<seed> replays one).
+retries happened. Each connection of a whole `pgmill run` (checks, model discovery, builds and the
+ledger too) is cut in turn; tests/test_soak_faults.py repeats whole runs under random cuts. Seeds are in
+the assertion messages (PGMILL_FAULT_SEED=<seed> replays one).
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgmill.errors import PgmillError, TransientError
+from pgmill.errors import ConfigError, PgmillError, TransientError
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources import csv as csv_source
 from pgmill.ingest.sources.base import RawBatch
 from pgmill.orchestrate import run_project
 from pgmill.project import open_project
+from pgmill.retry import RetryPolicy
+from pgmill.transform import runner as transform_runner
 from tests.fault_proxy import FaultProxy, Params, socket_file
-from tests.helpers import ORDERS_CONTRACT, ProjectDir
+from tests.helpers import ORDERS_CONTRACT, ProjectDir, orders_csv
 from tests.test_crash_safety import Dataset, check_exact, make_api_orders, make_orders
 
 FAST_RETRY = {"attempts": 20, "initial_s": 0.01, "max_s": 0.1}
@@ -306,6 +310,49 @@ def test_scripted_drop_in_each_step_of_pgmill_run(project: ProjectDir, proxy_for
         assert retries(project.db_url) > 0, f"{why}: no retry counted in pgmill.runs"
 
 
+def test_retune_check_after_a_run_is_retried(project: ProjectDir, proxy_for: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a run, whether to re-tune is read on a connection of its own; cut, it is read again, and the
+    run reports neither a failure nor a note."""
+    project.orders_pipeline(mode="append", path="data/orders.csv")
+    project.config({"orders": {"source": {"kind": "csv", "path": "data/orders.csv"}, "table": "public.orders",
+                               "contract": "contracts/orders.yaml", "mode": "append"}},
+                   retry=FAST_RETRY, tune={"auto": "recommend"})
+    project.write("data/orders.csv", orders_csv([(i, i % 50, "F", "1.00", "2024-01-01", None) for i in range(1, 501)]))
+    project.write("queries/orders_of_customer.sql", "-- name: orders_of_customer\n"
+                  "SELECT order_id, total FROM public.orders WHERE customer_id = 7\n")
+    state = {"armed": False, "cut": False}
+
+    def doom(n: int, params: Params) -> int | None:  # the first tune connection of the second run
+        if not state["armed"] or state["cut"] or params.get("application_name") != "pgmill tune":
+            return None
+        state["cut"] = True
+        return 700
+
+    proxy = proxy_for(doom=doom)
+    monkeypatch.setenv("PGMILL_DATABASE_URL", proxy.url(project.db_url))
+    first = run_project(open_project(project.path))
+    assert first.ok and first.tuning is not None, first.as_dict()
+    state["armed"] = True
+    again = run_project(open_project(project.path))
+    cut = [(c.application_name, c.moved) for c in proxy.dropped]
+    assert cut and cut[0][0] == "pgmill tune", cut
+    assert again.ok and again.tuning is None and not again.notes, (cut, again.as_dict())
+
+
+def test_no_model_files_no_model_discovery(project: ProjectDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project without models/*.sql: `pgmill run` does not read the catalog to find its models."""
+    project.orders_pipeline(mode="merge", path="data/orders.csv")
+    project.write("data/orders.csv", orders_csv([(1, 7, "F", "1.00", "2024-01-01", None)]))
+
+    def refuse(conn: Any) -> Any:
+        raise AssertionError("the catalog was read for a project without models")
+
+    monkeypatch.setattr(transform_runner, "read_catalog", refuse)
+    result = run_project(open_project(project.path))
+    assert result.ok and result.transform is None, result.as_dict()
+
+
 # ---------------------------------------------------------------- (b) the source fails transiently
 
 
@@ -373,6 +420,63 @@ def test_http_source_transient_failures_give_complete_results(project: ProjectDi
     assert rec.status == "succeeded", f"{why}: {rec.error}"
     check_exact(project.db_url, ds, "orders", why)
     assert rec.retries >= 1, f"{why}: the five-429 burst should have cost one run-level retry"
+
+
+# ---------------------------------------------------------------- (b') the policy every loop uses
+
+
+def test_policy_waits_full_jitter_backoff_between_transient_failures() -> None:
+    calls: list[int] = []
+    waits: list[float] = []
+    retried: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 4:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return "done"
+
+    policy = RetryPolicy(attempts=5, initial_s=1.0, max_s=2.5)
+    assert policy.call(flaky, on_retry=lambda exc, n, wait: retried.append(n), sleep=waits.append) == "done"
+    assert retried == [1, 2, 3] and len(calls) == 4
+    assert [0 <= w <= cap for w, cap in zip(waits, (1.0, 2.0, 2.5), strict=True)] == [True] * 3, waits
+
+
+def test_policy_gives_up_with_the_last_error_and_never_retries_a_permanent_one() -> None:
+    calls: list[int] = []
+
+    def down() -> None:
+        calls.append(1)
+        raise TransientError(f"attempt {len(calls)}")
+
+    with pytest.raises(TransientError, match="attempt 3"):
+        RetryPolicy(attempts=3, initial_s=0.001, max_s=0.001).call(down)
+    calls.clear()
+
+    def broken() -> None:
+        calls.append(1)
+        raise ConfigError("no such column")
+
+    with pytest.raises(ConfigError):
+        RetryPolicy(attempts=3, initial_s=0.001, max_s=0.001).call(broken)
+    assert len(calls) == 1
+
+
+def test_policy_starts_the_count_over_after_progress() -> None:
+    """A load that commits some rows between faults resumes as long as it keeps moving."""
+    rows = [0]
+
+    def load() -> int:
+        rows[0] += 10  # a checkpoint committed, then the fault
+        if rows[0] < 100:
+            raise TransientError("connection lost")
+        return rows[0]
+
+    policy = RetryPolicy(attempts=2, initial_s=0.001, max_s=0.001)
+    assert policy.call(load, progress=lambda: rows[0]) == 100
+    rows[0] = 0
+    with pytest.raises(TransientError):
+        policy.call(load)  # without progress, two faults in a row are the end
 
 
 # ---------------------------------------------------------------- (c) permanent faults fail fast
