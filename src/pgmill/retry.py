@@ -27,15 +27,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 import psycopg
 from psycopg import errors as pgerr
 
 from pgmill.errors import DatabaseError, DatabaseUnavailable, PgmillError, TransientError
-
-if TYPE_CHECKING:
-    from pgmill.config.spec import Retry
 
 T = TypeVar("T")
 
@@ -100,6 +97,20 @@ def as_pgmill(exc: BaseException) -> PgmillError:
     return PgmillError(f"unexpected {type(exc).__name__}: {describe(exc)}")
 
 
+class RetrySettings(Protocol):
+    """The `retry:` section of pgmill.yaml, as far as the policy reads it (config sits beside this module
+    in the layer order, so it is not imported)."""
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def initial_s(self) -> float: ...
+
+    @property
+    def max_s(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How many attempts a step gets and how long it waits between them (see the module docstring)."""
@@ -109,8 +120,8 @@ class RetryPolicy:
     max_s: float = 30.0
 
     @classmethod
-    def of(cls, settings: Retry) -> RetryPolicy:
-        """The policy of a project's `retry:` settings."""
+    def of(cls, settings: RetrySettings) -> RetryPolicy:
+        """The policy of a project's `retry:` settings (pgmill.config.spec.Retry)."""
         return cls(settings.attempts, settings.initial_s, settings.max_s)
 
     def delay(self, attempt: int) -> float:
