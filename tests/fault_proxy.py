@@ -9,7 +9,9 @@ abruptly (a TCP reset towards the client), as when a network path or a pooler di
 proxy reads the startup packet itself, so it knows each connection's `application_name` and `user`;
 `spare` (a predicate on those parameters) exempts connections from random drops, `doom` replaces the
 random choice with a script (connection number from 0, parameters -> byte budget or None), and
-`kill(pred)` drops live connections on demand. SSL and GSS encryption requests are answered "no" by the proxy.
+`kill(pred)` drops live connections on demand (`client_only=True`: only towards the client, leaving the
+server's session open until the proxy stops, as a NAT or pooler that forgets a flow does). SSL and GSS
+encryption requests are answered "no" by the proxy.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Conn:
     budget: int | None = None  # bytes before it is dropped; None: never (randomly)
     moved: int = 0
     dropped: bool = False
+    orphaned: bool = False  # dropped towards the client only: the server's session stays open
     server: socket.socket | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,6 +93,7 @@ class FaultProxy:
         with self._lock:
             conns = list(self.connections)
         for c in conns:
+            c.orphaned = False
             self._drop(c, count=False)
 
     def __enter__(self) -> FaultProxy:
@@ -110,11 +114,13 @@ class FaultProxy:
         dbname = override.get("dbname", str(info.get("dbname") or "postgres"))
         return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}?sslmode=disable"
 
-    def kill(self, pred: Callable[[Conn], bool]) -> int:
-        """Drop every live connection for which `pred` holds; how many were dropped."""
+    def kill(self, pred: Callable[[Conn], bool], *, client_only: bool = False) -> int:
+        """Drop every live connection for which `pred` holds; how many were dropped. `client_only`: reset
+        only the client's side; the server's session lives on (until the proxy stops)."""
         with self._lock:
             conns = [c for c in self.connections if not c.dropped and c.server is not None and pred(c)]
         for c in conns:
+            c.orphaned = client_only
             self._drop(c)
         return len(conns)
 
@@ -214,7 +220,7 @@ class FaultProxy:
             with contextlib.suppress(OSError):
                 conn.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         for s in (conn.client, conn.server):
-            if s is None:
+            if s is None or (s is conn.server and conn.orphaned):
                 continue
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)

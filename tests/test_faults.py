@@ -6,7 +6,9 @@ connections (at random, or scripted: the n-th connection after b bytes, or on de
 come from a CSV reader that raises TransientError now and then, and from the fake HTTP API's injected
 429/5xx/resets. After every faulty load the target must equal the expected table (count and checksum),
 every source record must be read exactly once over all runs, and pgmill.runs.retries must say that
-retries happened. Seeds are in the assertion messages (PGMILL_FAULT_SEED=<seed> replays one).
+retries happened. Each connection of a whole `pgmill run` (checks, model discovery, builds and the
+ledger too) is cut in turn; tests/test_soak_faults.py repeats whole runs under random cuts. Seeds are in
+the assertion messages (PGMILL_FAULT_SEED=<seed> replays one).
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from pgmill.errors import TransientError
+from pgmill.errors import ConfigError, PgmillError, TransientError
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources import csv as csv_source
 from pgmill.ingest.sources.base import RawBatch
+from pgmill.orchestrate import run_project
 from pgmill.project import open_project
+from pgmill.retry import RetryPolicy
+from pgmill.transform import runner as transform_runner
 from tests.fault_proxy import FaultProxy, Params, socket_file
-from tests.helpers import ORDERS_CONTRACT, ProjectDir
+from tests.helpers import ORDERS_CONTRACT, ProjectDir, orders_csv
 from tests.test_crash_safety import Dataset, check_exact, make_api_orders, make_orders
 
 FAST_RETRY = {"attempts": 20, "initial_s": 0.01, "max_s": 0.1}
@@ -156,10 +162,14 @@ def test_scripted_connection_drop_is_retried(project: ProjectDir, proxy_for: Any
         assert retries(project.db_url) > 0, f"{why}: a connection was lost but no retry was counted ({dropped})"
 
 
-def test_lock_connection_lost_mid_run(project: ProjectDir, proxy_for: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("client_only", [False, True])
+def test_lock_connection_lost_mid_run(project: ProjectDir, proxy_for: Any, monkeypatch: pytest.MonkeyPatch,
+                                      client_only: bool) -> None:
     """The connection that holds the pipeline's advisory lock (and writes the ledger) dies while batches
     are being loaded. The run must still end as a clean, accounted outcome: succeeded with exact rows
-    (having taken the lock again), never a raw driver exception and a run left 'running'."""
+    (having taken the lock again), never a raw driver exception and a run left 'running'. `client_only`:
+    the server keeps the old session, and the lock, alive; the run must end that session (its own), not
+    take it for another run holding the pipeline."""
     seed = seed_for("lock conn")
     ds = write_orders(project, random.Random(seed), n_files=2, rows=3000, batch_rows=100)
     proxy = proxy_for()
@@ -182,7 +192,8 @@ def test_lock_connection_lost_mid_run(project: ProjectDir, proxy_for: Any, monke
             if row and row[0]:
                 got = c.execute("SELECT coalesce(sum(rows_read), 0) FROM pgmill.runs").fetchone()
                 if got and got[0] > 0:
-                    killed = proxy.kill(lambda cn: cn.application_name.startswith("pgmill lock"))
+                    killed = proxy.kill(lambda cn: cn.application_name.startswith("pgmill lock"),
+                                        client_only=client_only)
             time.sleep(0.005)
     t.join(60)
     if not killed:
@@ -195,6 +206,151 @@ def test_lock_connection_lost_mid_run(project: ProjectDir, proxy_for: Any, monke
     [rec] = result["records"]
     assert rec.status == "succeeded", f"run {rec.status}: {rec.error}; ledger: {runs}"
     check_exact(project.db_url, ds, "orders", "lock connection dropped mid-run")
+
+
+# ---------------------------------------------------------------- (a) every step of `pgmill run`
+
+RUN_CHECKS = {"unique": ["order_id"], "not_null": ["customer_id", "ordered_at"],
+              "accepted_values": {"status": ["F", "O", "P"]}, "ranges": {"total": {"min": 0}}, "row_count": {"min": 1}}
+RUN_MODELS = {
+    "customer_totals": "SELECT customer_id, count(*) AS orders, sum(total) AS spent FROM public.orders GROUP BY 1\n",
+    "big_spenders": "-- pgmill: {materialized: view}\nSELECT customer_id, spent FROM customer_totals WHERE spent > 1000\n",
+}
+# the connections a `pgmill run` of run_project_files opens once the tables exist, in order
+RUN_CONNECTIONS = {"lock": "pgmill lock orders", "load-setup": "pgmill", "load": "pgmill", "checks": "pgmill check",
+                   "model-discovery": "pgmill", "transform-setup": "pgmill", "build": "pgmill transform",
+                   "transform-finish": "pgmill"}
+
+
+def run_project_files(project: ProjectDir, retry: dict[str, float] = FAST_RETRY) -> None:
+    """A merge pipeline over data/r*_*.csv whose contract has table checks, and two models on its table
+    (a view over a table): `pgmill run` goes through every step."""
+    project.contract("orders", {**ORDERS_CONTRACT, "checks": RUN_CHECKS})
+    project.config({"orders": {"source": {"kind": "csv", "path": "data/r*_*.csv"}, "table": "public.orders",
+                               "contract": "contracts/orders.yaml", "mode": "merge", "cursor": "updated_at",
+                               "batch_rows": 25}},
+                   retry=retry, models={"threads": 2})
+    for name, text in RUN_MODELS.items():
+        project.write(f"models/{name}.sql", text)
+
+
+def next_orders(project: ProjectDir, rng: random.Random, n: int) -> Dataset:
+    """Run n's file of orders (80 records, keys shared with the other runs' files)."""
+    ds = make_orders(rng, "merge", n_files=1, rows_per_file=80, prefix=f"data/r{n:04d}")
+    for path, text in ds.files.items():
+        project.write(path, text)
+    return ds
+
+
+def pgmill_run(project: ProjectDir) -> str | None:
+    """One `pgmill run` through the library; what went wrong, or None when it all succeeded."""
+    try:
+        result = run_project(open_project(project.path))
+    except PgmillError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - the CLI's "unexpected error" (exit 70)
+        return f"unexpected {type(exc).__name__}: {exc}"
+    if not result.ok or result.transform is None or result.checks is None:
+        return f"not ok: {result.as_dict()}"
+    return None
+
+
+def check_runs_exact(db_url: str, parts: list[Dataset], runs: int, why: str) -> None:
+    """After `runs` runs of run_project_files: the table is exact, every run succeeded with its rows
+    accounted for, every check run wrote each result once, and the models equal their queries."""
+    check_exact(db_url, merge_datasets(parts, "merge"), "orders", why)
+    per_customer = "SELECT customer_id, count(*), sum(total) FROM orders GROUP BY 1"
+    big = "SELECT customer_id, sum(total) FROM orders GROUP BY 1 HAVING sum(total) > 1000"
+    with psycopg.connect(db_url) as c:
+        statuses = c.execute("SELECT pipeline, status, count(*) FROM pgmill.runs GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+        unbalanced = c.execute(
+            "SELECT run_id, rows_read, rows_inserted + rows_updated + rows_unchanged + rows_quarantined"
+            " + rows_duplicate FROM pgmill.runs WHERE rows_read <> rows_inserted + rows_updated + rows_unchanged"
+            " + rows_quarantined + rows_duplicate").fetchall()
+        check_runs = c.execute("SELECT count(DISTINCT run_id) FROM pgmill.quality_results").fetchone()
+        twice = c.execute("SELECT run_id, table_name, rule, count(*) FROM pgmill.quality_results"
+                          " GROUP BY 1, 2, 3 HAVING count(*) > 1").fetchall()
+        differ = sql.SQL("SELECT count(*) FROM ((TABLE {m} EXCEPT ALL {q}) UNION ALL ({q} EXCEPT ALL TABLE {m})) d")
+        model_diff = [c.execute(differ.format(m=sql.Identifier(m), q=sql.SQL(q))).fetchone()
+                      for m, q in (("customer_totals", per_customer), ("big_spenders", big))]
+    assert statuses == [("orders", "succeeded", runs), ("transform", "succeeded", runs)], f"{why}: {statuses}"
+    assert not unbalanced, f"{why}: runs whose rows do not add up: {unbalanced}"
+    assert check_runs == (runs,), f"{why}: {check_runs} check runs recorded results, not {runs}"
+    assert not twice, f"{why}: check results written twice: {twice[:10]}"
+    assert model_diff == [(0,), (0,)], f"{why}: the models differ from their queries on the final table"
+
+
+@pytest.mark.parametrize("after", [0, 700, 4000])
+@pytest.mark.parametrize("victim", list(RUN_CONNECTIONS))
+def test_scripted_drop_in_each_step_of_pgmill_run(project: ProjectDir, proxy_for: Any,
+                                                  monkeypatch: pytest.MonkeyPatch, victim: str, after: int) -> None:
+    """The second `pgmill run` of a project loses one of its connections after `after` bytes: the
+    pipeline's lock, its loads, the checks, the model discovery, a build or the transform's bookkeeping.
+    Each step retries on its own; the run succeeds and nothing is lost, doubled or left unfinished."""
+    seed = seed_for("scripted run drop")
+    rng = random.Random(seed)
+    run_project_files(project)
+    armed: list[int] = []
+    proxy = proxy_for(doom=lambda n, params: after if armed and n == armed[0] else None)
+    monkeypatch.setenv("PGMILL_DATABASE_URL", proxy.url(project.db_url))
+    parts = [next_orders(project, rng, 0)]
+    assert pgmill_run(project) is None
+    parts.append(next_orders(project, rng, 1))
+    armed.append(len(proxy.connections) + list(RUN_CONNECTIONS).index(victim))
+    failure = pgmill_run(project)
+    conns = proxy.connections[armed[0] - list(RUN_CONNECTIONS).index(victim):]
+    why = (f"{victim} connection dropped after {after} B (seed {seed}); connections: "
+           + ", ".join(f"#{c.number} {c.application_name!r} {c.moved} B{' (cut)' if c.dropped else ''}" for c in conns))
+    assert failure is None, f"{why}: {failure}"
+    target = proxy.connections[armed[0]]
+    assert target.application_name == RUN_CONNECTIONS[victim], f"{why}: connection order changed, fix RUN_CONNECTIONS"
+    assert target.dropped or target.moved <= after, why
+    check_runs_exact(project.db_url, parts, 2, why)
+    if target.dropped and victim not in ("checks", "model-discovery"):  # those two have no run to count in
+        assert retries(project.db_url) > 0, f"{why}: no retry counted in pgmill.runs"
+
+
+def test_retune_check_after_a_run_is_retried(project: ProjectDir, proxy_for: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a run, whether to re-tune is read on a connection of its own; cut, it is read again, and the
+    run reports neither a failure nor a note."""
+    project.orders_pipeline(mode="append", path="data/orders.csv")
+    project.config({"orders": {"source": {"kind": "csv", "path": "data/orders.csv"}, "table": "public.orders",
+                               "contract": "contracts/orders.yaml", "mode": "append"}},
+                   retry=FAST_RETRY, tune={"auto": "recommend"})
+    project.write("data/orders.csv", orders_csv([(i, i % 50, "F", "1.00", "2024-01-01", None) for i in range(1, 501)]))
+    project.write("queries/orders_of_customer.sql", "-- name: orders_of_customer\n"
+                  "SELECT order_id, total FROM public.orders WHERE customer_id = 7\n")
+    state = {"armed": False, "cut": False}
+
+    def doom(n: int, params: Params) -> int | None:  # the first tune connection of the second run
+        if not state["armed"] or state["cut"] or params.get("application_name") != "pgmill tune":
+            return None
+        state["cut"] = True
+        return 700
+
+    proxy = proxy_for(doom=doom)
+    monkeypatch.setenv("PGMILL_DATABASE_URL", proxy.url(project.db_url))
+    first = run_project(open_project(project.path))
+    assert first.ok and first.tuning is not None, first.as_dict()
+    state["armed"] = True
+    again = run_project(open_project(project.path))
+    cut = [(c.application_name, c.moved) for c in proxy.dropped]
+    assert cut and cut[0][0] == "pgmill tune", cut
+    assert again.ok and again.tuning is None and not again.notes, (cut, again.as_dict())
+
+
+def test_no_model_files_no_model_discovery(project: ProjectDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project without models/*.sql: `pgmill run` does not read the catalog to find its models."""
+    project.orders_pipeline(mode="merge", path="data/orders.csv")
+    project.write("data/orders.csv", orders_csv([(1, 7, "F", "1.00", "2024-01-01", None)]))
+
+    def refuse(conn: Any) -> Any:
+        raise AssertionError("the catalog was read for a project without models")
+
+    monkeypatch.setattr(transform_runner, "read_catalog", refuse)
+    result = run_project(open_project(project.path))
+    assert result.ok and result.transform is None, result.as_dict()
 
 
 # ---------------------------------------------------------------- (b) the source fails transiently
@@ -264,6 +420,63 @@ def test_http_source_transient_failures_give_complete_results(project: ProjectDi
     assert rec.status == "succeeded", f"{why}: {rec.error}"
     check_exact(project.db_url, ds, "orders", why)
     assert rec.retries >= 1, f"{why}: the five-429 burst should have cost one run-level retry"
+
+
+# ---------------------------------------------------------------- (b') the policy every loop uses
+
+
+def test_policy_waits_full_jitter_backoff_between_transient_failures() -> None:
+    calls: list[int] = []
+    waits: list[float] = []
+    retried: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 4:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return "done"
+
+    policy = RetryPolicy(attempts=5, initial_s=1.0, max_s=2.5)
+    assert policy.call(flaky, on_retry=lambda exc, n, wait: retried.append(n), sleep=waits.append) == "done"
+    assert retried == [1, 2, 3] and len(calls) == 4
+    assert [0 <= w <= cap for w, cap in zip(waits, (1.0, 2.0, 2.5), strict=True)] == [True] * 3, waits
+
+
+def test_policy_gives_up_with_the_last_error_and_never_retries_a_permanent_one() -> None:
+    calls: list[int] = []
+
+    def down() -> None:
+        calls.append(1)
+        raise TransientError(f"attempt {len(calls)}")
+
+    with pytest.raises(TransientError, match="attempt 3"):
+        RetryPolicy(attempts=3, initial_s=0.001, max_s=0.001).call(down)
+    calls.clear()
+
+    def broken() -> None:
+        calls.append(1)
+        raise ConfigError("no such column")
+
+    with pytest.raises(ConfigError):
+        RetryPolicy(attempts=3, initial_s=0.001, max_s=0.001).call(broken)
+    assert len(calls) == 1
+
+
+def test_policy_starts_the_count_over_after_progress() -> None:
+    """A load that commits some rows between faults resumes as long as it keeps moving."""
+    rows = [0]
+
+    def load() -> int:
+        rows[0] += 10  # a checkpoint committed, then the fault
+        if rows[0] < 100:
+            raise TransientError("connection lost")
+        return rows[0]
+
+    policy = RetryPolicy(attempts=2, initial_s=0.001, max_s=0.001)
+    assert policy.call(load, progress=lambda: rows[0]) == 100
+    rows[0] = 0
+    with pytest.raises(TransientError):
+        policy.call(load)  # without progress, two faults in a row are the end
 
 
 # ---------------------------------------------------------------- (c) permanent faults fail fast

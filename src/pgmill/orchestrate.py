@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+
 from pgmill.config.load import load_contract
 from pgmill.db.catalog import table_key
 from pgmill.errors import PgmillError
@@ -13,8 +15,9 @@ from pgmill.observe.ledger import RunRecord
 from pgmill.project import ProjectContext
 from pgmill.quality.checks import run_checks
 from pgmill.quality.results import CheckReport
+from pgmill.retry import RetryPolicy, as_pgmill, is_transient
 from pgmill.transform.runner import TransformResult, load_graph, run_transforms
-from pgmill.tune.run import TuneReport, retune_after_run
+from pgmill.tune.run import TuneReport, needs_retune, retune_after_run
 
 
 @dataclass
@@ -57,13 +60,33 @@ def run_project(
     """Load; check the loaded tables whose contracts declare `checks:`; build the models, except those
     downstream of a failed load or of a table that failed an error-severity check; then re-tune the
     indexes if the workload or the data size changed enough."""
-    result = _load_check_build(ctx, pipelines, progress, wait, transform, check)
-    if tune and result.ok and _auto_tune_wanted(ctx):
+    try:
+        result = _load_check_build(ctx, pipelines, progress, wait, transform, check)
+    except Exception as exc:  # each step retried what it could; what is left is reported, not "unexpected"
+        if isinstance(exc, PgmillError) or not (is_transient(exc) or isinstance(exc, psycopg.Error)):
+            raise
+        raise as_pgmill(exc) from exc
+    if tune and result.ok and _auto_tune_wanted(ctx) and _retune_due(ctx, result):
         try:
             result.tuning = retune_after_run(ctx.target, ctx.dir, ctx.config.tune)
-        except PgmillError as exc:  # a failed re-tune never fails a good load
-            result.notes.append(f"re-tuning failed (the load stands): {exc}")
+        except (PgmillError, psycopg.Error) as exc:  # a failed re-tune never fails a good load
+            result.notes.append(f"re-tuning failed (the load stands): {as_pgmill(exc)}")
     return result
+
+
+def _retune_due(ctx: ProjectContext, result: ProjectRun) -> bool:
+    """Whether the indexes need re-tuning: the read-only part of retune_after_run, so the one retried as a
+    whole (creating and measuring indexes is not repeated blindly; it has its own handling per index)."""
+
+    def due() -> bool:
+        with ctx.target.connect(autocommit=True, application_name="pgmill tune") as conn:
+            return needs_retune(conn, ctx.dir, ctx.config.tune)[0]
+
+    try:
+        return RetryPolicy.of(ctx.config.retry).call(due)
+    except (PgmillError, psycopg.Error) as exc:
+        result.notes.append(f"re-tuning failed (the load stands): {as_pgmill(exc)}")
+        return False
 
 
 def _auto_tune_wanted(ctx: ProjectContext) -> bool:

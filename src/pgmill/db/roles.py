@@ -11,8 +11,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgmill.retry import RetryPolicy
+
 READER = "pgmill_reader"
 LOADER = "pgmill_loader"
+_RACED = (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation, psycopg.errors.InternalError_)
+_RACES = RetryPolicy(attempts=5, initial_s=0.01, max_s=0.1)
 
 
 def can_create_roles(conn: psycopg.Connection[Any]) -> bool:
@@ -26,13 +30,7 @@ def ensure_roles(conn: psycopg.Connection[Any], schemas: list[str]) -> bool:
         return False
     # Roles are cluster-wide but advisory locks are per database: projects on other databases of the same
     # server may race us on the catalog ("tuple concurrently updated"); another try settles it.
-    for attempt in range(5):
-        try:
-            _ensure(conn, schemas)
-            return True
-        except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation, psycopg.errors.InternalError_):
-            if attempt == 4:
-                raise
+    _RACES.call(lambda: _ensure(conn, schemas), retry_if=lambda exc: isinstance(exc, _RACED))
     return True
 
 

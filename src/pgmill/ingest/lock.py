@@ -10,35 +10,16 @@ the row's cursor without deadlocking each other.)
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
 import psycopg
 
 from pgmill.db.migrations import migrate
 from pgmill.errors import PipelineLocked
 from pgmill.project import ProjectContext
-from pgmill.retry import backoff, is_transient
 
-T = TypeVar("T")
 _LOCK_NAMESPACE = 0x706D  # "pm": advisory locks of pgmill pipelines
-
-
-def retrying(ctx: ProjectContext, fn: Callable[[], T], on_retry: Callable[[], None] | None = None) -> T:
-    """Call `fn`; on a transient error wait (backoff with jitter) and call it again, as configured."""
-    cfg = ctx.config.retry
-    attempt = 1
-    while True:
-        try:
-            return fn()
-        except Exception as exc:
-            if not is_transient(exc) or attempt >= cfg.attempts:
-                raise
-            if on_retry is not None:
-                on_retry()
-            time.sleep(backoff(attempt, cfg.initial_s, cfg.max_s))
-            attempt += 1
 
 
 def take(conn: psycopg.Connection[Any], name: str, wait: bool) -> None:
@@ -64,8 +45,10 @@ class PipelineLock:
         self.run_id: int | None = None
         self.retries = 0  # retries of setup and ledger work, added to the run when it is closed
         self._conn: psycopg.Connection[Any] | None = None
+        self._session: tuple[int, datetime] | None = None  # (pid, backend_start) of the session holding the lock
 
-    def count_retry(self) -> None:
+    def count_retry(self, *_: object) -> None:
+        """An `on_retry` for RetryPolicy.call: one more retry to add to the run."""
         self.retries += 1
 
     def conn(self) -> psycopg.Connection[Any]:
@@ -76,7 +59,10 @@ class PipelineLock:
         c = self.ctx.target.connect(autocommit=True, application_name=f"pgmill lock {self.name}")
         try:
             migrate(c)
+            if self._session is not None:
+                _end_orphan(c, self._session)
             take(c, self.name, self.wait and self.run_id is None)
+            self._session = _session(c)
             if self.run_id is not None:
                 owner = _owner(c, self.name)
                 if owner != self.run_id:
@@ -106,6 +92,20 @@ class PipelineLock:
                 self._conn.close()
             finally:
                 self._conn = None
+
+
+def _session(conn: psycopg.Connection[Any]) -> tuple[int, datetime]:
+    row = conn.execute("SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()").fetchone()
+    assert row is not None
+    return int(row[0]), row[1]
+
+
+def _end_orphan(conn: psycopg.Connection[Any], session: tuple[int, datetime]) -> None:
+    """End this run's previous lock session if the server still has it: a connection cut on the way (a
+    pooler, a NAT, a reset towards the client only) can leave it, and its lock, alive for minutes. The pid
+    and start time name that one session only; the wait (ms) lets it release the lock before we take it."""
+    conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE pid = %s AND backend_start = %s",
+                 session)
 
 
 def _owner(conn: psycopg.Connection[Any], name: str) -> int | None:

@@ -29,7 +29,7 @@ from pgmill.config.base import is_identifier
 from pgmill.db import ddl, roles
 from pgmill.errors import AccountingError, ContractError, PgmillError
 from pgmill.ingest import quarantine, state
-from pgmill.ingest.lock import PipelineLock, check_owner, retrying
+from pgmill.ingest.lock import PipelineLock, check_owner
 from pgmill.ingest.pipeline import PipelinePlan
 from pgmill.ingest.quarantine import QuarantinedRow
 from pgmill.ingest.sources import RawBatch, SourceState, Stream, open_streams
@@ -39,7 +39,7 @@ from pgmill.observe import ledger
 from pgmill.observe.ledger import Counts, RunRecord
 from pgmill.project import ProjectContext
 from pgmill.quality.validate import Violation
-from pgmill.retry import as_pgmill, backoff, describe, is_transient
+from pgmill.retry import RetryPolicy, as_pgmill, describe
 
 ProgressFn = Callable[["Progress"], None]
 
@@ -105,8 +105,15 @@ def _run_catching(ctx: ProjectContext, name: str, progress: ProgressFn | None, w
         run_id = getattr(exc, "run_id", None)
         if run_id is None:
             return RunRecord(0, name, "failed", datetime.now(UTC), datetime.now(UTC), 0, str(exc))
-        with ctx.target.connect() as conn:
-            return ledger.read_run(conn, run_id)
+        try:
+            return RetryPolicy.of(ctx.config.retry).call(lambda: _read_run(ctx, run_id))
+        except Exception:  # the ledger is out of reach: the run's own error still says what happened
+            return RunRecord(run_id, name, "failed", datetime.now(UTC), datetime.now(UTC), 0, str(exc))
+
+
+def _read_run(ctx: ProjectContext, run_id: int) -> RunRecord:
+    with ctx.target.connect() as conn:
+        return ledger.read_run(conn, run_id)
 
 
 def run_pipeline(
@@ -115,77 +122,79 @@ def run_pipeline(
 ) -> RunRecord:
     """Run one pipeline to the end of its source; raise a PgmillError (with `.run_id`) if it fails."""
     pipe = PipelinePlan(ctx, name)
+    policy = RetryPolicy.of(ctx.config.retry)
     holder = PipelineLock(ctx, name, wait)
     try:
         try:
-            run_id = retrying(ctx, lambda: _setup(ctx, pipe, holder), holder.count_retry)
+            run_id = _setup(ctx, pipe, holder, policy)
         except PgmillError:
             raise
         except Exception as exc:  # setup failed before a run existed: a clean error, no run row
             raise as_pgmill(exc) from exc
         try:
-            _attempts(ctx, pipe, run_id, holder, progress, workers or ctx.config.workers)
-            record = retrying(ctx, lambda: ledger.read_run(holder.conn(), run_id), holder.count_retry)
+            _attempts(ctx, pipe, run_id, holder, policy, progress, workers or ctx.config.workers)
+            record = policy.call(lambda: ledger.read_run(holder.conn(), run_id), on_retry=holder.count_retry)
             if not record.counts.balanced():
                 c = record.counts
                 raise AccountingError(
                     f"pipeline {name}, run {run_id}: rows do not add up: read {c.rows_read} but inserted "
                     f"{c.rows_inserted} + updated {c.rows_updated} + unchanged {c.rows_unchanged} + quarantined "
                     f"{c.rows_quarantined} + duplicate {c.rows_duplicate} = {c.accounted}")
-            retrying(ctx, lambda: ledger.finish_run(holder.conn(), run_id, "succeeded", None, holder.retries),
-                     holder.count_retry)
+            policy.call(lambda: ledger.finish_run(holder.conn(), run_id, "succeeded", None, holder.retries),
+                        on_retry=holder.count_retry)
         except BaseException as exc:
             err = as_pgmill(exc) if not isinstance(exc, KeyboardInterrupt) else PgmillError("interrupted")
-            _record_failure(ctx, holder, run_id, describe(err))
+            _record_failure(holder, policy, run_id, describe(err))
             err.run_id = run_id  # type: ignore[attr-defined]
             if err is exc:
                 raise
             raise err from exc
-        return retrying(ctx, lambda: ledger.read_run(holder.conn(), run_id))
+        try:
+            return policy.call(lambda: ledger.read_run(holder.conn(), run_id))
+        except Exception:  # the run is closed in the ledger as succeeded; only reading it back failed
+            return dataclasses.replace(record, status="succeeded", finished_at=datetime.now(UTC),
+                                       retries=record.retries + holder.retries)
     finally:
         holder.close()
 
 
-def _setup(ctx: ProjectContext, pipe: PipelinePlan, holder: PipelineLock) -> int:
-    """Lock, migrate, create or evolve the table, open a run and claim the pipeline for it."""
-    ledger.abandon_stale(holder.conn(), pipe.name)
-    with ctx.target.connect() as conn:
-        added = ddl.ensure_table(conn, pipe.spec.table, pipe.contract)
-        conn.commit()
-        roles.ensure_roles(conn, [ddl.split_table(pipe.spec.table)[0]])
-        run_id = ledger.start_run(conn, pipe.name, pipe.spec.mode, pipe.spec.table)
-        if added:
-            ledger.step(conn, run_id, "evolve", "succeeded", datetime.now(UTC), detail={"added_columns": added})
-    holder.claim(run_id)
+def _setup(ctx: ProjectContext, pipe: PipelinePlan, holder: PipelineLock, policy: RetryPolicy) -> int:
+    """Lock, migrate, create or evolve the table, open a run and claim the pipeline for it. Every step
+    may be done twice: the run's id is drawn first, so a retry opens (and keeps) that same run."""
+    run_id = policy.call(lambda: ledger.new_run_id(holder.conn()), on_retry=holder.count_retry)
+
+    def attempt() -> None:
+        ledger.abandon_stale(holder.conn(), pipe.name, keep=run_id)
+        with ctx.target.connect() as conn:
+            added = ddl.ensure_table(conn, pipe.spec.table, pipe.contract)
+            conn.commit()
+            roles.ensure_roles(conn, [ddl.split_table(pipe.spec.table)[0]])
+            ledger.start_run(conn, pipe.name, pipe.spec.mode, pipe.spec.table, run_id)
+            if added:
+                ledger.step(conn, run_id, "evolve", "succeeded", datetime.now(UTC), detail={"added_columns": added})
+        holder.claim(run_id)
+
+    policy.call(attempt, on_retry=holder.count_retry)
     return run_id
 
 
-def _record_failure(ctx: ProjectContext, holder: PipelineLock, run_id: int, message: str) -> None:
+def _record_failure(holder: PipelineLock, policy: RetryPolicy, run_id: int, message: str) -> None:
     """Mark the run failed; if even that is impossible, the next run marks it abandoned."""
     with contextlib.suppress(Exception):  # the original error is what the user needs to see
-        retrying(ctx, lambda: ledger.finish_run(holder.conn(), run_id, "failed", message, holder.retries),
-                 holder.count_retry)
+        policy.call(lambda: ledger.finish_run(holder.conn(), run_id, "failed", message, holder.retries),
+                    on_retry=holder.count_retry)
 
 
-def _attempts(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, holder: PipelineLock,
+def _attempts(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, holder: PipelineLock, policy: RetryPolicy,
               progress: ProgressFn | None, workers: int) -> None:
-    cfg = ctx.config.retry
-    attempt = 1
+    """Load until the source is done, resuming from the last checkpoint after each transient failure."""
     prog = Progress(pipe.name, 0, 0, None, 0, time.monotonic())
-    rows_at_failure = 0
-    while True:
-        try:
-            _load(ctx, pipe, run_id, progress, prog, workers)
-            return
-        except BaseException as exc:
-            if prog.rows > rows_at_failure:
-                attempt = 1  # progress since the last failure: faults far apart do not add up to a failure
-            rows_at_failure = prog.rows
-            if not is_transient(exc) or attempt >= cfg.attempts:
-                raise
-            retrying(ctx, lambda: ledger.add_retry(holder.conn(), run_id), holder.count_retry)
-            time.sleep(backoff(attempt, cfg.initial_s, cfg.max_s))
-            attempt += 1
+
+    def count(*_: object) -> None:
+        policy.call(lambda: ledger.add_retry(holder.conn(), run_id), on_retry=holder.count_retry)
+
+    policy.call(lambda: _load(ctx, pipe, run_id, progress, prog, workers), on_retry=count,
+                progress=lambda: prog.rows)
 
 
 def _load(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, progress: ProgressFn | None, prog: Progress,

@@ -66,8 +66,25 @@ class RunRecord:
         return d
 
 
-def start_run(conn: psycopg.Connection[Any], pipeline: str, mode: str, table: str) -> int:
+def new_run_id(conn: psycopg.Connection[Any]) -> int:
+    """A run id for `start_run`, drawn before the run exists: a retried start then opens the same run."""
+    row = conn.execute("SELECT nextval(pg_get_serial_sequence('pgmill.runs', 'run_id'))").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def start_run(conn: psycopg.Connection[Any], pipeline: str, mode: str, table: str,
+              run_id: int | None = None) -> int:
+    """Open a run; with `run_id` (from new_run_id) a second call is a no-op, so it may be retried after
+    a connection lost while committing."""
     with conn.transaction():
+        if run_id is not None:
+            conn.execute(
+                "INSERT INTO pgmill.runs (run_id, pipeline, status, mode, target_table, host, pid)"
+                " VALUES (%s, %s, 'running', %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING",
+                (run_id, pipeline, mode, table, socket.gethostname(), os.getpid()),
+            )
+            return run_id
         row = conn.execute(
             "INSERT INTO pgmill.runs (pipeline, status, mode, target_table, host, pid)"
             " VALUES (%s, 'running', %s, %s, %s, %s) RETURNING run_id",
@@ -93,24 +110,27 @@ def add_retry(conn: psycopg.Connection[Any], run_id: int) -> None:
 
 def finish_run(conn: psycopg.Connection[Any], run_id: int, status: str, error: str | None = None,
                extra_retries: int = 0) -> None:
-    """Close the run; `extra_retries` are retries made outside the load itself (setup, the ledger)."""
+    """Close the run; `extra_retries` are retries made outside the load itself (setup, the ledger). Closing
+    it the same way again changes nothing, so it may be retried after a connection lost while committing."""
     with conn.transaction():
         conn.execute(
             "UPDATE pgmill.runs SET status = %s, error = %s, finished_at = clock_timestamp(),"
-            " retries = retries + %s WHERE run_id = %s",
-            (status, error, extra_retries, run_id),
+            " retries = retries + %s WHERE run_id = %s"
+            " AND (finished_at IS NULL OR (status, error) IS DISTINCT FROM (%s, %s))",
+            (status, error, extra_retries, run_id, status, error),
         )
 
 
-def abandon_stale(conn: psycopg.Connection[Any], pipeline: str) -> int:
-    """Runs left 'running' by a process that died; called while holding the pipeline's lock."""
+def abandon_stale(conn: psycopg.Connection[Any], pipeline: str, keep: int | None = None) -> int:
+    """Runs left 'running' by a process that died; called while holding the pipeline's lock. `keep`: the
+    run being set up now (a retried setup may have opened it already)."""
     with conn.transaction():
         cur = conn.execute(
             "UPDATE pgmill.runs SET status = 'abandoned', finished_at = coalesce(finished_at, clock_timestamp()),"
             " error = coalesce(error, 'the process running it stopped before it finished;"
             " its committed checkpoints stand and the next run resumed after them')"
-            " WHERE pipeline = %s AND status = 'running'",
-            (pipeline,),
+            " WHERE pipeline = %s AND status = 'running' AND run_id IS DISTINCT FROM %s",
+            (pipeline, keep),
         )
     return cur.rowcount
 

@@ -13,6 +13,7 @@ user's query (sql_checks.py); near-duplicates read the chosen columns once more 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -23,7 +24,7 @@ import psycopg
 from pgmill.config.load import load_contract
 from pgmill.config.spec import Contract
 from pgmill.db.settings import set_local
-from pgmill.errors import ConfigError
+from pgmill.errors import ConfigError, PgmillError, TransientError
 from pgmill.project import ProjectContext
 from pgmill.quality.duplicates import near_duplicates
 from pgmill.quality.groups import compile_groups, run_groups
@@ -34,6 +35,7 @@ from pgmill.quality.scan import compile_aggregate, read_aggregate
 from pgmill.quality.schema import ensure_quality_schema
 from pgmill.quality.sql_checks import custom_sql
 from pgmill.quality.table_info import TableInfo, normalize_table, table_info
+from pgmill.retry import RetryPolicy, as_pgmill, is_transient
 
 #: work_mem of the check transaction (only); one check query runs at a time per connection
 WORK_MEM = "64MB"
@@ -79,17 +81,60 @@ def run_checks(ctx: ProjectContext, tables: Iterable[str] | None = None, *,
                extra: Sequence[CheckTarget] = ()) -> CheckReport:
     """Check `tables` (names, schema.names or pipeline names; default: every pipeline's table, plus `extra`
     such as models), write every result to pgmill.quality_results, and return the report (`.ok` is false
-    when an error-severity rule failed; `.raise_for_failures()` turns that into QualityCheckFailed)."""
+    when an error-severity rule failed; `.raise_for_failures()` turns that into QualityCheckFailed).
+    Each table's check and the writing of its results are retried together on a transient failure."""
     targets = _select([*project_targets(ctx), *extra], tables)
-    with ctx.target.connect(autocommit=True, application_name="pgmill check") as conn:
-        ensure_quality_schema(conn)
-        run_id = new_run_id(conn)
-        done = []
-        for t in targets:
-            result = check_table(conn, t)
-            write_results(conn, run_id, result.results)
-            done.append(result)
+    policy = RetryPolicy.of(ctx.config.retry)
+    session = _Session(ctx)
+    try:
+        run_id = policy.call(lambda: _start(session.get()))
+        done = [policy.call(partial(_check_and_write, session, run_id, t)) for t in targets]
+    except PgmillError:
+        raise
+    except Exception as exc:
+        raise as_pgmill(exc) from exc
+    finally:
+        session.close()
     return CheckReport(run_id, done)
+
+
+class _Session:
+    """The check connection, opened again when a fault broke it."""
+
+    def __init__(self, ctx: ProjectContext) -> None:
+        self.ctx = ctx
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def get(self) -> psycopg.Connection[Any]:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.close()
+            self.conn = self.ctx.target.connect(autocommit=True, application_name="pgmill check")
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            self.conn = None
+
+
+def _start(conn: psycopg.Connection[Any]) -> int:
+    ensure_quality_schema(conn)
+    return new_run_id(conn)
+
+
+def _check_and_write(session: _Session, run_id: int, target: CheckTarget) -> TableResult:
+    conn = session.get()
+    result = check_table(conn, target)
+    if conn.closed or conn.broken:
+        # a rule that guards its own query may have turned the lost connection into an 'error' result
+        raise TransientError(f"checking {target.table}: the connection to the database was lost")
+    with conn.transaction():
+        # this table's results of an attempt whose commit was lost in transit: not twice
+        conn.execute("DELETE FROM pgmill.quality_results WHERE run_id = %s AND table_name = ANY(%s)",
+                     (run_id, sorted({r.table for r in result.results})))
+        write_results(conn, run_id, result.results)
+    return result
 
 
 def check_table(conn: psycopg.Connection[Any], target: CheckTarget) -> TableResult:
@@ -151,8 +196,8 @@ def _aggregate(conn: psycopg.Connection[Any], info: TableInfo,
             row = conn.execute(scan.query).fetchone()
         assert row is not None
         return read_aggregate(info.name, scan, row)
-    except psycopg.Error:
-        if not rules:
+    except psycopg.Error as exc:
+        if not rules or is_transient(exc):
             raise
     base = compile_aggregate(conn, info, [])
     row = conn.execute(base.query).fetchone()
@@ -178,5 +223,7 @@ def _guarded(conn: psycopg.Connection[Any], info: TableInfo, rules: list[Rule],
         with conn.transaction():
             return fn()
     except psycopg.Error as exc:
+        if is_transient(exc):  # a lost connection is no verdict on the rules: the check is retried
+            raise
         msg = str(exc).strip().splitlines()[0]
         return [broken(info.name, r, f"Postgres refused the check: {msg}") for r in rules]

@@ -12,23 +12,24 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from psycopg import sql
 
 from pgmill.db import roles
 from pgmill.db.migrations import migrate
-from pgmill.errors import ConfigError
+from pgmill.errors import ConfigError, PgmillError
 from pgmill.observe import ledger
 from pgmill.project import ProjectContext
-from pgmill.retry import backoff, describe, is_transient
+from pgmill.retry import RetryPolicy, as_pgmill, describe
 from pgmill.transform import critical
 from pgmill.transform.graph import ExistingRelations, Graph, build_graph
-from pgmill.transform.materialize import Conn, build
+from pgmill.transform.materialize import Built, Conn, build
 from pgmill.transform.models import Model, discover_models
 
 PIPELINE = "transform"
@@ -85,11 +86,23 @@ def read_catalog(conn: Conn) -> ExistingRelations:
 
 
 def load_graph(ctx: ProjectContext, *, strict: bool = True) -> Graph:
-    """The project's models and their dependencies, resolved against the database."""
+    """The project's models and their dependencies, resolved against the database (which is not read
+    when the project has no models)."""
     models = discover_models(ctx.dir, ctx.config.models)
-    with ctx.target.connect(autocommit=True) as conn:
-        catalog = read_catalog(conn)
-    return build_graph(models, catalog, strict=strict)
+    if not models:
+        return build_graph([], ExistingRelations((), frozenset()), strict=strict)
+
+    def catalog() -> ExistingRelations:
+        with ctx.target.connect(autocommit=True) as conn:
+            return read_catalog(conn)
+
+    try:
+        existing = RetryPolicy.of(ctx.config.retry).call(catalog)
+    except PgmillError:
+        raise
+    except Exception as exc:
+        raise as_pgmill(exc) from exc
+    return build_graph(models, existing, strict=strict)
 
 
 def run_transforms(ctx: ProjectContext, select: Iterable[str] | None = None, threads: int | None = None, *,
@@ -98,29 +111,68 @@ def run_transforms(ctx: ProjectContext, select: Iterable[str] | None = None, thr
     models = discover_models(ctx.dir, ctx.config.models)
     if not models:
         return TransformResult(None, "succeeded", [])
-    with ctx.target.connect(autocommit=True) as conn:
-        migrate(conn)
-        catalog = read_catalog(conn)
-        graph = build_graph(models, catalog)
-        keys = graph.select(list(select) if select is not None else None)
-        _check_unbuilt_parents(graph, keys, catalog)
-        _ensure_schemas(conn, sorted({graph.models[k].schema for k in keys}))
-        durations = critical.recent_durations(conn, PIPELINE) if ctx.config.models.critical_path_parallel else {}
-        run_id = ledger.start_run(conn, PIPELINE, "transform", ", ".join(keys)[:1000])
+    policy = RetryPolicy.of(ctx.config.retry)
+    retries = [0]  # of the run's setup and ledger work; the builds' own are in their results
+
+    def count(*_: object) -> None:
+        retries[0] += 1
+
+    reserved: list[int] = []
+
+    def setup() -> tuple[Graph, list[str], dict[str, float], int]:
+        with ctx.target.connect(autocommit=True) as conn:
+            migrate(conn)
+            catalog = read_catalog(conn)
+            graph = build_graph(models, catalog)
+            keys = graph.select(list(select) if select is not None else None)
+            _check_unbuilt_parents(graph, keys, catalog)
+            _ensure_schemas(conn, sorted({graph.models[k].schema for k in keys}))
+            durations = critical.recent_durations(conn, PIPELINE) if ctx.config.models.critical_path_parallel else {}
+            if not reserved:  # a retried setup opens the run it may have opened already, not a second one
+                reserved.append(ledger.new_run_id(conn))
+            run_id = ledger.start_run(conn, PIPELINE, "transform", ", ".join(keys)[:1000], reserved[0])
+        return graph, keys, durations, run_id
+
+    try:
+        graph, keys, durations, run_id = policy.call(setup, on_retry=count)
+    except PgmillError:
+        raise
+    except Exception as exc:
+        raise as_pgmill(exc) from exc
     tail = critical.tails(keys, graph.children, durations)
     try:
         results = _schedule(ctx, graph, keys, run_id, threads or ctx.config.models.threads, full_refresh, executor,
                             tail)
     except BaseException as exc:
-        with ctx.target.connect(autocommit=True) as conn:
-            ledger.finish_run(conn, run_id, "failed", describe(exc))
+        message = describe(exc)
+        with contextlib.suppress(Exception):  # the error that stopped the run is what the caller needs
+            _in_ledger(ctx, policy, lambda c: ledger.finish_run(c, run_id, "failed", message, retries[0]), count)
+        if isinstance(exc, Exception) and not isinstance(exc, PgmillError):
+            raise as_pgmill(exc) from exc
         raise
     failed = [r for r in results if r.status == "failed"]
     status: Literal["succeeded", "failed"] = "failed" if failed else "succeeded"
     error = "; ".join(f"{r.model}: {r.error}" for r in failed)[:4000] or None
-    with ctx.target.connect(autocommit=True) as conn:
-        ledger.finish_run(conn, run_id, status, error)
+    build_retries = sum(int(r.detail.get("attempts", 1)) - 1 for r in results)
+    try:
+        _in_ledger(ctx, policy,
+                   lambda c: ledger.finish_run(c, run_id, status, error, retries[0] + build_retries), count)
+    except PgmillError:
+        raise
+    except Exception as exc:
+        raise as_pgmill(exc) from exc
     return TransformResult(run_id, status, results)
+
+
+def _in_ledger(ctx: ProjectContext, policy: RetryPolicy, write: Callable[[Conn], None],
+               on_retry: Callable[..., None] | None = None) -> None:
+    """One write to the ledger on a connection of its own, retried as the policy says."""
+
+    def attempt() -> None:
+        with ctx.target.connect(autocommit=True) as conn:
+            write(conn)
+
+    policy.call(attempt, on_retry=on_retry)
 
 
 def _check_unbuilt_parents(graph: Graph, keys: list[str], catalog: ExistingRelations) -> None:
@@ -188,16 +240,18 @@ def _schedule(ctx: ProjectContext, graph: Graph, keys: list[str], run_id: int, t
         if own:
             pool.shutdown()
         sessions.close()
-    if skipped:
-        with ctx.target.connect(autocommit=True) as conn:
-            for k in keys:
-                if k in skipped:
-                    m = graph.models[k]
-                    reason = f"upstream model {skipped[k]} failed"
-                    started = _now(conn)
-                    ledger.step(conn, run_id, k, "skipped", started, None, {"file": m.file, "reason": reason})
-                    results.append(ModelResult(k, m.file, m.materialized, "skipped", error=reason))
+    policy = RetryPolicy.of(ctx.config.retry)
+    for k in keys:
+        if k in skipped:
+            m = graph.models[k]
+            reason = f"upstream model {skipped[k]} failed"
+            _in_ledger(ctx, policy, partial(_skip_step, run_id=run_id, key=k, detail={"file": m.file, "reason": reason}))
+            results.append(ModelResult(k, m.file, m.materialized, "skipped", error=reason))
     return results
+
+
+def _skip_step(conn: Conn, *, run_id: int, key: str, detail: dict[str, Any]) -> None:
+    ledger.step(conn, run_id, key, "skipped", _now(conn), None, detail)
 
 
 class _Sessions:
@@ -242,46 +296,64 @@ class _Sessions:
 
 def _build_one(sessions: _Sessions, model: Model, run_id: int, rebuilt_later: frozenset[str],
                full_refresh: bool, lead: bool = False) -> ModelResult:
-    """Build one model on this worker's connection, retrying transient failures; never raises.
-    `lead`: it heads the run's critical path, and is planned with critical.LEAD_SETTINGS."""
+    """Build one model on this worker's connection, then record it, each retried on transient failures;
+    never raises. `lead`: it heads the run's critical path, and is planned with critical.LEAD_SETTINGS."""
     ctx = sessions.ctx
-    cfg = ctx.config.retry
+    policy = RetryPolicy.of(ctx.config.retry)
     t0 = time.perf_counter()
-    attempt = 1
-    while True:
-        started: datetime | None = None
+    attempts = [1]
+    started: list[datetime | None] = [None]
+
+    def again(*_: object) -> None:
+        attempts[0] += 1
+
+    def build_it() -> Built:
+        started[0] = None
         try:
             conn = sessions.get()
             row = conn.execute("SELECT clock_timestamp(), set_config('application_name', %s, false)",
                                (f"pgmill transform {model.key}"[:63],)).fetchone()
             assert row is not None
-            started = row[0]
-            built = build(conn, model, rebuilt_later, full_refresh, critical.LEAD_SETTINGS if lead else None)
-            secs = time.perf_counter() - t0
-            detail = {"file": model.file, **built.detail, **({"critical_path": True} if lead else {}),
-                      **({"attempts": attempt} if attempt > 1 else {})}
-            ledger.step(conn, run_id, model.key, "succeeded", started, built.rows, detail)
-            return ModelResult(model.key, model.file, model.materialized, "succeeded", built.rows,
-                               round(secs, 3), None, detail)
-        except Exception as exc:
+            started[0] = row[0]
+            return build(conn, model, rebuilt_later, full_refresh, critical.LEAD_SETTINGS if lead else None)
+        except Exception:
+            sessions.discard()  # a connection that saw an error is not reused
+            raise
+
+    def record(detail: dict[str, Any], rows: int | None) -> None:
+        try:
+            assert started[0] is not None
+            ledger.step(sessions.get(), run_id, model.key, "succeeded", started[0], rows, detail)
+        except Exception:
             sessions.discard()
-            if is_transient(exc) and attempt < cfg.attempts:
-                time.sleep(backoff(attempt, cfg.initial_s, cfg.max_s))
-                attempt += 1
-                continue
-            message = describe(exc)
-            _record_failure(ctx, model, run_id, started, message)
-            return ModelResult(model.key, model.file, model.materialized, "failed", None,
-                               round(time.perf_counter() - t0, 3), f"{model.file}: {message}",
-                               {"file": model.file})
+            raise
+
+    try:
+        built = policy.call(build_it, on_retry=again)
+        secs = time.perf_counter() - t0
+        detail = {"file": model.file, **built.detail, **({"critical_path": True} if lead else {}),
+                  **({"attempts": attempts[0]} if attempts[0] > 1 else {})}
+        # the build is committed: only its record is tried again (a rebuild would report other rows)
+        policy.call(lambda: record(detail, built.rows), on_retry=again)
+        result = ModelResult(model.key, model.file, model.materialized, "succeeded", built.rows,
+                             round(secs, 3), None, detail)
+        if attempts[0] > 1:  # the run's retries are summed from these, the record's own included
+            result.detail = {**detail, "attempts": attempts[0]}
+        return result
+    except Exception as exc:
+        message = describe(exc)
+        _record_failure(ctx, policy, model, run_id, started[0], message)
+        return ModelResult(model.key, model.file, model.materialized, "failed", None,
+                           round(time.perf_counter() - t0, 3), f"{model.file}: {message}",
+                           {"file": model.file, **({"attempts": attempts[0]} if attempts[0] > 1 else {})})
 
 
-def _record_failure(ctx: ProjectContext, model: Model, run_id: int, started: datetime | None,
-                    message: str) -> None:
+def _record_failure(ctx: ProjectContext, policy: RetryPolicy, model: Model, run_id: int,
+                    started: datetime | None, message: str) -> None:
     # the model's own error is what the result reports; the ledger is best effort here
-    with contextlib.suppress(Exception), ctx.target.connect(autocommit=True) as conn:
-        ledger.step(conn, run_id, model.key, "failed", started or _now(conn), None,
-                    {"file": model.file, "error": message})
+    with contextlib.suppress(Exception):
+        _in_ledger(ctx, policy, lambda c: ledger.step(c, run_id, model.key, "failed", started or _now(c), None,
+                                                      {"file": model.file, "error": message}))
 
 
 def _now(conn: Conn) -> datetime:

@@ -10,7 +10,6 @@ Every step lands in pgmill.index_actions, so a run can be rolled back.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgmill.retry import RetryPolicy
 from pgmill.tune import store
 from pgmill.tune.advisor import Advice, Recommendation
 from pgmill.tune.candidates import Candidate
@@ -26,7 +26,10 @@ from pgmill.tune.whatif import COST_SAMPLES, explain_json, plan_indexes
 from pgmill.tune.workload import WorkloadQuery
 
 Connect = Callable[[], psycopg.Connection[Any]]
-_DROP_ATTEMPTS = 8
+# DROP INDEX CONCURRENTLY waits for every transaction that may read the index; when one holds it longer
+# than lock_timeout, give way and try again (about 15 s at worst before it is left to the next tune)
+_DROP = RetryPolicy(attempts=8, initial_s=0.25, max_s=4.0)
+_LOCK_WAIT = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
 
 
 @dataclass
@@ -78,16 +81,15 @@ def _invalid(conn: psycopg.Connection[Any], schema: str, name: str) -> bool:
 
 
 def drop_index(conn: psycopg.Connection[Any], schema: str, name: str, lock_timeout: str) -> bool:
-    """DROP INDEX CONCURRENTLY, retried with backoff when a lock is not granted in time."""
+    """DROP INDEX CONCURRENTLY, retried with backoff when a lock is not granted in time; False if it
+    never was."""
     _set_lock_timeout(conn, lock_timeout)
-    for attempt in range(_DROP_ATTEMPTS):
-        try:
-            conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(name)))
-            return True
-        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
-            time.sleep(min(0.25 * 2**attempt, 4.0))
-    return False
+    drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+    try:
+        _DROP.call(lambda: conn.execute(drop), retry_if=lambda exc: isinstance(exc, _LOCK_WAIT))
+    except _LOCK_WAIT:
+        return False
+    return True
 
 
 def create_index(conn: psycopg.Connection[Any], rec: Recommendation, lock_timeout: str) -> str | None:

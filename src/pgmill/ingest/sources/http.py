@@ -44,7 +44,7 @@ from pgmill.config.spec import HttpSource
 from pgmill.errors import SourceError, TransientError
 from pgmill.ingest.sources.base import BadRecord, RawBatch, SourceState, Stream, StreamRequest
 from pgmill.redact import HIDDEN, redact_text, redact_url
-from pgmill.retry import backoff
+from pgmill.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,17 @@ class _Page:
     next_at: Locator  # what to ask for next (meaningless when last)
 
 
+class _Again(Exception):
+    """An answer worth another request (429, 5xx, a timeout, a broken connection): what happened, and the
+    wait the API asked for (Retry-After) if it did."""
+
+    def __init__(self, shown: str, why: str, asked: float | None = None) -> None:
+        super().__init__(why)
+        self.shown = shown
+        self.why = why
+        self.asked = asked
+
+
 # ---------------------------------------------------------------- the API
 
 
@@ -233,56 +244,66 @@ class _Api:
         headers: dict[str, str] = {}
         if self.secret is not None and _origin(url) == self.origin:
             headers[self.spec.auth_header] = self.secret
-        shown = url
-        for attempt in range(1, ATTEMPTS + 1):
-            wait_gate = self._not_before - time.monotonic()
-            if wait_gate > 0:
-                self._pause(wait_gate)
-            try:
-                request = self.client.build_request("GET", url, params=params, headers=headers)
-            except httpx.InvalidURL as exc:
-                raise SourceError(f"GET {self.scrub(redact_url(url))}: not a usable URL "
-                                  f"({self.scrub(redact_text(str(exc)))})") from None
-            shown = self.scrub(redact_url(str(request.url)))
-            asked: float | None = None
-            try:
-                resp = self.client.send(request)
-            except httpx.TimeoutException:
-                why = f"no answer within {self.spec.timeout_s:g} s"
-            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-                raise SourceError(f"GET {shown}: cannot send the request ({self.scrub(redact_text(str(exc)))})") from None
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                why = f"connection failed ({type(exc).__name__}: {self.scrub(redact_text(str(exc))) or 'no detail'})"
-            else:
-                status = resp.status_code
-                if status < 300:
-                    return resp, shown
-                if 300 <= status < 400:
-                    where = self.scrub(redact_url(resp.headers.get("location", "?")))
-                    raise SourceError(
-                        f"GET {shown}: HTTP {status} redirects to {where}; set the source's url to where it "
-                        "points (pgmill does not follow redirects, so credentials go only where the project says)"
-                    )
-                if status not in _RETRYABLE and (status < 500 or status in _PERMANENT_5XX):
-                    raise SourceError(self._refusal(resp, shown))
-                why = f"HTTP {status} {resp.reason_phrase}".rstrip()
-                asked = _retry_after(resp.headers.get("retry-after"))
-                if asked is not None and asked > MAX_RETRY_AFTER_S:
-                    raise TransientError(
-                        f"GET {shown}: {why}; the API asks to wait {asked:.0f} s, longer than the "
-                        f"{MAX_RETRY_AFTER_S:.0f} s pgmill waits within one request"
-                    )
-            if attempt == ATTEMPTS:
-                raise TransientError(f"GET {shown}: {why} (gave up after {ATTEMPTS} attempts)")
-            if asked is not None:
-                # every thread reading this API waits, not only the one that was told to
-                self._hold(asked)
-                wait = asked + random.uniform(0, RETRY_INITIAL_S / 10)
-            else:
-                wait = backoff(attempt, RETRY_INITIAL_S, RETRY_MAX_S)
-            log.warning("GET %s: %s; retry %d of %d in %.2f s", shown, why, attempt, ATTEMPTS - 1, wait)
-            self._pause(wait)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+        # read here, not at import: tests make the waits short
+        policy = RetryPolicy(ATTEMPTS, RETRY_INITIAL_S, RETRY_MAX_S)
+
+        def wait(exc: BaseException, attempt: int) -> float:
+            asked = exc.asked if isinstance(exc, _Again) else None
+            if asked is None:
+                return policy.delay(attempt)
+            return asked + random.uniform(0, RETRY_INITIAL_S / 10)
+
+        def on_retry(exc: BaseException, attempt: int, pause: float) -> None:
+            assert isinstance(exc, _Again)
+            if exc.asked is not None:
+                self._hold(exc.asked)  # every thread reading this API waits, not only the one that was told to
+            log.warning("GET %s: %s; retry %d of %d in %.2f s", exc.shown, exc.why, attempt, ATTEMPTS - 1, pause)
+
+        try:
+            return policy.call(lambda: self._send(url, params, headers), retry_if=lambda e: isinstance(e, _Again),
+                               wait=wait, on_retry=on_retry, sleep=self._pause)
+        except _Again as exc:
+            raise TransientError(f"GET {exc.shown}: {exc.why} (gave up after {ATTEMPTS} attempts)") from None
+
+    def _send(self, url: str, params: dict[str, str] | None, headers: dict[str, str]) -> tuple[httpx.Response, str]:
+        """One attempt of `get`: the response, or _Again for an answer worth another attempt."""
+        wait_gate = self._not_before - time.monotonic()
+        if wait_gate > 0:
+            self._pause(wait_gate)
+        try:
+            request = self.client.build_request("GET", url, params=params, headers=headers)
+        except httpx.InvalidURL as exc:
+            raise SourceError(f"GET {self.scrub(redact_url(url))}: not a usable URL "
+                              f"({self.scrub(redact_text(str(exc)))})") from None
+        shown = self.scrub(redact_url(str(request.url)))
+        try:
+            resp = self.client.send(request)
+        except httpx.TimeoutException:
+            raise _Again(shown, f"no answer within {self.spec.timeout_s:g} s") from None
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+            raise SourceError(f"GET {shown}: cannot send the request ({self.scrub(redact_text(str(exc)))})") from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            why = f"connection failed ({type(exc).__name__}: {self.scrub(redact_text(str(exc))) or 'no detail'})"
+            raise _Again(shown, why) from None
+        status = resp.status_code
+        if status < 300:
+            return resp, shown
+        if 300 <= status < 400:
+            where = self.scrub(redact_url(resp.headers.get("location", "?")))
+            raise SourceError(
+                f"GET {shown}: HTTP {status} redirects to {where}; set the source's url to where it "
+                "points (pgmill does not follow redirects, so credentials go only where the project says)"
+            )
+        if status not in _RETRYABLE and (status < 500 or status in _PERMANENT_5XX):
+            raise SourceError(self._refusal(resp, shown))
+        why = f"HTTP {status} {resp.reason_phrase}".rstrip()
+        asked = _retry_after(resp.headers.get("retry-after"))
+        if asked is not None and asked > MAX_RETRY_AFTER_S:
+            raise TransientError(
+                f"GET {shown}: {why}; the API asks to wait {asked:.0f} s, longer than the "
+                f"{MAX_RETRY_AFTER_S:.0f} s pgmill waits within one request"
+            )
+        raise _Again(shown, why, asked)
 
     def _refusal(self, resp: httpx.Response, shown: str) -> str:
         status = resp.status_code
