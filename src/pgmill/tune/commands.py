@@ -24,21 +24,10 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True, width=160)
 
 
-def _context(project: Path | None) -> tuple[Any, Path | None, Any]:
-    """The target, the project folder (None: no project, just PGMILL_DATABASE_URL) and the tune settings."""
-    import os
+def _context(project: Path | None) -> Any:
+    from pgmill.project import open_project_or_database
 
-    from pgmill.config.tune import TuneConfig
-    from pgmill.db.connect import ENV_URL, Target
-    from pgmill.project import open_project
-
-    try:
-        ctx = open_project(project)
-    except ConfigError:
-        if project is not None or not os.environ.get(ENV_URL):
-            raise
-        return Target(os.environ[ENV_URL]), None, TuneConfig()
-    return ctx.target, ctx.dir, ctx.config.tune
+    return open_project_or_database(project)
 
 
 def _guarded(fn: Any) -> None:
@@ -107,22 +96,22 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Recommend indexes for the declared and observed queries; --apply proves them with measured p95."""
-        from pgmill.tune.run import rollback_run
-        from pgmill.tune.run import tune as run_tune
+        from pgmill.tune.run import rollback_run, run_tune
 
         def body() -> None:
-            target, project_dir, cfg = _context(project)
+            ctx = _context(project)
+            cfg = ctx.config.tune
             if max_width is not None:
                 cfg = _with_max_width(cfg, max_width)
             out = _console()
             if rollback is not None:
-                result = rollback_run(target, cfg, rollback)
+                result = rollback_run(ctx.target, cfg, rollback)
                 if as_json:
                     print(json.dumps(result, indent=2))
                 else:
                     out.print(f"rolled back tuning run {rollback}: dropped {', '.join(result['dropped']) or 'nothing'}")
                 return
-            report = run_tune(target, project_dir, cfg, apply=apply, budget=budget, backend=backend)
+            report = run_tune(ctx, apply=apply, budget=budget, backend=backend, cfg=cfg)
             d = report.as_dict()
             if as_json:
                 print(json.dumps(d, indent=2, default=str))
@@ -137,8 +126,7 @@ def register(app: typer.Typer) -> None:
         from pgmill.tune.health import index_health
 
         def body() -> None:
-            target, _dir, _cfg = _context(project)
-            with target.connect(autocommit=True) as conn:
+            with _context(project).target.connect(autocommit=True) as conn:
                 h = index_health(conn)
             if as_json:
                 print(json.dumps(h.as_dict(), indent=2, default=str))
@@ -164,14 +152,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show a query's plan with the slow parts marked (big sequential scans, misestimates, spills)."""
         from pgmill.tune.explain import explain_query
-        from pgmill.tune.workload import WorkloadQuery, declared
+        from pgmill.tune.workload import find_query
 
         def body() -> None:
-            target, project_dir, cfg = _context(project)
-            with target.connect(autocommit=True) as conn:
-                named = {q.name: q for q in declared(project_dir, conn, cfg.target_ms)}
-                q = named.get(query) or WorkloadQuery("query", query.strip().rstrip(";"), [], cfg.target_ms,
-                                                      "declared")
+            ctx = _context(project)
+            with ctx.target.connect(autocommit=True) as conn:
+                q = find_query(ctx.dir, conn, query, ctx.config.tune.target_ms)
                 result = explain_query(conn, q, analyze=not no_analyze)
             if as_json:
                 print(json.dumps(result.as_dict(), indent=2))
