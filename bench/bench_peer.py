@@ -12,7 +12,7 @@ What it does, every run from scratch:
      (`DatabaseTuningAdvisor` under `TextPresentation.analyze_queries`, what the MCP tool
      `analyze_query_indexes` calls, with the tool's defaults: method dta, max_index_size_mb 10000). The
      tool itself refuses more than 10 queries per call; the function under it takes all 14;
-  3. pgmill: `tune(..., apply=True)` (advise with HypoPG, create, measure, keep only what helped);
+  3. pgmill: `run_tune(..., apply=True)` (advise with HypoPG, create, measure, keep only what helped);
   4. the three index sets (none, postgres-mcp's first answer, pgmill's kept set), each measured R rounds
      (default 5), the sets interleaved within a round: every query 10 warm-up runs over its parameter sets,
      then N (default 30) timed executions cycling through them; per query p95 and p50, summed p95, and the
@@ -250,11 +250,13 @@ def main() -> None:
 
     import psycopg
 
+    from pgmill.config.load import load_project
     from pgmill.config.tune import TuneConfig
     from pgmill.db.connect import Target
     from pgmill.demo.run import run_demo
+    from pgmill.project import ProjectContext
     from pgmill.tune.advisor import prepare_workload
-    from pgmill.tune.run import tune
+    from pgmill.tune.run import run_tune
 
     load_start = loadavg()
     base = OUT_DIR / "peer"
@@ -319,7 +321,8 @@ def main() -> None:
         # pgmill: advise with HypoPG, create, measure, keep what helped
         log("peer bench: pgmill tune --apply ...")
         t0 = time.perf_counter()
-        report = tune(Target(url), folder, cfg, apply=True)
+        ctx = ProjectContext(folder, load_project(folder), Target(url))  # the demo project, on PostgreSQL 15
+        report = run_tune(ctx, cfg=cfg, apply=True)
         pgmill_seconds = time.perf_counter() - t0
         assert report.applied is not None
         kept = [o for o in report.applied.outcomes if o.status == "kept"]
@@ -328,7 +331,7 @@ def main() -> None:
         # take pgmill's indexes away again: every set is built by this benchmark the same way
         for o in kept:
             drop_set(conn, o.table.split(".")[0], [o.name])
-        pgmill2 = tune(Target(url), folder, cfg, apply=False)  # determinism: the same advice again?
+        pgmill2 = run_tune(ctx, cfg=cfg, apply=False)  # determinism: the same advice again?
         pgmill_same = sorted(r.definition for r in pgmill2.advice.recommendations) == \
             sorted(r.definition for r in report.advice.recommendations)
 

@@ -31,7 +31,7 @@ def run_scale(scale: float) -> dict[str, Any]:
     from pgmill.project import open_project
     from pgmill.tune.health import index_health
     from pgmill.tune.measure import measure
-    from pgmill.tune.run import tune
+    from pgmill.tune.run import run_tune
 
     folder = OUT_DIR / "tune" / f"shop_{scale:g}x"
     if folder.exists():
@@ -52,7 +52,7 @@ def run_scale(scale: float) -> dict[str, Any]:
                                       " ON n.oid = c.relnamespace WHERE n.nspname = 'shop' AND c.relkind = 'r'")
                          .fetchone()[0])  # type: ignore[index]
     started = time.perf_counter()
-    report = tune(ctx.target, folder, cfg, apply=True)
+    report = run_tune(ctx, cfg=cfg, apply=True)
     seconds = time.perf_counter() - started
     applied = report.applied
     assert applied is not None

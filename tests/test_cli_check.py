@@ -1,4 +1,4 @@
-"""`pgmill check` and `pgmill report`, registered on a typer app as cli.py does."""
+"""`pgmill check` and `pgmill report`, registered on a typer app as pgmill.cli does."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import psycopg
 import typer
 from typer.testing import CliRunner
 
-from pgmill.quality.commands import register
+from pgmill.cli.quality import register
 from tests.helpers import ProjectDir
 
 runner = CliRunner()
@@ -35,7 +35,7 @@ def _project(project: ProjectDir, checks: dict[str, object]) -> None:
 def test_cli_check_json_and_exit_code(project: ProjectDir) -> None:
     _project(project, {"unique": ["order_id"], "accepted_values": {"status": ["F"]}})
     res = runner.invoke(_app(), ["check", "--json"])
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == 9, res.output  # QualityCheckFailed
     doc = json.loads(res.stdout)
     assert doc["ok"] is False and doc["failed_tables"] == ["public.orders"]
     rules = {r["rule"]: r for r in doc["tables"][0]["results"]}

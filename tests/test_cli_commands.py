@@ -114,7 +114,7 @@ def test_cli_db_commands_on_embedded(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_cli_db_start_refuses_external_database(project: ProjectDir) -> None:
     project.config({})
     res = _cli("db", "start", cwd=project.path)
-    assert res.returncode == 1 and "external database" in res.stderr
+    assert res.returncode == 2 and "external database" in res.stderr
 
 
 def test_cli_unknown_pipeline(project: ProjectDir) -> None:

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pgmill.transform.commands import register
+from pgmill.cli.transform import register
 from tests.helpers import ProjectDir
 
 
@@ -73,4 +73,4 @@ def test_graph_marks_missing_tables_and_rejects_unknown_format(project: ProjectD
     res = CliRunner().invoke(app, ["graph"])
     assert res.exit_code == 0 and "<- nowhere (missing)" in res.stdout
     res = CliRunner().invoke(app, ["graph", "--format", "png"])
-    assert res.exit_code == 1 and "unknown format" in res.stderr
+    assert res.exit_code == 2 and "unknown format" in res.stderr

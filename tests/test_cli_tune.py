@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from pgmill.cli.tune import register
 from pgmill.db.embedded import EmbeddedServer
-from pgmill.tune.commands import register
 from tests.pg15 import seeded
 from tests.test_tune_advisor import SHAPES, write_queries
 

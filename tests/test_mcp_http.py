@@ -19,8 +19,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from typer.testing import CliRunner
 
+from pgmill.cli.mcp import register
 from pgmill.errors import ConfigError
-from pgmill.mcp.commands import register
 from pgmill.mcp.http import origin_allowed, parse_address
 from tests.helpers import ProjectDir
 from tests.mcp_support import loaded_project, unwrap

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import psycopg
 
+from pgmill.config.spec import Project
 from pgmill.config.tune import TuneConfig
 from pgmill.db.connect import Target
 from pgmill.db.embedded import EmbeddedServer
+from pgmill.project import ProjectContext
 from pgmill.tune import store
 from pgmill.tune.advisor import advise
 from pgmill.tune.apply import apply_advice
-from pgmill.tune.run import rollback_run, tune
+from pgmill.tune.run import rollback_run, run_tune
 from tests.helpers import connect, query
 from tests.pg15 import seeded
 from tests.test_tune_advisor import SHAPES, write_queries
@@ -34,7 +36,8 @@ def test_apply_keeps_only_measured_wins_and_rollback_restores(pg_server: Embedde
     url = seeded(pg_server.url())
     root = write_queries(tmp_path, SHAPES)
     before = index_set(url)
-    report = tune(Target(url), root, TuneConfig(observed=0, executions=10), apply=True)
+    report = run_tune(ProjectContext(root, Project(), Target(url)), cfg=TuneConfig(observed=0, executions=10),
+                      apply=True)
     applied = report.applied
     assert applied is not None and report.advice.recommendations
     kept = [o for o in applied.outcomes if o.status == "kept"]
@@ -87,7 +90,7 @@ def test_determinism_of_apply_recommendations(pg_server: EmbeddedServer, tmp_pat
     root = write_queries(tmp_path, SHAPES)
     seen = []
     for _ in range(3):
-        r = tune(Target(url), root, TuneConfig(observed=0))
+        r = run_tune(ProjectContext(root, Project(), Target(url)), cfg=TuneConfig(observed=0))
         seen.append([x.definition for x in r.advice.recommendations])
         time.sleep(0)
     assert seen[0] and seen[0] == seen[1] == seen[2]

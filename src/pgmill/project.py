@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgmill.config.load import find_project_dir, load_project
 from pgmill.config.spec import Project
-from pgmill.db.connect import Target, resolve_target
+from pgmill.db.connect import ENV_URL, Target, resolve_target
+from pgmill.errors import ConfigError
 
 
 @dataclass
@@ -21,8 +23,30 @@ class ProjectContext:
         return self.dir / ".pgmill"
 
 
+@dataclass
+class DatabaseContext:
+    """A database named by PGMILL_DATABASE_URL alone, with no project folder: pgmill's default settings."""
+
+    target: Target
+    config: Project = field(default_factory=Project)
+    dir: None = None
+
+
 def open_project(path: Path | str | None = None) -> ProjectContext:
     """Open the project at `path` (or found from the current folder upwards)."""
     project_dir = find_project_dir(Path(path) if path else None)
     config = load_project(project_dir)
     return ProjectContext(project_dir, config, resolve_target(project_dir, config.database.url))
+
+
+def open_project_or_database(path: Path | str | None = None) -> ProjectContext | DatabaseContext:
+    """The project, as `open_project`; or, when no `path` is given, none is found and PGMILL_DATABASE_URL
+    is set, just that database: tuning, index health and plans need no project."""
+    url = os.environ.get(ENV_URL)
+    if not path and url:
+        try:
+            find_project_dir()
+        except ConfigError:
+            return DatabaseContext(Target(url))
+    # a project that is found but broken is an error, not a reason to ignore it
+    return open_project(path)

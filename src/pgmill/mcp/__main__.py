@@ -2,7 +2,7 @@
 
 import typer
 
-from pgmill.mcp.commands import register
+from pgmill.cli.mcp import register
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 register(app)

@@ -188,9 +188,9 @@ def recommend_indexes(ctx: ProjectContext, db: ReadOnlyDatabase, tuning: hypo.Tu
 
 def apply_indexes(ctx: ProjectContext, budget: str | None) -> str:
     """`pgmill tune --apply`: create the recommended indexes, measure, keep only those that proved faster."""
-    from pgmill.tune.run import tune
+    from pgmill.tune.run import run_tune
 
-    report = tune(ctx.target, ctx.dir, ctx.config.tune, apply=True, budget=budget).as_dict()
+    report = run_tune(ctx, apply=True, budget=budget).as_dict()
     applied = report.get("applied") or {}
     kept = [o["label"] for o in applied.get("outcomes", []) if o.get("status") == "kept"]
     return wrap(f"Tuning run {report['run_id']}: {len(report['recommendations'])} indexes recommended, "

@@ -9,14 +9,14 @@ if TYPE_CHECKING:
     from pgmill.tune.advisor import Advice, Recommendation, advise
     from pgmill.tune.explain import explain_query
     from pgmill.tune.health import index_health
-    from pgmill.tune.run import TuneReport, retune_after_run, rollback_run, tune
+    from pgmill.tune.run import TuneReport, retune_after_run, rollback_run, run_tune
 
 # Loaded on first use: every `pgmill` command imports this package to register `pgmill tune`, and most
 # commands never tune.
 _LAZY = {
     "Advice": "pgmill.tune.advisor", "Recommendation": "pgmill.tune.advisor", "advise": "pgmill.tune.advisor",
     "explain_query": "pgmill.tune.explain", "index_health": "pgmill.tune.health", "TuneReport": "pgmill.tune.run",
-    "retune_after_run": "pgmill.tune.run", "rollback_run": "pgmill.tune.run", "tune": "pgmill.tune.run",
+    "retune_after_run": "pgmill.tune.run", "rollback_run": "pgmill.tune.run", "run_tune": "pgmill.tune.run",
 }
 
 
@@ -27,4 +27,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Advice", "Recommendation", "TuneReport", "advise", "explain_query", "index_health",
-           "retune_after_run", "rollback_run", "tune"]
+           "retune_after_run", "rollback_run", "run_tune"]

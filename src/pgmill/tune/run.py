@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -15,6 +15,9 @@ from pgmill.tune import store
 from pgmill.tune.advisor import Advice, advise, data_size, prepare_workload, workload_tables
 from pgmill.tune.apply import Applied, apply_advice, rollback
 from pgmill.tune.workload import WorkloadQuery
+
+if TYPE_CHECKING:
+    from pgmill.project import DatabaseContext, ProjectContext
 
 
 @dataclass
@@ -35,9 +38,16 @@ def workload_fingerprint(workload: list[WorkloadQuery]) -> str:
     return hashlib.sha256("\n".join(sorted(q.fingerprint for q in workload)).encode()).hexdigest()[:16]
 
 
-def tune(target: Target, project_dir: Path | None, cfg: TuneConfig, *, apply: bool = False,
-         budget: str | None = None, backend: str = "auto", mode: str | None = None) -> TuneReport:
-    """Recommend indexes for the workload; with `apply`, create them and keep only those that proved faster."""
+def run_tune(ctx: ProjectContext | DatabaseContext, *, apply: bool = False, budget: str | None = None,
+             backend: str = "auto", cfg: TuneConfig | None = None) -> TuneReport:
+    """Recommend indexes for the workload; with `apply`, create them and keep only those that proved faster.
+    `cfg` stands in for the project's `tune:` settings (the command line overrides some of them)."""
+    return _tune(ctx.target, ctx.dir, cfg or ctx.config.tune, apply=apply, budget=budget, backend=backend)
+
+
+def _tune(target: Target, project_dir: Path | None, cfg: TuneConfig, *, apply: bool = False,
+          budget: str | None = None, backend: str = "auto", mode: str | None = None) -> TuneReport:
+    """`run_tune` on the context's parts, which is all `retune_after_run` has (it records mode `auto`)."""
     with target.connect(autocommit=True, application_name="pgmill tune") as conn:
         store.ensure_schema(conn)
         advice = advise(conn, project_dir, cfg, budget=budget, backend=backend)
@@ -106,4 +116,4 @@ def retune_after_run(target: Target, project_dir: Path | None, cfg: TuneConfig) 
         needed, _why = needs_retune(conn, project_dir, cfg)
     if not needed:
         return None
-    return tune(target, project_dir, cfg, apply=cfg.auto == "apply", mode="auto")
+    return _tune(target, project_dir, cfg, apply=cfg.auto == "apply", mode="auto")

@@ -148,6 +148,14 @@ def declared(project_dir: Path | None, conn: psycopg.Connection[Any], default_ta
     return out
 
 
+def find_query(project_dir: Path | None, conn: psycopg.Connection[Any], name_or_sql: str,
+               default_target_ms: float) -> WorkloadQuery:
+    """The declared query of that name; otherwise the text itself, as SQL (what `pgmill explain` takes)."""
+    named = {q.name: q for q in declared(project_dir, conn, default_target_ms)}
+    return named.get(name_or_sql) or WorkloadQuery("query", name_or_sql.strip().rstrip(";"), [], default_target_ms,
+                                                   "declared")
+
+
 # ---------------------------------------------------------------- observed
 
 
