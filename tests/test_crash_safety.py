@@ -107,8 +107,8 @@ def make_orders(rng: random.Random, mode: str, n_files: int = N_FILES, rows_per_
                     0: f"{key},7,X,1.00,2024-01-01,{stamp}",  # accepted_values
                     1: f"{key},7,F,-3.25,2024-01-01,{stamp}",  # min
                     2: f"{key},,O,1.00,2024-01-01,{stamp}",  # not_null
-                    3: f"k{key},7,O,1.00,2024-01-01,{stamp}",  # type: bigint
-                    4: f"{key},7,O,1.00,2024-02-30,{stamp}",  # type: date
+                    3: f"k{key},7,O,1.00,2024-01-01,{stamp}",  # not a bigint
+                    4: f"{key},7,O,1.00,2024-02-30,{stamp}",  # not a date
                     5: f"{key},7,O,1.00,2024-01-01,{stamp},extra",  # ragged: too many fields
                     6: f"{key},7,O",  # ragged: too few fields
                 }[kind]

@@ -154,7 +154,3 @@ class TableChecks(StrictModel):
     @classmethod
     def _refs(cls, v: dict[str, str | ForeignKey]) -> dict[str, str | ForeignKey]:
         return {col: ForeignKey(references=ref) if isinstance(ref, str) else ref for col, ref in v.items()}
-
-    @property
-    def empty(self) -> bool:
-        return self == TableChecks(severity=self.severity)
