@@ -12,6 +12,7 @@ from pgmill.tune.measure import Latency
 from pgmill.tune.snapshot import Column
 from pgmill.tune.workload import WorkloadQuery
 from tests import fake_api
+from tests.test_crash_safety import KillStats
 
 RunRecord.target_table  # RunRecord.as_dict (asdict): `pgmill status --json`
 Latency.mean_ms  # Latency.as_dict (asdict): tuning reports
@@ -21,3 +22,5 @@ Column.null_frac  # pg_stats, part of the column's statistics snapshot
 postgres.psycopg.Connection.isolation_level  # a property setter: the source reads in one snapshot
 postgres.psycopg.Connection.read_only
 fake_api.FAILURE_KINDS  # named in its docstring as the kinds a test may ask for
+KillStats.mid_load  # printed with each crash test's summary (the dataclass repr)
+KillStats.finished_first

@@ -275,6 +275,7 @@ def crash_trials(project: ProjectDir, mode: str, n_trials: int, label: str,
         check_exact(project.db_url, ds, pipeline, why)
         stats.trials += 1
     print(f"\n{label} {mode}: {stats}; first seed {seed0}")
+    assert stats.trials == n_trials and stats.kills > 0, f"{label} {mode}: no kill landed, nothing was proven: {stats}"
     return stats
 
 
