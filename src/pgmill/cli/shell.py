@@ -110,8 +110,8 @@ def _interrupted() -> NoReturn:
 def report_failure(exc: Exception) -> int:
     """Print `exc` as one line and return its exit code. Under PGMILL_DEBUG=1 a bug is re-raised, with its
     traceback."""
-    from pgmill.db.connect import redact
     from pgmill.errors import DatabaseError, PgmillError, TransientError
+    from pgmill.redact import redact
     from pgmill.retry import as_pgmill
 
     known = as_pgmill(exc)  # psycopg's errors, and a lost connection, as pgmill's (5 or 6)

@@ -11,9 +11,7 @@ import psycopg
 
 from pgmill.db.embedded import EmbeddedServer
 from pgmill.errors import DatabaseError, DatabaseUnavailable
-
-# `as` re-exports it for mcp/commands.py, mcp/server.py and mcp/tools.py until they import pgmill.redact
-from pgmill.redact import redact as redact
+from pgmill.redact import redact
 
 ENV_URL = "PGMILL_DATABASE_URL"
 

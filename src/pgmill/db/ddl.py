@@ -11,8 +11,7 @@ from pgmill.db import catalog
 
 # `as` re-exports them for ingest/writer.py, ingest/runner.py and mcp/server.py (outside this change, and
 # the first two being edited on another branch) until those import db.catalog
-from pgmill.db.catalog import qualified as qualified
-from pgmill.db.catalog import split_table as split_table
+from pgmill.db.catalog import qualified, split_table
 from pgmill.errors import ContractError
 
 

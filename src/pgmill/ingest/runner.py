@@ -27,6 +27,7 @@ import psycopg
 
 from pgmill.config.base import is_identifier
 from pgmill.db import ddl, roles
+from pgmill.db.catalog import split_table
 from pgmill.errors import AccountingError, ContractError, PgmillError
 from pgmill.ingest import quarantine, state
 from pgmill.ingest.lock import PipelineLock, check_owner
@@ -168,7 +169,7 @@ def _setup(ctx: ProjectContext, pipe: PipelinePlan, holder: PipelineLock, policy
         with ctx.target.connect() as conn:
             added = ddl.ensure_table(conn, pipe.spec.table, pipe.contract)
             conn.commit()
-            roles.ensure_roles(conn, [ddl.split_table(pipe.spec.table)[0]])
+            roles.ensure_roles(conn, [split_table(pipe.spec.table)[0]])
             ledger.start_run(conn, pipe.name, pipe.spec.mode, pipe.spec.table, run_id)
             if added:
                 ledger.step(conn, run_id, "evolve", "succeeded", datetime.now(UTC), detail={"added_columns": added})

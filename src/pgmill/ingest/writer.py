@@ -25,7 +25,8 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from pgmill.db.ddl import create_table_sql, qualified, split_table
+from pgmill.db.catalog import qualified, split_table
+from pgmill.db.ddl import create_table_sql
 from pgmill.ingest.sources.base import csv_lines_table
 
 COPY_CHUNK = 1 << 20

@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 
 from pgmill.config.load import PROJECT_FILE, load_contract
-from pgmill.db.catalog import table_key as table_key  # mcp/tools.py reads project_view.table_key
+from pgmill.db.catalog import table_key
 from pgmill.errors import PgmillError
 from pgmill.project import ProjectContext
 from pgmill.redact import HIDDEN, redact, secret_name

@@ -16,12 +16,12 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from pgmill.db.connect import redact
-from pgmill.db.ddl import split_table
+from pgmill.db.catalog import split_table
 from pgmill.errors import PgmillError
 from pgmill.mcp import hypo, project_view, prompts, tools
 from pgmill.mcp.readonly import Limits, ReadOnlyDatabase
 from pgmill.project import ProjectContext
+from pgmill.redact import redact
 
 T = TypeVar("T")
 Param = str | int | float | bool | None

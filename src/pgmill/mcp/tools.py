@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from pgmill.db.connect import redact
+from pgmill.db.catalog import table_key
 from pgmill.ingest import quarantine
 from pgmill.mcp import describe, hypo, project_view
 from pgmill.mcp.readonly import ReadOnlyDatabase, json_value
@@ -19,6 +19,7 @@ from pgmill.mcp.sqlcheck import QueryRefused
 from pgmill.mcp.untrusted import wrap
 from pgmill.observe import ledger
 from pgmill.project import ProjectContext
+from pgmill.redact import redact
 
 MAX_QUARANTINE_SAMPLE = 50
 MAX_RUNS = 50
@@ -91,7 +92,7 @@ def pipeline_status(ctx: ProjectContext, db: ReadOnlyDatabase, pipeline: str | N
         run["error"] = redact(run["error"]) if run["error"] else None
     status["failures"] = [{k: r[k] for k in ("run_id", "pipeline", "status", "started_at", "error")}
                           for r in status["runs"] if r["status"] in ("failed", "abandoned")]
-    status["pipelines"] = {n: {"table": project_view.table_key(p.table), "mode": p.mode}
+    status["pipelines"] = {n: {"table": table_key(p.table), "mode": p.mode}
                            for n, p in sorted(ctx.config.pipelines.items())
                            if pipeline is None or n == pipeline}
     return wrap(f"Recent runs (newest first), failures and quarantine counts"
@@ -150,7 +151,7 @@ def quality_report(db: ReadOnlyDatabase, table: str | None) -> str:
     def body(conn: psycopg.Connection[Any]) -> dict[str, list[dict[str, Any]]]:
         if not describe.has_table(conn, "pgmill.quality_results"):
             return {}
-        names = [project_view.table_key(table)] if table else history.checked_tables(conn)
+        names = [table_key(table)] if table else history.checked_tables(conn)
         return {name: history.latest_run(conn, name) for name in names}
 
     report = {t: [{k: json_value(v, db.limits.max_cell_chars) for k, v in r.items()} for r in rows]

@@ -23,6 +23,7 @@ import psycopg
 
 from pgmill.config.load import load_contract
 from pgmill.config.spec import Contract
+from pgmill.db.catalog import table_key
 from pgmill.db.settings import set_local
 from pgmill.errors import ConfigError, PgmillError, TransientError
 from pgmill.project import ProjectContext
@@ -34,7 +35,7 @@ from pgmill.quality.rules import GROUP_KINDS, SCAN_KINDS, Rule, flatten
 from pgmill.quality.scan import compile_aggregate, read_aggregate
 from pgmill.quality.schema import ensure_quality_schema
 from pgmill.quality.sql_checks import custom_sql
-from pgmill.quality.table_info import TableInfo, normalize_table, table_info
+from pgmill.quality.table_info import TableInfo, table_info
 from pgmill.retry import RetryPolicy, as_pgmill, is_transient
 
 #: work_mem of the check transaction (only); one check query runs at a time per connection
@@ -60,7 +61,7 @@ def project_targets(ctx: ProjectContext) -> list[CheckTarget]:
     """Every pipeline's table with its contract, in the order of pgmill.yaml."""
     out = []
     for name, p in ctx.config.pipelines.items():
-        out.append(CheckTarget(normalize_table(p.table), load_contract(ctx.dir, p.contract), p.cursor, name))
+        out.append(CheckTarget(table_key(p.table), load_contract(ctx.dir, p.contract), p.cursor, name))
     return out
 
 

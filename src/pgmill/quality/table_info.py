@@ -60,7 +60,6 @@ def base_type(sql_type: str) -> str:
 
 
 # quality/checks.py (edited on another branch) imports it from here; the rule is db.catalog's
-normalize_table = table_key
 
 
 def table_info(conn: psycopg.Connection[Any], name: str) -> TableInfo | None:
