@@ -28,13 +28,11 @@ from __future__ import annotations
 import contextvars
 import functools
 import os
-import resource
 import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
@@ -42,6 +40,8 @@ from psycopg import sql
 
 from pgmill.config.cost import CostConfig
 from pgmill.db.migrations import migrate
+from pgmill.errors import DatabaseError, DatabaseUnavailable
+from pgmill.observe import cost_probe as probe
 from pgmill.observe.cost_model import (
     Sample,
     Span,
@@ -114,6 +114,7 @@ class CostMeter:
         self._tables: dict[tuple[str, str], int] = {}
         self._db_bytes: int | None = None
         self._pgss: sql.Composable | None = None
+        self._conn_failed = False
 
     def __enter__(self) -> CostMeter:
         if _active.get() or not self.ctx.config.cost.measure:
@@ -121,6 +122,15 @@ class CostMeter:
         self._token = _active.set(True)
         try:
             self._start()
+        except DatabaseError as exc:
+            self._close()
+            if not isinstance(exc, DatabaseUnavailable) and self._conn_failed:
+                # bad credentials, no such database: the command would fail the same way on its own first
+                # connection; failing here keeps it to one attempt and one message
+                _active.reset(self._token)
+                self._token = None
+                raise
+            self.error = f"cost not measured: {exc}"
         except Exception as exc:  # measuring must never stop the work it measures
             self.error = f"cost not measured: {exc}"
             self._close()
@@ -152,14 +162,16 @@ class CostMeter:
     # ---------------------------------------------------------------- measuring
 
     def _start(self) -> None:
+        self._conn_failed = True
         conn = self._conn = self.ctx.target.connect(autocommit=True, application_name="pgmill cost")
+        self._conn_failed = False
         conn.execute("SET statement_timeout = '10s'")
         migrate(conn)
-        self._pgss = _pg_stat_statements(conn)
+        self._pgss = probe.statement_time_sql(conn)
         row = conn.execute("SELECT coalesce(max(run_id), 0) FROM pgmill.runs").fetchone()
         self._last_run = int(row[0]) if row else 0
-        self._tables = _table_sizes(conn)
-        self._db_bytes = _database_size(conn)
+        self._tables = probe.table_sizes(conn)
+        self._db_bytes = probe.database_size(conn)
         self._samples.append(self._sample(conn))
         self._thread = threading.Thread(target=self._sampler, name="pgmill-cost", daemon=True)
         self._thread.start()
@@ -173,7 +185,7 @@ class CostMeter:
                 return
 
     def _sample(self, conn: psycopg.Connection[Any]) -> Sample:
-        cpu = _cpu_seconds()
+        cpu = probe.cpu_seconds()
         pgss = self._pgss if self._pgss is not None else sql.SQL("NULL::float8, NULL::bigint")
         row = conn.execute(sql.SQL(
             "SELECT extract(epoch FROM clock_timestamp())::float8,"
@@ -197,7 +209,7 @@ class CostMeter:
             raise RuntimeError("the database is not running")
         self._samples.append(self._sample(conn))
         rows, db_bytes = self._rows(conn)
-        files = files_bytes(self.ctx)
+        files = probe.files_bytes(self.ctx)
         self.invocation = record_costs(conn, self.ctx.config.cost, rows, db_bytes, files)
         self.rows = rows
 
@@ -223,11 +235,26 @@ class CostMeter:
             " FROM pgmill.runs WHERE run_id > %s AND host = %s AND pid = %s ORDER BY run_id",
             (self._last_run, socket.gethostname(), os.getpid())).fetchall()
         spans = [Span(max(t0, float(r[2])), min(t1, float(r[3]))) for r in runs]
-        shares = share(samples, spans)
-        tables = _table_sizes(conn)
-        db_bytes = _database_size(conn)
+        # other processes' runs in progress meanwhile take their part of the database's figures (their own
+        # meters count it), not of this process's CPU
+        others = conn.execute(
+            "SELECT extract(epoch FROM started_at)::float8,"
+            " extract(epoch FROM coalesce(finished_at, clock_timestamp()))::float8, status, host, pid"
+            " FROM pgmill.runs WHERE NOT (run_id > %s AND host = %s AND pid = %s)"
+            " AND (status = 'running' OR finished_at > %s) AND started_at < %s",
+            (self._last_run, socket.gethostname(), os.getpid(), datetime.fromtimestamp(t0, UTC),
+             datetime.fromtimestamp(t1, UTC))).fetchall()
+        foreign = [Span(max(t0, float(a)), min(t1, float(b))) for a, b, status, host, pid in others
+                   if status != "running" or host != socket.gethostname() or probe.alive(pid)]
+        shares = share(samples, spans, ("cpu",))
+        server = share(samples, [*spans, *foreign], ("db", "wal"))
+        for mine, theirs in zip(shares.spans, server.spans, strict=False):  # foreign spans come last
+            mine.update(theirs)
+        shares.own.update(server.own)
+        tables = probe.table_sizes(conn)
+        db_bytes = probe.database_size(conn)
         total = None if db_bytes is None or self._db_bytes is None else db_bytes - self._db_bytes
-        direct = _direct_growth([str(r[5] or "") for r in runs], self._tables, tables)
+        direct = probe.direct_growth([str(r[5] or "") for r in runs], self._tables, tables)
         storage, own_storage = split_storage(total, direct, shares.wall, shares.own_wall)
         rows: list[CostRow] = []
         for r, span, part, grown in zip(runs, spans, shares.spans, storage, strict=True):
@@ -270,32 +297,6 @@ def record_costs(conn: psycopg.Connection[Any], cfg: CostConfig, rows: Sequence[
     return invocation
 
 
-def files_bytes(ctx: ProjectContext) -> int:
-    """pgmill's own files: the project folder, except the embedded database's data (counted as the
-    database's storage)."""
-    skip = ctx.target.embedded.pgdata.resolve() if ctx.target.embedded is not None else None
-    total = 0
-    stack = [Path(ctx.dir)]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for e in entries:
-            try:
-                if e.is_symlink():
-                    continue
-                if e.is_dir():
-                    if skip is None or Path(e.path).resolve() != skip:
-                        stack.append(Path(e.path))
-                elif e.is_file():
-                    total += e.stat().st_size
-            except OSError:
-                continue
-    return total
-
-
 # ---------------------------------------------------------------- helpers
 
 
@@ -324,77 +325,3 @@ def _db_series(samples: list[Sample]) -> tuple[list[Sample], str]:
     return out, source
 
 
-def _cpu_seconds() -> float:
-    u = resource.getrusage(resource.RUSAGE_SELF)
-    return u.ru_utime + u.ru_stime
-
-
-def _pg_stat_statements(conn: psycopg.Connection[Any]) -> sql.Composable | None:
-    """The two sampled figures of pg_stat_statements, as a select list: this database's and this user's
-    total statement time (ms) and the count of evicted entries. None without the extension (it is created
-    when the library is preloaded, as the tuner does)."""
-    find = ("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-            " WHERE e.extname = 'pg_stat_statements'")
-    try:
-        row = conn.execute(find).fetchone()
-        if row is None:
-            preload = conn.execute("SHOW shared_preload_libraries").fetchone()
-            if preload is None or "pg_stat_statements" not in str(preload[0]):
-                return None
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            row = conn.execute(find).fetchone()
-            if row is None:
-                return None
-        schema = str(row[0])
-        info = conn.execute("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                            " WHERE n.nspname = %s AND c.relname = 'pg_stat_statements_info'", (schema,)).fetchone()
-        conn.execute(sql.SQL("SELECT 1 FROM {} (false) LIMIT 1").format(
-            sql.Identifier(schema, "pg_stat_statements")))  # readable by this user?
-    except psycopg.Error:  # not allowed to create or read it: the database's own counters will do
-        return None
-    dealloc = (sql.SQL("(SELECT dealloc FROM {})").format(sql.Identifier(schema, "pg_stat_statements_info"))
-               if info else sql.SQL("NULL::bigint"))
-    return sql.SQL(
-        "(SELECT coalesce(sum(total_exec_time), 0)::float8 FROM {fn}(false)"
-        " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND userid = (SELECT oid FROM pg_roles WHERE rolname = current_user)), {dealloc}"
-    ).format(fn=sql.Identifier(schema, "pg_stat_statements"), dealloc=dealloc)
-
-
-def _table_sizes(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], int]:
-    """Every table's and materialized view's size with its indexes and TOAST, by (schema, name)."""
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchall()
-    return {(str(s), str(n)): int(b) for s, n, b in rows if b is not None}
-
-
-def _database_size(conn: psycopg.Connection[Any]) -> int | None:
-    row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-    return int(row[0]) if row and row[0] is not None else None
-
-
-def _direct_growth(targets: Sequence[str], before: dict[tuple[str, str], int],
-                   after: dict[tuple[str, str], int]) -> list[int]:
-    """How much each run's own tables grew (a run's target_table: one table, or the models it built,
-    comma-separated); a table named by several runs is shared equally."""
-    named = [[_split_name(t) for t in target.split(",") if t.strip()] for target in targets]
-    claims: dict[tuple[str, str], int] = {}
-    for names in named:
-        for key in set(names):
-            claims[key] = claims.get(key, 0) + 1
-    out = []
-    for names in named:
-        grown = 0.0
-        for key in set(names):
-            if key in after or key in before:
-                grown += (after.get(key, 0) - before.get(key, 0)) / claims[key]
-        out.append(round(grown))
-    return out
-
-
-def _split_name(name: str) -> tuple[str, str]:
-    """'schema.table' or 'table' (in public), as pgmill's project files write them (plain identifiers)."""
-    parts = [p.strip().strip('"') for p in name.strip().split(".")]
-    return ("public", parts[0]) if len(parts) == 1 else (parts[-2], parts[-1])
