@@ -99,6 +99,27 @@ def test_a_meter_inside_another_measures_nothing(project: ProjectDir) -> None:
     assert {r["invocation"] for r in _cost_rows(project)} == {outer.invocation}
 
 
+def test_another_process_run_takes_its_part_of_the_database(project: ProjectDir) -> None:
+    project.orders_pipeline()
+    project.write("data/orders.csv", _orders(20_000))
+    ctx = open_project()
+    with ctx.target.connect() as conn:
+        migrate(conn)  # type: ignore[arg-type]
+        conn.execute("INSERT INTO pgmill.runs (pipeline, status, started_at, finished_at, host, pid)"
+                     " VALUES ('elsewhere', 'succeeded', now() - interval '1 hour', now() + interval '1 hour',"
+                     " 'another-host', 1)")
+        conn.commit()
+    with CostMeter(ctx, "run") as meter:
+        assert run_project(ctx).ok
+    rows = {r.job: r for r in meter.rows}
+    assert set(rows) == {"orders", "run"}  # the other process's run is not ours
+    total = meter.db_seconds_by_source()[str(rows["orders"].db_source)]
+    assert total is not None and total > 0
+    # the other run was in progress all along: it takes half of the load's seconds and all of the rest
+    assert sum(r.db_seconds or 0.0 for r in rows.values()) <= 0.5 * total + 1e-9
+    assert rows["run"].db_seconds == pytest.approx(0.0, abs=1e-9) and rows["run"].cpu_seconds > 0
+
+
 # ---------------------------------------------------------------- sharing a command among its runs
 
 
