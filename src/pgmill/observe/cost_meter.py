@@ -25,7 +25,6 @@ What is measured, and how far to trust it:
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import os
 import socket
@@ -59,7 +58,9 @@ JOIN_S = 15.0  # how long the end of a command waits for a sampler stuck in a qu
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_active: contextvars.ContextVar[bool] = contextvars.ContextVar("pgmill_cost_meter", default=False)
+# one meter at a time in a process: CPU is measured for the whole process, so a second meter (nested, or
+# on another thread) would count the same seconds twice; it measures nothing instead
+_ONE_AT_A_TIME = threading.Lock()
 
 
 @dataclass
@@ -95,8 +96,9 @@ def metered(job: str) -> Callable[[Callable[Concatenate[ProjectContext, P], R]],
 
 class CostMeter:
     """Measure the drivers of the work done inside `with`, share them among the runs pgmill.runs shows
-    this process made meanwhile, and record them. A meter inside another one measures nothing (the outer
-    one has it all); so does one whose project says `cost: {measure: false}`."""
+    this process made meanwhile, and record them. A meter while another one is measuring in the same
+    process (nested, or on another thread) measures nothing: the first one has it all. Neither does one
+    whose project says `cost: {measure: false}`."""
 
     def __init__(self, ctx: ProjectContext, job: str, *, sample_s: float = SAMPLE_S) -> None:
         self.ctx = ctx
@@ -109,7 +111,7 @@ class CostMeter:
         self._samples: list[Sample] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._token: contextvars.Token[bool] | None = None
+        self._holding = False
         self._last_run = 0
         self._tables: dict[tuple[str, str], int] = {}
         self._db_bytes: int | None = None
@@ -117,9 +119,9 @@ class CostMeter:
         self._conn_failed = False
 
     def __enter__(self) -> CostMeter:
-        if _active.get() or not self.ctx.config.cost.measure:
+        if not self.ctx.config.cost.measure or not _ONE_AT_A_TIME.acquire(blocking=False):
             return self
-        self._token = _active.set(True)
+        self._holding = True
         try:
             self._start()
         except DatabaseError as exc:
@@ -127,8 +129,7 @@ class CostMeter:
             if not isinstance(exc, DatabaseUnavailable) and self._conn_failed:
                 # bad credentials, no such database: the command would fail the same way on its own first
                 # connection; failing here keeps it to one attempt and one message
-                _active.reset(self._token)
-                self._token = None
+                self._release()
                 raise
             self.error = f"cost not measured: {exc}"
         except Exception as exc:  # measuring must never stop the work it measures
@@ -137,17 +138,21 @@ class CostMeter:
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self._token is None:
-            return
-        _active.reset(self._token)
-        if self._conn is None:
+        if not self._holding:
             return
         try:
-            self._finish()
+            if self._conn is not None:
+                self._finish()
         except Exception as exc:  # the command's own outcome is what the caller needs
             self.error = f"cost not recorded: {exc}"
         finally:
             self._close()
+            self._release()
+
+    def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            _ONE_AT_A_TIME.release()
 
     def db_seconds_by_source(self) -> dict[str, float | None]:
         """The command's database time by each source the meter samples (None: not measured), to compare
