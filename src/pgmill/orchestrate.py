@@ -11,6 +11,7 @@ from pgmill.config.load import load_contract
 from pgmill.db.catalog import table_key
 from pgmill.errors import PgmillError
 from pgmill.ingest.runner import ProgressFn, run_pipelines
+from pgmill.observe.cost_meter import metered
 from pgmill.observe.ledger import RunRecord
 from pgmill.project import ProjectContext
 from pgmill.quality.checks import run_checks
@@ -47,6 +48,7 @@ class ProjectRun:
         }
 
 
+@metered("run")  # its CPU, database time and storage, per run: pgmill.run_costs (docs/cost.md)
 def run_project(
     ctx: ProjectContext,
     pipelines: list[str] | None = None,

@@ -216,6 +216,47 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        7,
+        "cost per run: the drivers each measured command used, shared among its runs, and their dollars",
+        """
+        CREATE SEQUENCE IF NOT EXISTS pgmill.cost_invocation_id;
+
+        -- one row per run of a measured command (a load, the models' build), plus one for the command's
+        -- work outside any run (setup, table checks, re-tuning); docs/cost.md has the allocation model
+        CREATE TABLE IF NOT EXISTS pgmill.run_costs (
+            cost_id             bigserial PRIMARY KEY,
+            invocation          bigint NOT NULL,
+            run_id              bigint UNIQUE,
+            job                 text NOT NULL,
+            started_at          timestamptz NOT NULL,
+            finished_at         timestamptz NOT NULL,
+            cpu_seconds         double precision NOT NULL,
+            db_seconds          double precision,
+            db_source           text CHECK (db_source IN ('pg_stat_statements', 'pg_stat_database')),
+            bytes_written       bigint,
+            storage_delta_bytes bigint,
+            bytes_processed     bigint NOT NULL DEFAULT 0,
+            database_bytes      bigint,
+            files_bytes         bigint,
+            compute_usd         double precision NOT NULL,
+            database_usd        double precision,
+            recorded_at         timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS run_costs_finished ON pgmill.run_costs (finished_at);
+        CREATE INDEX IF NOT EXISTS run_costs_job ON pgmill.run_costs (job, finished_at);
+        COMMENT ON COLUMN pgmill.run_costs.run_id IS 'the pgmill.runs row; NULL: the command''s work outside any run';
+        COMMENT ON COLUMN pgmill.run_costs.cpu_seconds IS 'pgmill''s process CPU, user + system';
+        COMMENT ON COLUMN pgmill.run_costs.db_seconds IS 'time the database spent on pgmill''s statements; NULL: not measured';
+        COMMENT ON COLUMN pgmill.run_costs.bytes_written IS 'WAL bytes the database wrote; NULL: not measured';
+        COMMENT ON COLUMN pgmill.run_costs.storage_delta_bytes IS 'growth of tables and indexes; NULL: not measured';
+        COMMENT ON COLUMN pgmill.run_costs.bytes_processed IS 'source bytes read (pgmill.runs.bytes_read)';
+        COMMENT ON COLUMN pgmill.run_costs.database_bytes IS 'the database''s size when the command ended';
+        COMMENT ON COLUMN pgmill.run_costs.files_bytes IS 'pgmill''s own files when the command ended';
+        COMMENT ON COLUMN pgmill.run_costs.compute_usd IS 'cpu_seconds at the prices of the day';
+        COMMENT ON COLUMN pgmill.run_costs.database_usd IS 'db_seconds at the prices of the day; NULL: not measured';
+        """,
+    ),
 )
 
 _LOCK_KEY = 0x70676D696C6C  # "pgmill"
