@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pgmill.config.duration import parse_duration
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+CHANNEL_FAILING = "channel_failing"  # the built-in rule: a channel whose deliveries fail, reported on the others
 
 
 class _Strict(BaseModel):
@@ -34,7 +35,8 @@ class _Strict(BaseModel):
 class _Rule(_Strict):
     name: str | None = Field(None, description="the rule's name in messages and metrics; default: its kind")
     channels: list[str] | None = Field(None, description="where it is sent; default: every channel")
-    pipelines: list[str] | None = Field(None, description="only these pipelines or jobs; default: all")
+    pipelines: list[str] | None = Field(None, description="only these pipelines or jobs (a job as `pipeline:NAME`, "
+                                        "`models`, `checks` or `tune`; quality_failed: their tables); default: all")
     repeat: str | None = Field(None, description="re-notify interval for this rule; default: alerts.repeat")
 
     @field_validator("repeat")
@@ -75,6 +77,13 @@ class MissedRun(_Rule):
     """An expected run was missed (skipped by the misfire or overlap policy, or never claimed)."""
 
     kind: Literal["missed_run"]
+    window: str = Field("1h", description="a missed slot keeps the alert firing this long (each slot notifies once)")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        parse_duration(v)
+        return v
 
 
 class Freshness(_Rule):
@@ -110,6 +119,7 @@ class QueryP95(_Rule):
 
     kind: Literal["query_p95"]
     regression: float = Field(20.0, gt=0, description="percent slower than its baseline")
+    min_ms: float = Field(1.0, ge=0, description="a regression smaller than this many milliseconds is noise")
 
 
 class SuccessRate(_Rule):
@@ -146,13 +156,15 @@ class Alerts(_Strict):
     channels: dict[str, str] = Field(default_factory=dict, description="name -> apprise URL; secrets as ${VAR}")
     rules: list[AlertRule] = Field(default_factory=list)
     repeat: str = Field("4h", description="re-notify a rule still firing after this long")
+    resolve_after: str = Field("5m", description="a firing alert resolves once its condition has been false this "
+                               "long, so a flapping condition stays one alert")
     digest_over: int = Field(5, ge=1, description="more alerts than this in one evaluation go out as one digest")
     attempts: int = Field(3, ge=1, le=10, description="delivery attempts per message and channel")
     timeout: str = Field("10s", description="one delivery attempt's time limit")
     heartbeat_url: str | None = Field(None, description="pinged after every scheduler tick (secrets as ${VAR}), so "
                                       "a dead `pgmill serve` is noticed from outside")
 
-    @field_validator("repeat", "timeout")
+    @field_validator("repeat", "timeout", "resolve_after")
     @classmethod
     def _durations(cls, v: str) -> str:
         parse_duration(v)
@@ -160,7 +172,14 @@ class Alerts(_Strict):
 
     @model_validator(mode="after")
     def _known_channels(self) -> Alerts:
+        seen: set[str] = set()
         for rule in self.rules:
+            name = rule.name or rule.kind
+            if name == CHANNEL_FAILING:
+                raise ValueError(f"rule name {name!r} is pgmill's own (a channel whose deliveries fail)")
+            if name in seen:
+                raise ValueError(f"two rules are called {name!r}: give one a `name:`")
+            seen.add(name)
             unknown = [c for c in rule.channels or () if c not in self.channels]
             if unknown:
                 known = ", ".join(sorted(self.channels)) or "none"
