@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -34,8 +35,11 @@ from pgmill.db.connect import redact
 from pgmill.observe.conditions import Condition, stamp
 from pgmill.retry import backoff
 
+log = logging.getLogger("pgmill.alerts")
+
 _GRACE_S = 1.0  # past the attempt's timeout, apprise's own error (it stops at the same limit) is waited for
 _MIN_SECRET = 3  # shorter expanded values are not scrubbed out of error texts (they would garble them)
+_DELIMITERS = re.compile(r"[/:@?&=#,;+\s]+")
 
 
 @dataclass(frozen=True)
@@ -93,12 +97,17 @@ def expand(template: str, environ: Mapping[str, str] | None = None) -> tuple[str
 
 
 def scrub(text: str, template: str, url: str, secrets: Mapping[str, str]) -> str:
-    """`text` with the expanded URL put back as its template and each expanded value as its `${VAR}`."""
+    """`text` with the expanded URL put back as its template and each expanded value as its `${VAR}`, whole,
+    URL-quoted, or any piece of it between URL delimiters (a plugin may quote one part of a token)."""
     text = text.replace(url, template)
-    for name, value in sorted(secrets.items(), key=lambda kv: -len(kv[1])):
-        if len(value) >= _MIN_SECRET:
-            for form in dict.fromkeys((value, quote(value, safe=""), quote(value))):
-                text = text.replace(form, "${" + name + "}")
+    forms: dict[str, str] = {}
+    for name, value in secrets.items():
+        for piece in (value, *_DELIMITERS.split(value)):
+            if len(piece) >= _MIN_SECRET:
+                for form in (piece, quote(piece, safe=""), quote(piece)):
+                    forms.setdefault(form, "${" + name + "}")
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, forms[form])
     return redact(text)
 
 
@@ -109,14 +118,18 @@ _install_lock = threading.Lock()
 _installed = False
 
 
-class _Capture(logging.Handler):
-    """apprise says why a notification failed only in its log: keep each attempt's warnings for it. The
+class _Capture(logging.Filter):
+    """apprise says why a notification failed only in its log, and its log can quote a token: during an
+    attempt, its records are kept for the attempt (to be scrubbed and recorded) and go nowhere else. The
     attempt is found through a context variable, which apprise carries into the threads it dispatches on."""
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
         lines = _CAPTURED.get()
-        if lines is not None and record.levelno >= logging.WARNING:
+        if lines is None:
+            return True
+        if record.levelno >= logging.WARNING:
             lines.append(record.getMessage())
+        return False
 
 
 def _install_capture() -> None:
@@ -124,7 +137,7 @@ def _install_capture() -> None:
     with _install_lock:
         if not _installed:
             logger = logging.getLogger("apprise")
-            logger.addHandler(_Capture(logging.WARNING))
+            logger.addFilter(_Capture())
             if logger.getEffectiveLevel() > logging.WARNING:
                 logger.setLevel(logging.WARNING)
             _installed = True
@@ -219,6 +232,9 @@ def _send(rec: Recorder, channel: str, template: str, msg: Message, attempts: in
         latency = (time.perf_counter() - started) * 1000
         final = error is None or permanent or n == attempts
         rec.attempt(msg.event_id, channel, n, error, final, latency)
+        if error is not None:
+            log.warning("alert message %d to channel %s: attempt %d of %d failed: %s", msg.event_id, channel, n,
+                        attempts, error)
         if final:
             break
         sleep(backoff(n, policy.backoff_initial_s, policy.backoff_max_s))
