@@ -437,3 +437,23 @@ def test_rule_names_must_be_unique(project: ProjectDir) -> None:
     project.config({}, alerts={"rules": [{"kind": "run_failed", "name": "channel_failing"}]})
     with pytest.raises(ConfigError, match="pgmill's own"):
         open_project()
+
+
+def test_a_run_and_the_slot_that_started_it_are_one_outcome(project: ProjectDir, receiver: Receiver) -> None:
+    ctx = alert_project(project, {"hook": receiver.url("hook")}, [
+        {"kind": "run_failed"}, {"kind": "consecutive_failures", "count": 2}])
+    t = datetime.now(UTC)
+    with psycopg.connect(project.db_url, autocommit=True) as c:
+        rid = run(c, "orders", "failed", t - timedelta(minutes=2), error="source gone")
+        slot(c, "pipeline:orders", t - timedelta(minutes=3), "failed", t - timedelta(minutes=1), "source gone", rid)
+        # `pgmill check` numbers its runs in another sequence: the same id is not the orders run
+        slot(c, "checks", t - timedelta(minutes=3), "failed", t - timedelta(minutes=1), "exited with code 4", rid)
+        tid = run(c, "transform", "succeeded", t - timedelta(minutes=2))
+        slot(c, "models", t - timedelta(minutes=3), "timed_out", t - timedelta(minutes=1),
+             "cancelled after its timeout (10m)", tid)
+        report = evaluate(ctx, t)
+    fired = sorted((f["rule"], f["subject"]) for f in report.fired)
+    assert fired == [("run_failed", "checks"), ("run_failed", "orders"), ("run_failed", "transform")]
+    messages = {f["subject"]: f["message"] for f in report.fired}
+    assert "timed out: cancelled after its timeout (10m)" in messages["transform"]
+    assert "exited with code 4" in messages["checks"]

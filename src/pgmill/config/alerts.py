@@ -9,6 +9,8 @@ alerts:
     - {kind: late_run, after: 10m}
     - {kind: cost_over_budget}
   repeat: 4h                                  # re-notify a rule still firing after this long
+  resolve_after: 5m                           # resolved once false this long (a flapping rule stays one alert)
+  heartbeat_url: "https://hc-ping.com/${HC_UUID}"   # pinged after every tick of `pgmill serve`
 ```
 
 A channel's URL carries its secrets only as `${VAR}` references: the expanded URL is never stored,

@@ -263,6 +263,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX IF NOT EXISTS alert_deliveries_event ON pgmill.alert_deliveries (event_id, delivery_id);
         CREATE INDEX IF NOT EXISTS alert_deliveries_channel ON pgmill.alert_deliveries (channel, delivery_id DESC);
         CREATE INDEX IF NOT EXISTS alert_deliveries_at ON pgmill.alert_deliveries (at DESC);
+
+        -- the alert conditions: a run's expected run; runs and slots over a window (success_rate)
+        CREATE INDEX IF NOT EXISTS expected_runs_run ON pgmill.expected_runs (run_id) WHERE run_id IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS expected_runs_finished ON pgmill.expected_runs (finished_at);
+        CREATE INDEX IF NOT EXISTS runs_finished ON pgmill.runs (finished_at);
         """,
     ),
 )

@@ -16,7 +16,7 @@ the built-in `channel_failing` alert, sent on the other channels.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -140,10 +140,14 @@ def _transitions(conn: psycopg.Connection[Any], ctx: ProjectContext, now: dateti
     for name, (kind, targets, repeat, conds) in results.items():
         timing = Timing(_seconds(repeat or cfg.repeat), _seconds(cfg.resolve_after))
         now_true = {c.subject: c for c in conds}
+        seen: list[str] = []  # still firing, nothing else changed: one UPDATE for all of them
         for subject in sorted(now_true.keys() | {s.subject for s in by_rule[name]}):
             prev = states.get((name, subject))
             nxt, event = step(prev, now_true.get(subject), rule=name, kind=kind, now=now, timing=timing)
             if nxt is None or nxt == prev:
+                continue
+            if event is None and prev is not None and replace(nxt, last_seen=prev.last_seen) == prev:
+                seen.append(subject)
                 continue
             alert_state.save(conn, nxt)
             if event is None:
@@ -163,6 +167,9 @@ def _transitions(conn: psycopg.Connection[Any], ctx: ProjectContext, now: dateti
                 report.renotified.append(item)
             else:
                 report.fired.append(item)
+        if seen:
+            conn.execute("UPDATE pgmill.alert_state SET last_seen = %s WHERE rule = %s AND subject = ANY(%s)",
+                         (now, name, seen))
     for name in gone:  # the rule left pgmill.yaml: its alerts resolve, with nothing to send
         for st in by_rule[name]:
             if st.status == "firing":
@@ -235,6 +242,8 @@ def evaluate_alerts(ctx: ProjectContext, now: datetime | None = None, *, conn: p
     fire and the report says so."""
     now = now or datetime.now(UTC)
     report = EvaluationReport(now)
+    if conn is not None and not conn.autocommit:
+        raise ValueError("evaluate_alerts needs an autocommit connection (it commits each step itself)")
     own = conn is None
     c = conn if conn is not None else ctx.target.connect(autocommit=True, application_name="pgmill alerts")
     try:

@@ -104,56 +104,95 @@ def _one_line(text: str | None, limit: int = 300) -> str:
 
 
 # ------------------------------------------------------------------ runs
+#
+# These run after every tick, and pgmill.runs and pgmill.expected_runs only grow: the latest runs of each
+# pipeline are read through the (pipeline, started_at) index and the latest slots of each job through the
+# (job, scheduled_for) key, one pipeline or job at a time (a loose index scan), never the whole table. One
+# writer per pipeline means its runs finish in the order they start.
 
-_OUTCOMES = sql.SQL("""
-WITH outcomes AS (
+# the same job as a run: `pipeline:NAME` for pipeline NAME, `models` for the transform runs
+_SAME_JOB = sql.SQL("e.job IN ('pipeline:' || r.pipeline, CASE WHEN r.pipeline = 'transform' THEN 'models' END)")
+_JOB_SUBJECT = sql.SQL("CASE WHEN starts_with(e.job, 'pipeline:') THEN substr(e.job, 10)"
+                       " WHEN e.job = 'models' THEN 'transform' ELSE e.job END")
+
+_LATEST = sql.SQL("""
+WITH RECURSIVE pipes AS (
+    SELECT min(pipeline) AS name FROM pgmill.runs
+    UNION ALL
+    SELECT (SELECT min(pipeline) FROM pgmill.runs WHERE pipeline > pipes.name) FROM pipes WHERE pipes.name IS NOT NULL
+), jobs AS (
+    SELECT min(job) AS name FROM pgmill.expected_runs
+    UNION ALL
+    SELECT (SELECT min(job) FROM pgmill.expected_runs WHERE job > jobs.name) FROM jobs WHERE jobs.name IS NOT NULL
+), r AS (
+    SELECT r.* FROM pipes p CROSS JOIN LATERAL (
+        SELECT run_id, pipeline, status, finished_at, error FROM pgmill.runs
+        WHERE pipeline = p.name AND status <> 'running' AND finished_at IS NOT NULL
+        ORDER BY started_at DESC LIMIT %(k)s) r
+), e AS (
+    SELECT e.*, EXISTS (SELECT 1 FROM pgmill.runs r WHERE r.run_id = e.run_id AND {same_job}) AS has_run
+    FROM jobs j CROSS JOIN LATERAL (
+        SELECT job, run_id, state, finished_at, error FROM pgmill.expected_runs
+        WHERE job = j.name AND state IN ('succeeded', 'failed', 'timed_out')
+        ORDER BY scheduled_for DESC LIMIT %(k)s) e
+), outcomes AS (
     SELECT r.pipeline AS subject, r.finished_at AS at,
            r.status = 'succeeded' AND coalesce(e.state, '') NOT IN ('failed', 'timed_out') AS ok,
            CASE WHEN e.state = 'timed_out' THEN 'timed out' ELSE r.status END AS status,
            coalesce(r.error, e.error) AS error
-    FROM pgmill.runs r
-    LEFT JOIN pgmill.expected_runs e ON e.run_id = r.run_id
-         AND e.job IN ('pipeline:' || r.pipeline, CASE WHEN r.pipeline = 'transform' THEN 'models' END)
-    WHERE r.status <> 'running' AND r.finished_at IS NOT NULL
+    FROM r LEFT JOIN e ON e.run_id = r.run_id AND {same_job}
     UNION ALL
-    SELECT CASE WHEN starts_with(e.job, 'pipeline:') THEN substr(e.job, 10)
-                WHEN e.job = 'models' THEN 'transform' ELSE e.job END,
-           e.finished_at, e.state = 'succeeded', replace(e.state, '_', ' '), e.error
-    FROM pgmill.expected_runs e
-    WHERE e.state IN ('succeeded', 'failed', 'timed_out') AND e.finished_at IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM pgmill.runs r WHERE r.run_id = e.run_id
-                      AND e.job IN ('pipeline:' || r.pipeline, CASE WHEN r.pipeline = 'transform' THEN 'models' END))
+    SELECT {job_subject}, e.finished_at, e.state = 'succeeded', replace(e.state, '_', ' '), e.error
+    FROM e WHERE NOT e.has_run
 ), ranked AS (
     SELECT o.*, row_number() OVER (PARTITION BY subject ORDER BY at DESC) AS n FROM outcomes o
 )
-""")
+""").format(same_job=_SAME_JOB, job_subject=_JOB_SUBJECT)
 
 
 def run_failed(rule: RunFailed, scope: Scope) -> list[Condition]:
-    rows = scope.conn.execute(_OUTCOMES + sql.SQL("SELECT subject, at, status, error FROM ranked"
-                                                     " WHERE n = 1 AND NOT ok ORDER BY subject")).fetchall()
+    rows = scope.conn.execute(_LATEST + sql.SQL("SELECT subject, at, status, error FROM ranked"
+                                                " WHERE n = 1 AND NOT ok ORDER BY subject"), {"k": 1}).fetchall()
     return [Condition(s, f"{s}: the run that ended {stamp(at)} {status}: {_one_line(err) or 'no error recorded'}")
             for s, at, status, err in rows if wanted(rule.pipelines, s)]
 
 
 def consecutive_failures(rule: ConsecutiveFailures, scope: Scope) -> list[Condition]:
     rows = scope.conn.execute(
-        _OUTCOMES + sql.SQL("SELECT subject, min(at), (array_agg(error ORDER BY at DESC))[1] FROM ranked"
-                            " WHERE n <= %s GROUP BY subject HAVING count(*) = %s AND bool_and(NOT ok)"
-                            " ORDER BY subject"),
-        (rule.count, rule.count)).fetchall()
+        _LATEST + sql.SQL("SELECT subject, min(at), (array_agg(error ORDER BY at DESC))[1] FROM ranked"
+                          " WHERE n <= %(k)s GROUP BY subject HAVING count(*) = %(k)s AND bool_and(NOT ok)"
+                          " ORDER BY subject"), {"k": rule.count}).fetchall()
     return [Condition(s, f"{s}: the last {rule.count} runs failed (since {stamp(first)}); the latest: "
                          f"{_one_line(err) or 'no error recorded'}", float(rule.count))
             for s, first, err in rows if wanted(rule.pipelines, s)]
 
 
+# a run and its slot finish within a day of each other: the bound lets both tables be read by finished_at
+_WINDOW = sql.SQL("""
+WITH rw AS (
+    SELECT run_id, pipeline, status, finished_at FROM pgmill.runs
+    WHERE finished_at > %(since)s - interval '1 day' AND status <> 'running'
+), ew AS (
+    SELECT job, run_id, state, finished_at FROM pgmill.expected_runs
+    WHERE finished_at > %(since)s - interval '1 day' AND state IN ('succeeded', 'failed', 'timed_out')
+)
+SELECT subject, count(*), count(*) FILTER (WHERE ok) FROM (
+    SELECT r.pipeline AS subject, r.status = 'succeeded' AND e.run_id IS NULL AS ok
+    FROM rw r LEFT JOIN (SELECT DISTINCT job, run_id FROM ew WHERE state <> 'succeeded' AND run_id IS NOT NULL) e
+         ON e.run_id = r.run_id AND {same_job}
+    WHERE r.finished_at > %(since)s
+    UNION ALL
+    SELECT {job_subject}, e.state = 'succeeded'
+    FROM ew e LEFT JOIN rw r ON r.run_id = e.run_id AND {same_job}
+    WHERE e.finished_at > %(since)s AND r.run_id IS NULL
+) o GROUP BY subject ORDER BY subject
+""").format(same_job=_SAME_JOB, job_subject=_JOB_SUBJECT)
+
+
 def success_rate(rule: SuccessRate, scope: Scope) -> list[Condition]:
     since = scope.now - timedelta(seconds=parse_duration(rule.window))
-    rows = scope.conn.execute(
-        _OUTCOMES + sql.SQL("SELECT subject, count(*), count(*) FILTER (WHERE ok) FROM outcomes WHERE at > %s"
-                            " GROUP BY subject ORDER BY subject"), (since,)).fetchall()
     out = []
-    for s, total, ok in rows:
+    for s, total, ok in scope.conn.execute(_WINDOW, {"since": since}).fetchall():
         rate = 100.0 * ok / total
         if rate < rule.below and wanted(rule.pipelines, s):
             out.append(Condition(s, f"{s}: {rate:.2f}% of runs succeeded over the last {rule.window} "
@@ -163,9 +202,15 @@ def success_rate(rule: SuccessRate, scope: Scope) -> list[Condition]:
 
 def quarantine_rate(rule: QuarantineRate, scope: Scope) -> list[Condition]:
     rows = scope.conn.execute(
-        "SELECT DISTINCT ON (pipeline) pipeline, rows_read, rows_quarantined, finished_at FROM pgmill.runs"
-        " WHERE status <> 'running' AND finished_at IS NOT NULL AND pipeline <> %s"
-        " ORDER BY pipeline, finished_at DESC, run_id DESC", (TRANSFORM,)).fetchall()
+        "WITH RECURSIVE pipes AS ("
+        "  SELECT min(pipeline) AS name FROM pgmill.runs"
+        "  UNION ALL"
+        "  SELECT (SELECT min(pipeline) FROM pgmill.runs WHERE pipeline > pipes.name) FROM pipes"
+        "  WHERE pipes.name IS NOT NULL)"
+        " SELECT p.name, r.rows_read, r.rows_quarantined, r.finished_at FROM pipes p CROSS JOIN LATERAL ("
+        "  SELECT rows_read, rows_quarantined, finished_at FROM pgmill.runs WHERE pipeline = p.name"
+        "  AND status <> 'running' AND finished_at IS NOT NULL ORDER BY started_at DESC LIMIT 1) r"
+        " WHERE p.name <> %s ORDER BY p.name", (TRANSFORM,)).fetchall()
     out = []
     for s, read, quarantined, at in rows:
         rate = 100.0 * quarantined / read if read else 0.0
@@ -181,10 +226,10 @@ def freshness(rule: Freshness, scope: Scope) -> list[Condition]:
         return []
     max_age = parse_duration(rule.max_age)
     rows = scope.conn.execute(
-        "SELECT p.name, greatest(s.updated_at, r.last_ok) FROM unnest(%s::text[]) AS p(name)"
+        "SELECT p.name, greatest(s.updated_at, r.finished_at) FROM unnest(%s::text[]) AS p(name)"
         " LEFT JOIN pgmill.state s ON s.pipeline = p.name"
-        " LEFT JOIN (SELECT pipeline, max(finished_at) AS last_ok FROM pgmill.runs WHERE status = 'succeeded'"
-        "            GROUP BY pipeline) r ON r.pipeline = p.name ORDER BY p.name", (names,)).fetchall()
+        " LEFT JOIN LATERAL (SELECT finished_at FROM pgmill.runs WHERE pipeline = p.name AND status = 'succeeded'"
+        "                    ORDER BY started_at DESC LIMIT 1) r ON true ORDER BY p.name", (names,)).fetchall()
     out = []
     for name, fresh in rows:
         if fresh is None:
@@ -245,9 +290,15 @@ def quality_failed(rule: QualityFailed, scope: Scope) -> list[Condition]:
     tables = None if rule.pipelines is None else {
         _table_key(p.table) for n, p in scope.ctx.config.pipelines.items() if wanted(rule.pipelines, n)}
     rows = scope.conn.execute(
-        "SELECT q.table_name, q.rule, q.status, q.message, q.pass_rate FROM pgmill.quality_results q"
-        " JOIN (SELECT table_name, max(run_id) AS run_id FROM pgmill.quality_results GROUP BY table_name) l"
-        "   ON l.table_name = q.table_name AND l.run_id = q.run_id"
+        "WITH RECURSIVE t AS ("
+        "  SELECT min(table_name) AS name FROM pgmill.quality_results"
+        "  UNION ALL"
+        "  SELECT (SELECT min(table_name) FROM pgmill.quality_results WHERE table_name > t.name) FROM t"
+        "  WHERE t.name IS NOT NULL)"
+        " SELECT q.table_name, q.rule, q.status, q.message, q.pass_rate FROM t"
+        " CROSS JOIN LATERAL (SELECT run_id FROM pgmill.quality_results WHERE table_name = t.name"
+        "                     ORDER BY run_id DESC LIMIT 1) l"
+        " JOIN pgmill.quality_results q ON q.table_name = t.name AND q.run_id = l.run_id"
         " WHERE q.status = ANY(%s) ORDER BY q.table_name, q.rule", (states,)).fetchall()
     return [Condition(f"{table}/{name}", f"{table}: check {name} {_VERDICT[status]}"
                                          f" ({float(rate):g}% pass): {_one_line(msg)}", float(rate))
