@@ -195,8 +195,8 @@ def _digest(conn: psycopg.Connection[Any], ctx: ProjectContext, now: datetime, p
             continue
         title = f"[pgmill {_project(ctx)}] {len(items)} alert messages at {stamp(now)}"
         lines = [f"- {_LABEL.get(p.kind, p.kind.upper())} {p.rule}: {p.message.splitlines()[0]}" for p in items]
-        body = "\n".join([*lines, "", f"(more than {limit} in one evaluation: one digest; `pgmill alerts list` "
-                                      "shows each)"])
+        body = "\n".join([*lines, "", f"(more than {limit} in one evaluation: one digest; pgmill.alert_events "
+                                      "has each)"])
         ids = [p.event_id for p in items]
         _record_event(conn, now, "digest", None, None, title, body, float(len(items)), [ch], covers=ids)
         conn.execute("UPDATE pgmill.alert_events SET undelivered = array_remove(undelivered, %s)"
