@@ -250,7 +250,7 @@ def test_rule_fires_and_resolves(project: ProjectDir, receiver: Receiver, kind: 
         fired = evaluate(ctx, t0, month_cost)
         assert [(f["rule"], f["subject"]) for f in fired.fired] == [(kind, case.subject)], fired.as_dict()
         assert receiver.titles() == [f"[pgmill {project.path.name}] FIRING {kind}: {case.subject}"]
-        assert [d.sent for d in fired.deliveries] == [True]
+        assert [(d.sent, d.attempts) for d in fired.deliveries] == [(True, 1)]
         assert evaluate(ctx, t0 + timedelta(seconds=30), month_cost).fired == []  # still true: no new message
 
         t1 = t0 + timedelta(hours=2)
@@ -342,14 +342,16 @@ def test_flapping_fires_once_renotifies_after_repeat_and_resolves_once(project: 
 
 def test_a_storm_goes_out_as_one_digest_per_channel(project: ProjectDir, receiver: Receiver) -> None:
     ctx = alert_project(project, {"a": receiver.url("a"), "b": receiver.url("b")}, [
-        {"kind": "run_failed"}, {"kind": "late_run", "after": "1m", "channels": ["b"]}], digest_over=5)
+        {"kind": "run_failed"}, {"kind": "late_run", "after": "1m", "channels": ["b"]},
+        {"kind": "missed_run", "channels": []}], digest_over=5)
     t = datetime.now(UTC)
     with psycopg.connect(project.db_url, autocommit=True) as c:
         for i in range(7):
             run(c, f"p{i}", "failed", t - timedelta(minutes=1), error=f"broke {i}")
         slot(c, "models", t - timedelta(minutes=5), "pending")
+        slot(c, "tune", t - timedelta(minutes=5), "missed", t, "started too late")  # recorded, sent nowhere
         report = evaluate(ctx, t)
-        assert len(report.fired) == 8 and report.digests == 2
+        assert len(report.fired) == 9 and report.digests == 2
         (a,) = receiver.titles("a")
         assert a.endswith("7 alert messages at " + t.strftime("%Y-%m-%d %H:%M UTC"))
         (b,) = receiver.titles("b")
@@ -357,9 +359,11 @@ def test_a_storm_goes_out_as_one_digest_per_channel(project: ProjectDir, receive
         body = next(m for p, _, m in receiver.messages if p.startswith("/a"))
         assert all(f"- FIRING run_failed: p{i}: the run that ended" in body for i in range(7)), body
         assert all(f"failed: broke {i}" in body for i in range(7)), body
-        listed = list_alerts(c).as_dict()["events"]
-    firing = [e for e in listed if e["kind"] == "firing"]
+        listed = json.loads(json.dumps(list_alerts(c).as_dict()))["events"]
+        assert json.loads(json.dumps(report.as_dict()))["digests"] == 2
+    firing = [e for e in listed if e["kind"] == "firing" and e["rule"] != "missed_run"]
     assert len(firing) == 8 and all(e["undelivered"] == [] for e in listed)
+    assert [(e["channels"], e["deliveries"]) for e in listed if e["rule"] == "missed_run"] == [([], [])]
     for e in firing:  # each alert's deliveries are those of the digests that carried it
         assert {(d["channel"], d["status"]) for d in e["deliveries"]} == (
             {("b", "sent")} if e["rule"] == "late_run" else {("a", "sent"), ("b", "sent")})

@@ -36,9 +36,11 @@ class _Strict(BaseModel):
 
 class _Rule(_Strict):
     name: str | None = Field(None, description="the rule's name in messages and metrics; default: its kind")
-    channels: list[str] | None = Field(None, description="where it is sent; default: every channel")
+    channels: list[str] | None = Field(None, description="where it is sent (`[]`: recorded, sent nowhere); "
+                                       "default: every channel")
     pipelines: list[str] | None = Field(None, description="only these pipelines or jobs (a job as `pipeline:NAME`, "
-                                        "`models`, `checks` or `tune`; quality_failed: their tables); default: all")
+                                        "`models`, `checks` or `tune`; quality_failed: their tables; query_p95 and "
+                                        "cost_over_budget have none); default: all")
     repeat: str | None = Field(None, description="re-notify interval for this rule; default: alerts.repeat")
 
     @field_validator("repeat")

@@ -155,7 +155,7 @@ def _transitions(conn: psycopg.Connection[Any], ctx: ProjectContext, now: dateti
             if name == CHANNEL_FAILING and event == "firing":
                 event = "channel_failing"
             title, body = _texts(project, event, prev, nxt, now, cfg.resolve_after)
-            channels = [c for c in (targets or list(cfg.channels)) if c in cfg.channels]
+            channels = [c for c in (list(cfg.channels) if targets is None else targets) if c in cfg.channels]
             if name == CHANNEL_FAILING:
                 channels = [c for c in channels if c != subject]
             eid = _record_event(conn, now, event, name, subject, title, body, nxt.value, channels)

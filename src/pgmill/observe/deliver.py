@@ -143,12 +143,20 @@ def _install_capture() -> None:
             _installed = True
 
 
-def warm_up() -> None:
-    """Import apprise and load its plugins now rather than on the first alert (about a second)."""
-    import apprise
+_warm = False
 
+
+def warm_up() -> None:
+    """Import apprise and load its plugins (a second or more) before any attempt's clock starts."""
+    global _warm
+    with _install_lock:
+        if _warm:
+            return
+        import apprise
+
+        apprise.Apprise.instantiate("json://127.0.0.1/", asset=apprise.AppriseAsset(async_mode=False))
+        _warm = True
     _install_capture()
-    apprise.Apprise.instantiate("json://127.0.0.1/", asset=apprise.AppriseAsset(async_mode=False))
 
 
 def with_timeouts(url: str, timeout_s: float) -> str:
@@ -257,6 +265,7 @@ def deliver(conn: psycopg.Connection[Any], channels: Mapping[str, str], outgoing
     work = {ch: msgs for ch, msgs in outgoing.items() if msgs and ch in channels}
     if not work:
         return []
+    warm_up()
     with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="pgmill-alerts") as pool:
         futures = [pool.submit(_serve_channel, rec, ch, channels[ch], msgs, policy, sleep)
                    for ch, msgs in work.items()]
