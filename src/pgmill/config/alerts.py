@@ -9,6 +9,8 @@ alerts:
     - {kind: late_run, after: 10m}
     - {kind: cost_over_budget}
   repeat: 4h                                  # re-notify a rule still firing after this long
+  resolve_after: 5m                           # resolved once false this long (a flapping rule stays one alert)
+  heartbeat_url: "https://hc-ping.com/${HC_UUID}"   # pinged after every tick of `pgmill serve`
 ```
 
 A channel's URL carries its secrets only as `${VAR}` references: the expanded URL is never stored,
@@ -26,12 +28,16 @@ from pgmill.config.base import StrictModel
 from pgmill.config.duration import parse_duration
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+CHANNEL_FAILING = "channel_failing"  # the built-in rule: a channel whose deliveries fail, reported on the others
 
 
 class _Rule(StrictModel):
     name: str | None = Field(None, description="the rule's name in messages and metrics; default: its kind")
-    channels: list[str] | None = Field(None, description="where it is sent; default: every channel")
-    pipelines: list[str] | None = Field(None, description="only these pipelines or jobs; default: all")
+    channels: list[str] | None = Field(None, description="where it is sent (`[]`: recorded, sent nowhere); "
+                                       "default: every channel")
+    pipelines: list[str] | None = Field(None, description="only these pipelines or jobs (a job as `pipeline:NAME`, "
+                                        "`models`, `checks` or `tune`; quality_failed: their tables; query_p95 and "
+                                        "cost_over_budget have none); default: all")
     repeat: str | None = Field(None, description="re-notify interval for this rule; default: alerts.repeat")
 
     @field_validator("repeat")
@@ -72,6 +78,13 @@ class MissedRun(_Rule):
     """An expected run was missed (skipped by the misfire or overlap policy, or never claimed)."""
 
     kind: Literal["missed_run"]
+    window: str = Field("1h", description="a missed slot keeps the alert firing this long (each slot notifies once)")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        parse_duration(v)
+        return v
 
 
 class Freshness(_Rule):
@@ -107,6 +120,7 @@ class QueryP95(_Rule):
 
     kind: Literal["query_p95"]
     regression: float = Field(20.0, gt=0, description="percent slower than its baseline")
+    min_ms: float = Field(1.0, ge=0, description="a regression smaller than this many milliseconds is noise")
 
 
 class SuccessRate(_Rule):
@@ -143,13 +157,15 @@ class Alerts(StrictModel):
     channels: dict[str, str] = Field(default_factory=dict, description="name -> apprise URL; secrets as ${VAR}")
     rules: list[AlertRule] = Field(default_factory=list)
     repeat: str = Field("4h", description="re-notify a rule still firing after this long")
+    resolve_after: str = Field("5m", description="a firing alert resolves once its condition has been false this "
+                               "long, so a flapping condition stays one alert")
     digest_over: int = Field(5, ge=1, description="more alerts than this in one evaluation go out as one digest")
     attempts: int = Field(3, ge=1, le=10, description="delivery attempts per message and channel")
     timeout: str = Field("10s", description="one delivery attempt's time limit")
     heartbeat_url: str | None = Field(None, description="pinged after every scheduler tick (secrets as ${VAR}), so "
                                       "a dead `pgmill serve` is noticed from outside")
 
-    @field_validator("repeat", "timeout")
+    @field_validator("repeat", "timeout", "resolve_after")
     @classmethod
     def _durations(cls, v: str) -> str:
         parse_duration(v)
@@ -157,7 +173,14 @@ class Alerts(StrictModel):
 
     @model_validator(mode="after")
     def _known_channels(self) -> Alerts:
+        seen: set[str] = set()
         for rule in self.rules:
+            name = rule.name or rule.kind
+            if name == CHANNEL_FAILING:
+                raise ValueError(f"rule name {name!r} is pgmill's own (a channel whose deliveries fail)")
+            if name in seen:
+                raise ValueError(f"two rules are called {name!r}: give one a `name:`")
+            seen.add(name)
             unknown = [c for c in rule.channels or () if c not in self.channels]
             if unknown:
                 known = ", ".join(sorted(self.channels)) or "none"

@@ -217,6 +217,67 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         """,
     ),
     (
+        6,
+        "alerts: state per rule and subject, events, delivery attempts",
+        """
+        CREATE TABLE IF NOT EXISTS pgmill.alert_state (
+            rule           text NOT NULL,
+            subject        text NOT NULL,
+            kind           text NOT NULL,
+            status         text NOT NULL CHECK (status IN ('firing','resolved')),
+            since          timestamptz NOT NULL,
+            last_seen      timestamptz NOT NULL,
+            cleared_at     timestamptz,       -- firing, but its condition has been false since then
+            last_notified  timestamptz,
+            notifications  integer NOT NULL DEFAULT 0,
+            occurrence     text,              -- e.g. the missed slot: a new one notifies again
+            message        text NOT NULL,
+            value          double precision,
+            PRIMARY KEY (rule, subject)
+        );
+        CREATE INDEX IF NOT EXISTS alert_state_firing ON pgmill.alert_state (since DESC) WHERE status = 'firing';
+
+        CREATE TABLE IF NOT EXISTS pgmill.alert_events (
+            event_id     bigserial PRIMARY KEY,
+            at           timestamptz NOT NULL DEFAULT now(),
+            kind         text NOT NULL CHECK (kind IN
+                           ('firing','renotify','resolved','digest','test','channel_failing')),
+            rule         text,
+            subject      text,
+            title        text NOT NULL,
+            message      text NOT NULL,
+            value        double precision,
+            channels     text[] NOT NULL DEFAULT '{}',
+            undelivered  text[] NOT NULL DEFAULT '{}',  -- channels not yet sent to or given up on (the outbox)
+            covers       bigint[]                       -- a digest: the events it carries
+        );
+        CREATE INDEX IF NOT EXISTS alert_events_at ON pgmill.alert_events (at DESC);
+        CREATE INDEX IF NOT EXISTS alert_events_rule ON pgmill.alert_events (rule, subject, at DESC);
+        CREATE INDEX IF NOT EXISTS alert_events_outbox ON pgmill.alert_events (at)
+            WHERE undelivered <> '{}';
+
+        CREATE TABLE IF NOT EXISTS pgmill.alert_deliveries (
+            delivery_id  bigserial PRIMARY KEY,
+            event_id     bigint NOT NULL REFERENCES pgmill.alert_events ON DELETE CASCADE,
+            channel      text NOT NULL,
+            attempt      integer NOT NULL,
+            status       text NOT NULL CHECK (status IN ('sent','failed')),
+            final        boolean NOT NULL,              -- the last attempt for this event and channel
+            error        text,
+            latency_ms   double precision NOT NULL,
+            at           timestamptz NOT NULL DEFAULT clock_timestamp()
+        );
+        CREATE INDEX IF NOT EXISTS alert_deliveries_event ON pgmill.alert_deliveries (event_id, delivery_id);
+        CREATE INDEX IF NOT EXISTS alert_deliveries_channel ON pgmill.alert_deliveries (channel, delivery_id DESC);
+        CREATE INDEX IF NOT EXISTS alert_deliveries_at ON pgmill.alert_deliveries (at DESC);
+
+        -- the alert conditions: a run's expected run; runs and slots over a window (success_rate)
+        CREATE INDEX IF NOT EXISTS expected_runs_run ON pgmill.expected_runs (run_id) WHERE run_id IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS expected_runs_finished ON pgmill.expected_runs (finished_at);
+        CREATE INDEX IF NOT EXISTS runs_finished ON pgmill.runs (finished_at);
+        """,
+    ),
+    (
         7,
         "cost per run: the drivers each measured command used, shared among its runs, and their dollars",
         """
