@@ -209,6 +209,42 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        8,
+        "metrics: indexes the scrape-time ledger queries read",
+        """
+        -- runs: every figure of the scrape (counts, rows, bytes, retries, durations) from the index alone;
+        -- the same keys as runs_pipeline_started, which it replaces
+        CREATE INDEX IF NOT EXISTS runs_pipeline_started_covering ON pgmill.runs (pipeline, started_at DESC)
+            INCLUDE (status, finished_at, rows_read, rows_inserted, rows_updated, rows_unchanged,
+                     rows_quarantined, rows_duplicate, bytes_read, retries);
+        DROP INDEX IF EXISTS pgmill.runs_pipeline_started;
+
+        -- expected runs by job and state, late slots, and the success-rate window, from the index alone
+        CREATE INDEX IF NOT EXISTS expected_runs_job_state ON pgmill.expected_runs (job, state, scheduled_for)
+            INCLUDE (started_at, attempts);
+
+        -- the newest tuning run that measured latency
+        CREATE INDEX IF NOT EXISTS tuning_runs_measured ON pgmill.tuning_runs (run_id DESC)
+            WHERE status = 'succeeded' AND report ? 'applied';
+
+        -- the indexes tuning kept
+        CREATE INDEX IF NOT EXISTS index_actions_kept ON pgmill.index_actions (schema_name, index_name)
+            WHERE action = 'keep';
+
+        -- alert deliveries (migration 6, where it is in place with these columns): counts by channel and
+        -- status, and the latest delivery of each channel
+        DO $$
+        BEGIN
+            IF (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('pgmill.alert_deliveries')
+                AND attname IN ('channel', 'status', 'at') AND NOT attisdropped) = 3 THEN
+                CREATE INDEX IF NOT EXISTS alert_deliveries_channel_at
+                    ON pgmill.alert_deliveries (channel, at DESC) INCLUDE (status);
+            END IF;
+        END
+        $$;
+        """,
+    ),
 )
 
 _LOCK_KEY = 0x70676D696C6C  # "pgmill"
