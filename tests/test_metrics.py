@@ -71,6 +71,7 @@ def build_ledger(conn: psycopg.Connection[Any]) -> list[int]:
     insert_slot(conn, "pipeline:orders", "+10 min", "pending")  # planned ahead: not late
     insert_slot(conn, "pipeline:orders", "-70 min", "succeeded")
     insert_slot(conn, "pipeline:orders", "-130 min", "missed")
+    insert_slot(conn, "pipeline:orders", "-2 days", "succeeded")  # before the window of the state gauge
     insert_slot(conn, "models", "-2 min", "pending")  # late
     insert_slot(conn, "models", "-1 min", "running")
     # quality: two check runs of orders (the second is the latest), one of customers
@@ -147,8 +148,9 @@ def test_metrics_equal_the_ledger(db_url: str) -> None:
     assert value(samples, "pgmill_run_duration_seconds_bucket", pipeline="transform", le="7200.0") == 1
     assert value(samples, "pgmill_last_success_timestamp_seconds", pipeline="orders") > 0
 
-    # expected runs by job and state; late: pending past due
-    assert value(samples, "pgmill_expected_runs", job="pipeline:orders", state="pending") == 2
+    # slots due in the last 24 hours by job and state (not those planned ahead); late: pending past due
+    assert value(samples, "pgmill_expected_runs", job="pipeline:orders", state="pending") == 1
+    assert value(samples, "pgmill_expected_runs", job="pipeline:orders", state="succeeded") == 1
     assert value(samples, "pgmill_expected_runs", job="pipeline:orders", state="missed") == 1
     assert value(samples, "pgmill_expected_runs", job="models", state="running") == 1
     assert value(samples, "pgmill_expected_runs_late", job="pipeline:orders") == 1
@@ -183,6 +185,63 @@ def test_metrics_equal_the_ledger(db_url: str) -> None:
         for k, v in labels:
             assert k in ALLOWED_LABELS, k
             assert v not in {str(i) for i in run_ids} and "SELECT" not in v
+
+
+TRUTH = (  # what pgmill.run_totals must hold: the aggregate of the ended runs of pgmill.runs
+    "SELECT pipeline, status, count(*), sum(rows_read), sum(rows_inserted), sum(retries),"
+    " count(finished_at), array_agg(run_id ORDER BY run_id) FROM pgmill.runs WHERE status <> 'running'"
+    " GROUP BY pipeline, status ORDER BY 1, 2")
+TOTALS = ("SELECT pipeline, status, runs, rows_read, rows_inserted, retries, timed FROM pgmill.run_totals"
+          " WHERE runs <> 0 ORDER BY 1, 2")
+
+
+def test_run_totals_follow_the_ledger(db_url: str) -> None:
+    """The triggers of migration 8 keep pgmill.run_totals equal to the ended runs, through the ledger's own
+    writes; a checkpoint of a running run leaves them alone; a deleted run stays counted."""
+    from pgmill.observe import ledger
+
+    with connect(db_url) as conn:
+        a = ledger.start_run(conn, "orders", "merge", "public.orders")
+        b = ledger.start_run(conn, "orders", "merge", "public.orders")
+        with conn.transaction():
+            ledger.add_counts(conn, a, ledger.Counts(rows_read=10, rows_inserted=9, rows_quarantined=1))
+            ledger.add_counts(conn, b, ledger.Counts(rows_read=4, rows_inserted=4))
+        assert conn.execute(TOTALS).fetchall() == []
+        samples, _ = scrape(conn)
+        assert value(samples, "pgmill_runs_running", pipeline="orders") == 2
+        assert value(samples, "pgmill_rows_read_total", pipeline="orders") == 14  # checkpoints count at once
+        ledger.add_retry(conn, a)
+        ledger.finish_run(conn, a, "succeeded", extra_retries=2)
+        assert ledger.abandon_stale(conn, "orders") == 1  # b
+        c = ledger.start_run(conn, "transform", "transform", "m1")
+        ledger.finish_run(conn, c, "failed", "boom")
+        conn.execute("UPDATE pgmill.runs SET rows_read = rows_read + 5, rows_inserted = rows_inserted + 5"
+                     " WHERE run_id = %s", (a,))  # an ended run corrected: taken back, added again
+        truth = [(p, s, n, read, ins, retries, timed) for p, s, n, read, ins, retries, timed, _ in
+                 conn.execute(TRUTH).fetchall()]
+        assert conn.execute(TOTALS).fetchall() == truth
+        samples, _ = scrape(conn)
+        assert value(samples, "pgmill_rows_read_total", pipeline="orders") == 19
+        assert value(samples, "pgmill_run_retries_total", pipeline="orders") == 3
+        assert value(samples, "pgmill_runs_running", pipeline="orders") == 0
+        conn.execute("DELETE FROM pgmill.runs WHERE run_id = %s", (a,))  # retention: counters never go down
+        assert scrape(conn)[0] == samples
+
+
+def test_migration_8_counts_the_runs_before_it(db_url: str) -> None:
+    everything = ("SELECT pipeline, status, runs, rows_read, rows_inserted, rows_updated, rows_unchanged,"
+                  " rows_quarantined, rows_duplicate, bytes_read, retries, round(seconds::numeric, 3), timed, le,"
+                  " last_finished_at FROM pgmill.run_totals ORDER BY 1, 2")
+    with connect(db_url) as conn:
+        insert_runs(conn, RUNS)
+        by_trigger = conn.execute(everything).fetchall()
+        conn.execute("DROP TABLE pgmill.run_totals")  # as if the runs came before migration 8
+        conn.execute("DELETE FROM pgmill.schema_version WHERE version = 8")
+        assert migrate(conn) == 8
+        truth = [(p, s, n, read, ins, retries, timed) for p, s, n, read, ins, retries, timed, _ in
+                 conn.execute(TRUTH).fetchall()]
+        assert conn.execute(TOTALS).fetchall() == truth and len(truth) == 4
+        assert conn.execute(everything).fetchall() == by_trigger  # the one-pass rebuild agrees with the triggers
 
 
 def test_index_utilization(db_url: str) -> None:

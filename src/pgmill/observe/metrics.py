@@ -1,9 +1,11 @@
 """Prometheus metrics, read from pgmill's tables at scrape time: nothing is counted in a process's memory.
 
-A scrape opens one connection and runs a handful of aggregate queries in one read-only snapshot, each
-answered from an index (migration 8): the run ledger, the expected runs, the latest quality result of
-each rule, the latest tuning measurement, index use, the service's ticks, and, where their tables or
-columns are in place, alert deliveries and cost. `READERS` lists them.
+A scrape opens one connection and runs a handful of queries in one read-only snapshot, each answered
+from an index or a small table, so its cost does not grow with the history: ended runs from
+pgmill.run_totals (kept by triggers in the transaction that ends a run, migration 8) and runs going on
+from pgmill.runs; the slots of the last 24 hours by job and state, and the late ones; the latest quality result of each
+rule (a skip scan); the latest tuning measurement; index use; the service's ticks; and, where their
+tables or columns are in place, alert deliveries and cost. `READERS` lists them.
 
 Labels are bounded by construction: pipeline, job, table, rule, query (a declared query's name), status,
 state, outcome, channel, component. Never a run id, a query id or SQL text.
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,17 +29,17 @@ from psycopg import sql
 Conn = psycopg.Connection[Any]
 Connect = Callable[[], AbstractContextManager[Conn]]
 
-#: upper bounds (seconds) of the run duration histogram's buckets
-DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 OUTCOMES = ("inserted", "updated", "unchanged", "quarantined", "duplicate")
+#: expected runs are counted over the slots due in this window (the schedule's history only grows)
+EXPECTED_WINDOW = timedelta(hours=24)
 #: a service instance whose last tick is older than this many ticks is not ticking
 STALE_TICKS = 3
 #: index utilization counts the scans of tables over this many rows (as `pgmill indexes` does)
 BIG_TABLE_ROWS = 10_000
 #: cost columns: numeric columns of pgmill.runs whose name ends so; the rest of the name is the component
 COST_SUFFIX = "_usd"
-_TABLES = ("runs", "expected_runs", "quality_results", "tuning_runs", "index_actions", "service_instances",
-           "alert_deliveries")
+_TABLES = ("runs", "run_totals", "expected_runs", "quality_results", "tuning_runs", "index_actions",
+           "service_instances", "alert_deliveries")
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,7 @@ def read_catalog(conn: Conn) -> Catalog:
         "       array(SELECT a.attname::text FROM pg_attribute a"
         "             WHERE a.attrelid = to_regclass('pgmill.runs') AND a.attnum > 0 AND NOT a.attisdropped"
         "               AND right(a.attname, %s) = %s"
-        "               AND a.atttypid IN ('numeric'::regtype, 'float8'::regtype, 'float4'::regtype,"
-        "                                  'bigint'::regtype, 'integer'::regtype)"
+        "               AND a.atttypid IN ('numeric'::regtype, 'float8'::regtype, 'float4'::regtype)"
         "             ORDER BY a.attnum)",
         (list(_TABLES), len(COST_SUFFIX), COST_SUFFIX)).fetchone()
     assert row is not None
@@ -66,21 +68,19 @@ def _f(x: Any) -> float:
     return float(x) if isinstance(x, int | float | Decimal) else 0.0
 
 
-# ---------------------------------------------------------------- the readers: one query each
+# ---------------------------------------------------------------- the readers
 
-_RUNS = sql.SQL(
-    "SELECT pipeline, status, count(*), sum(rows_read), sum(rows_inserted), sum(rows_updated),"
-    " sum(rows_unchanged), sum(rows_quarantined), sum(rows_duplicate), sum(bytes_read), sum(retries),"
-    " extract(epoch FROM max(finished_at) FILTER (WHERE status = 'succeeded'))::float8,"
-    " coalesce(sum(d), 0), count(d), {buckets}"
-    " FROM (SELECT pipeline, status, finished_at, rows_read, rows_inserted, rows_updated, rows_unchanged,"
-    "        rows_quarantined, rows_duplicate, bytes_read, retries,"
-    "        CASE WHEN finished_at IS NOT NULL"  # (greatest() would turn a running run's NULL into 0)
-    "             THEN greatest(extract(epoch FROM finished_at - started_at)::float8, 0) END AS d"
-    "        FROM pgmill.runs) r"
-    " GROUP BY pipeline, status ORDER BY pipeline, status"
-).format(buckets=sql.SQL(", ").join(
-    sql.SQL("count(*) FILTER (WHERE d <= {})").format(sql.Literal(b)) for b in DURATION_BUCKETS))
+# ended runs from pgmill.run_totals (kept by triggers, migration 8), runs going on from pgmill.runs
+_RUNS = (
+    "SELECT pipeline, status, runs, rows_read, rows_inserted, rows_updated, rows_unchanged, rows_quarantined,"
+    " rows_duplicate, bytes_read, retries, extract(epoch FROM last_finished_at)::float8, seconds, timed, le"
+    " FROM pgmill.run_totals"
+    " UNION ALL"
+    " SELECT pipeline, 'running', count(*), sum(rows_read), sum(rows_inserted), sum(rows_updated),"
+    " sum(rows_unchanged), sum(rows_quarantined), sum(rows_duplicate), sum(bytes_read), sum(retries), NULL, 0, 0,"
+    " NULL FROM pgmill.runs WHERE status = 'running' GROUP BY pipeline"
+    " ORDER BY 1, 2"
+)
 
 
 @dataclass
@@ -89,13 +89,13 @@ class _PipelineRuns:
     totals: tuple[float, ...] = (0.0,) * 8  # rows read, the five outcomes, bytes read, retries
     last_success: float | None = None
     seconds: float = 0.0
-    ended: int = 0
-    buckets: tuple[int, ...] = (0,) * len(DURATION_BUCKETS)
+    timed: int = 0
+    cumulative: tuple[int, ...] = ()
 
 
 def runs_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
     """Runs by pipeline and status, rows by outcome, bytes, retries, durations, the last success."""
-    if "runs" not in cat.tables:
+    if "run_totals" not in cat.tables:
         return []
     runs = CounterMetricFamily("pgmill_runs", "Runs that ended, by pipeline and status", labels=["pipeline", "status"])
     running = GaugeMetricFamily("pgmill_runs_running", "Runs going on now", labels=["pipeline"])
@@ -107,20 +107,22 @@ def runs_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
                              labels=["pipeline"])
     duration = HistogramMetricFamily("pgmill_run_duration_seconds", "How long runs that ended took",
                                      labels=["pipeline"])
+    bounds_row = conn.execute("SELECT pgmill.run_duration_bounds()").fetchone()
+    bounds: list[float] = list(bounds_row[0]) if bounds_row else []
     per: dict[str, _PipelineRuns] = {}
     for r in conn.execute(_RUNS).fetchall():
         pipeline, status, n = r[0], r[1], int(r[2])
-        p = per.setdefault(pipeline, _PipelineRuns())
+        p = per.setdefault(pipeline, _PipelineRuns(cumulative=(0,) * len(bounds)))
         if status == "running":
             p.running += n
         else:
             runs.add_metric([pipeline, status], n)
+            p.seconds += _f(r[12])
+            p.timed += int(r[13])
+            p.cumulative = tuple(a + int(b) for a, b in zip(p.cumulative, r[14], strict=True))
         p.totals = tuple(a + _f(b) for a, b in zip(p.totals, r[3:11], strict=True))
-        if r[11] is not None:
+        if status == "succeeded" and r[11] is not None:
             p.last_success = float(r[11])
-        p.seconds += _f(r[12])
-        p.ended += int(r[13])
-        p.buckets = tuple(a + int(b) for a, b in zip(p.buckets, r[14:], strict=True))
     for pipeline, p in per.items():
         running.add_metric([pipeline], p.running)
         read.add_metric([pipeline], p.totals[0])
@@ -130,48 +132,52 @@ def runs_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
         retries.add_metric([pipeline], p.totals[7])
         if p.last_success is not None:
             last.add_metric([pipeline], p.last_success)
-        buckets = [(_le(b), float(k)) for b, k in zip(DURATION_BUCKETS, p.buckets, strict=True)]
-        duration.add_metric([pipeline], [*buckets, ("+Inf", float(p.ended))], p.seconds)
+        buckets = [(_le(b), float(k)) for b, k in zip(bounds, p.cumulative, strict=True)]
+        duration.add_metric([pipeline], [*buckets, ("+Inf", float(p.timed))], p.seconds)
     return [runs, running, read, rows, nbytes, retries, last, duration]
 
 
 def expected_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
-    """Slots by job and state; late slots: pending past the time they were due."""
+    """Slots due in the last `EXPECTED_WINDOW` by job and state; late slots: pending past the time they were due."""
     if "expected_runs" not in cat.tables:
         return []
-    slots = GaugeMetricFamily("pgmill_expected_runs", "Scheduled slots by job and state", labels=["job", "state"])
+    hours = f"{EXPECTED_WINDOW.total_seconds() / 3600:g} hours"
+    slots = GaugeMetricFamily("pgmill_expected_runs", f"Scheduled slots due in the last {hours}, by job and state",
+                              labels=["job", "state"])
     late = GaugeMetricFamily("pgmill_expected_runs_late", "Slots still pending past the time they were due",
                              labels=["job"])
     oldest = GaugeMetricFamily("pgmill_expected_runs_late_seconds", "How long the oldest late slot has waited",
                                labels=["job"])
-    by_job: dict[str, tuple[int, float]] = {}
-    for job, state, n, n_late, waited in conn.execute(
-            "SELECT job, state, count(*),"
-            " count(*) FILTER (WHERE state = 'pending' AND scheduled_for < now()),"
-            " coalesce(extract(epoch FROM now() - min(scheduled_for)"
-            "          FILTER (WHERE state = 'pending' AND scheduled_for < now())), 0)::float8"
-            " FROM pgmill.expected_runs GROUP BY job, state ORDER BY job, state").fetchall():
+    jobs: dict[str, tuple[int, float]] = {}
+    for job, state, n in conn.execute(
+            "SELECT job, state, count(*) FROM pgmill.expected_runs"
+            " WHERE scheduled_for > now() - %s AND scheduled_for <= now()"
+            " GROUP BY job, state ORDER BY job, state", (EXPECTED_WINDOW,)).fetchall():
         slots.add_metric([job, state], int(n))
-        k, w = by_job.get(job, (0, 0.0))
-        by_job[job] = (k + int(n_late), max(w, _f(waited)))
-    for job, (k, w) in by_job.items():
-        late.add_metric([job], k)
-        oldest.add_metric([job], w)
+        jobs[job] = (0, 0.0)
+    for job, n, waited in conn.execute(
+            "SELECT job, count(*), extract(epoch FROM now() - min(scheduled_for))::float8 FROM pgmill.expected_runs"
+            " WHERE state = 'pending' AND scheduled_for < now() GROUP BY job ORDER BY job").fetchall():
+        jobs[job] = (int(n), float(waited))
+    for job, (n_late, waited_s) in jobs.items():
+        late.add_metric([job], n_late)
+        oldest.add_metric([job], waited_s)
     return [slots, late, oldest]
 
 
-# the latest result of each (table, rule): a skip scan over quality_results_trend, one probe per pair,
-# whatever the length of the history
+# the latest result of each (table, rule), one index probe per rule whatever the length of the history: in
+# quality_results_trend's order (table_name, rule, run_id DESC) the first entry past a rule is the next
+# rule's latest result
 _QUALITY = (
-    "WITH RECURSIVE pairs(table_name, rule) AS ("
-    "  (SELECT table_name, rule FROM pgmill.quality_results ORDER BY table_name, rule LIMIT 1)"
+    "WITH RECURSIVE latest AS ("
+    "  (SELECT table_name, rule, pass_rate, threshold FROM pgmill.quality_results"
+    "   ORDER BY table_name, rule, run_id DESC LIMIT 1)"
     "  UNION ALL"
-    "  SELECT n.table_name, n.rule FROM pairs p CROSS JOIN LATERAL ("
-    "    SELECT q.table_name, q.rule FROM pgmill.quality_results q"
-    "    WHERE (q.table_name, q.rule) > (p.table_name, p.rule) ORDER BY q.table_name, q.rule LIMIT 1) n)"
-    " SELECT p.table_name, p.rule, l.pass_rate::float8, l.threshold::float8 FROM pairs p CROSS JOIN LATERAL ("
-    "   SELECT pass_rate, threshold FROM pgmill.quality_results q"
-    "   WHERE q.table_name = p.table_name AND q.rule = p.rule ORDER BY q.run_id DESC LIMIT 1) l"
+    "  SELECT n.* FROM latest l CROSS JOIN LATERAL ("
+    "    SELECT q.table_name, q.rule, q.pass_rate, q.threshold FROM pgmill.quality_results q"
+    "    WHERE (q.table_name, q.rule) > (l.table_name, l.rule)"
+    "    ORDER BY q.table_name, q.rule, q.run_id DESC LIMIT 1) n)"
+    " SELECT table_name, rule, pass_rate::float8, threshold::float8 FROM latest"
 )
 
 
