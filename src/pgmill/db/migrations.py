@@ -318,6 +318,138 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         COMMENT ON COLUMN pgmill.run_costs.database_usd IS 'db_seconds at the prices of the day; NULL: not measured';
         """,
     ),
+    (
+        8,
+        "metrics: run totals kept by a trigger, indexes the scrape-time queries read",
+        """
+        -- run totals by pipeline and status: what a metrics scrape reads instead of aggregating all of
+        -- pgmill.runs (whose history only grows). Triggers keep them in the transaction that ends a run; a
+        -- run deleted later (retention) stays counted, as a Prometheus counter must.
+        CREATE OR REPLACE FUNCTION pgmill.run_duration_bounds() RETURNS float8[]
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE
+            AS $$ SELECT '{1,5,15,30,60,120,300,600,1800,3600,7200}'::float8[] $$;
+
+        CREATE TABLE IF NOT EXISTS pgmill.run_totals (
+            pipeline         text NOT NULL,
+            status           text NOT NULL,
+            runs             bigint NOT NULL,
+            rows_read        bigint NOT NULL,
+            rows_inserted    bigint NOT NULL,
+            rows_updated     bigint NOT NULL,
+            rows_unchanged   bigint NOT NULL,
+            rows_quarantined bigint NOT NULL,
+            rows_duplicate   bigint NOT NULL,
+            bytes_read       bigint NOT NULL,
+            retries          bigint NOT NULL,
+            seconds          double precision NOT NULL,  -- summed durations of the runs with one
+            timed            bigint NOT NULL,            -- runs with a duration (finished_at set)
+            le               bigint[] NOT NULL,          -- cumulative: runs that took at most each bound
+            last_finished_at timestamptz,
+            PRIMARY KEY (pipeline, status)
+        );
+
+        -- add (k = 1) or take back (k = -1) one ended run
+        CREATE OR REPLACE FUNCTION pgmill.run_totals_add(r pgmill.runs, k integer) RETURNS void
+            LANGUAGE plpgsql AS $$
+        DECLARE
+            dur float8 := CASE WHEN r.finished_at IS NOT NULL
+                               THEN greatest(date_part('epoch', r.finished_at - r.started_at), 0) END;
+            cum bigint[] := ARRAY(SELECT CASE WHEN dur <= b.bound THEN k ELSE 0 END
+                                  FROM unnest(pgmill.run_duration_bounds()) WITH ORDINALITY b(bound, i) ORDER BY b.i);
+        BEGIN
+            INSERT INTO pgmill.run_totals AS t (pipeline, status, runs, rows_read, rows_inserted, rows_updated,
+                rows_unchanged, rows_quarantined, rows_duplicate, bytes_read, retries, seconds, timed, le,
+                last_finished_at)
+            VALUES (r.pipeline, r.status, k, k * r.rows_read, k * r.rows_inserted, k * r.rows_updated,
+                k * r.rows_unchanged, k * r.rows_quarantined, k * r.rows_duplicate, k * r.bytes_read, k * r.retries,
+                k * coalesce(dur, 0), CASE WHEN dur IS NULL THEN 0 ELSE k END, cum,
+                CASE WHEN k > 0 THEN r.finished_at END)
+            ON CONFLICT (pipeline, status) DO UPDATE SET
+                runs = t.runs + excluded.runs, rows_read = t.rows_read + excluded.rows_read,
+                rows_inserted = t.rows_inserted + excluded.rows_inserted,
+                rows_updated = t.rows_updated + excluded.rows_updated,
+                rows_unchanged = t.rows_unchanged + excluded.rows_unchanged,
+                rows_quarantined = t.rows_quarantined + excluded.rows_quarantined,
+                rows_duplicate = t.rows_duplicate + excluded.rows_duplicate,
+                bytes_read = t.bytes_read + excluded.bytes_read, retries = t.retries + excluded.retries,
+                seconds = t.seconds + excluded.seconds, timed = t.timed + excluded.timed,
+                le = ARRAY(SELECT x + y FROM unnest(t.le, excluded.le) WITH ORDINALITY u(x, y, i) ORDER BY u.i),
+                last_finished_at = greatest(t.last_finished_at, excluded.last_finished_at);
+        END $$;
+
+        CREATE OR REPLACE FUNCTION pgmill.run_totals_follow() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'UPDATE' AND OLD.status <> 'running' THEN
+                PERFORM pgmill.run_totals_add(OLD, -1);
+            END IF;
+            IF NEW.status <> 'running' THEN
+                PERFORM pgmill.run_totals_add(NEW, 1);
+            END IF;
+            RETURN NULL;
+        END $$;
+
+        -- a checkpoint's update of a running run fires nothing (the WHEN clauses): the load's hot path is as before
+        CREATE OR REPLACE TRIGGER run_totals_insert AFTER INSERT ON pgmill.runs FOR EACH ROW
+            WHEN (NEW.status <> 'running') EXECUTE FUNCTION pgmill.run_totals_follow();
+        CREATE OR REPLACE TRIGGER run_totals_update AFTER UPDATE OF pipeline, status, started_at, finished_at,
+                rows_read, rows_inserted, rows_updated, rows_unchanged, rows_quarantined, rows_duplicate,
+                bytes_read, retries ON pgmill.runs FOR EACH ROW
+            WHEN (OLD.status <> 'running' OR NEW.status <> 'running') EXECUTE FUNCTION pgmill.run_totals_follow();
+
+        -- the totals of the ended runs in pgmill.runs, in one pass (no row updated twice: no bloat)
+        CREATE OR REPLACE FUNCTION pgmill.run_totals_rebuild() RETURNS void LANGUAGE sql AS $$
+            DELETE FROM pgmill.run_totals;
+            WITH r AS (
+                SELECT pipeline, status, rows_read, rows_inserted, rows_updated, rows_unchanged, rows_quarantined,
+                       rows_duplicate, bytes_read, retries, finished_at,
+                       CASE WHEN finished_at IS NOT NULL
+                            THEN greatest(date_part('epoch', finished_at - started_at), 0) END AS d
+                FROM pgmill.runs WHERE status <> 'running'),
+            cum AS (
+                SELECT pipeline, status, array_agg(n ORDER BY i) AS le FROM (
+                    SELECT r.pipeline, r.status, b.i, count(*) FILTER (WHERE r.d <= b.bound) AS n
+                    FROM r CROSS JOIN unnest(pgmill.run_duration_bounds()) WITH ORDINALITY b(bound, i)
+                    GROUP BY 1, 2, 3) per_bound
+                GROUP BY 1, 2)
+            INSERT INTO pgmill.run_totals (pipeline, status, runs, rows_read, rows_inserted, rows_updated,
+                rows_unchanged, rows_quarantined, rows_duplicate, bytes_read, retries, seconds, timed, le,
+                last_finished_at)
+            SELECT r.pipeline, r.status, count(*), sum(r.rows_read), sum(r.rows_inserted), sum(r.rows_updated),
+                   sum(r.rows_unchanged), sum(r.rows_quarantined), sum(r.rows_duplicate), sum(r.bytes_read),
+                   sum(r.retries), coalesce(sum(r.d), 0), count(r.d), min(cum.le), max(r.finished_at)
+            FROM r JOIN cum USING (pipeline, status) GROUP BY r.pipeline, r.status;
+        $$;
+
+        -- the runs that ended before the triggers (which now hold writers off until this commits)
+        SELECT pgmill.run_totals_rebuild();
+
+        -- the runs going on (their checkpoints count as they commit)
+        CREATE INDEX IF NOT EXISTS runs_running ON pgmill.runs (pipeline) WHERE status = 'running';
+
+        -- the slots of a recent window by job and state, from the index alone
+        CREATE INDEX IF NOT EXISTS expected_runs_due ON pgmill.expected_runs (scheduled_for) INCLUDE (job, state);
+
+        -- the newest tuning run that measured latency
+        CREATE INDEX IF NOT EXISTS tuning_runs_measured ON pgmill.tuning_runs (run_id DESC)
+            WHERE status = 'succeeded' AND report ? 'applied';
+
+        -- the indexes tuning kept
+        CREATE INDEX IF NOT EXISTS index_actions_kept ON pgmill.index_actions (schema_name, index_name)
+            WHERE action = 'keep';
+
+        -- alert deliveries (migration 6, where it is in place with these columns): counts by channel and
+        -- status, and the latest delivery of each channel
+        DO $$
+        BEGIN
+            IF (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('pgmill.alert_deliveries')
+                AND attname IN ('channel', 'status', 'at') AND NOT attisdropped) = 3 THEN
+                CREATE INDEX IF NOT EXISTS alert_deliveries_channel_at
+                    ON pgmill.alert_deliveries (channel, at DESC) INCLUDE (status);
+            END IF;
+        END
+        $$;
+        """,
+    ),
 )
 
 _LOCK_KEY = 0x70676D696C6C  # "pgmill"

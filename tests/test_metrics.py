@@ -1,0 +1,365 @@
+"""Metrics read from pgmill's tables: the exposition text, parsed back, equals the ledger the test wrote;
+success rates equal a hand count."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from psycopg.types.json import Jsonb
+
+from pgmill.db.migrations import migrate
+from pgmill.observe.metrics import render_metrics
+from pgmill.observe.success import format_success, success_rate
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+ALLOWED_LABELS = {"pipeline", "status", "outcome", "job", "state", "table", "rule", "query", "channel", "component",
+                  "le"}
+
+# (pipeline, status, seconds it took (None: still running), rows read, inserted, updated, unchanged,
+#  quarantined, duplicate, bytes read, retries)
+RUNS: list[tuple[Any, ...]] = [
+    ("orders", "succeeded", 0.5, 10, 6, 2, 1, 1, 0, 1000, 0),
+    ("orders", "succeeded", 10, 20, 10, 5, 3, 1, 1, 2000, 1),
+    ("orders", "succeeded", 100, 30, 30, 0, 0, 0, 0, 3000, 0),
+    ("orders", "failed", 2, 5, 0, 0, 0, 5, 0, 500, 2),
+    ("orders", "abandoned", 30, 7, 7, 0, 0, 0, 0, 700, 0),
+    ("orders", "running", None, 4, 4, 0, 0, 0, 0, 400, 0),
+    ("transform", "succeeded", 3700, 0, 0, 0, 0, 0, 0, 0, 1),
+]
+
+
+def connect(db_url: str) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(db_url, autocommit=True)
+    migrate(conn)
+    return conn
+
+
+def insert_runs(conn: psycopg.Connection[Any], runs: list[tuple[Any, ...]], ago: str = "1 hour") -> list[int]:
+    """Runs that finished `ago` (or are running), each having taken its seconds."""
+    ids = []
+    for pipeline, status, secs, *counts in runs:
+        row = conn.execute(
+            "INSERT INTO pgmill.runs (pipeline, status, started_at, finished_at, rows_read, rows_inserted,"
+            " rows_updated, rows_unchanged, rows_quarantined, rows_duplicate, bytes_read, retries)"
+            " VALUES (%s, %s, now() - %s::interval - make_interval(secs => coalesce(%s, 5)),"
+            "  CASE WHEN %s::float8 IS NULL THEN NULL ELSE now() - %s::interval END,"
+            "  %s, %s, %s, %s, %s, %s, %s, %s) RETURNING run_id",
+            (pipeline, status, ago, secs, secs, ago, *counts)).fetchone()
+        assert row is not None
+        ids.append(int(row[0]))
+    return ids
+
+
+def insert_slot(conn: psycopg.Connection[Any], job: str, due: str, state: str, *, started_late: str = "0 s",
+                attempts: int = 1) -> None:
+    """A slot due at now() + `due` (e.g. '-10 min'), started `started_late` after it was due (if it ran)."""
+    ran = state in ("running", "succeeded", "failed", "timed_out")
+    conn.execute(
+        "INSERT INTO pgmill.expected_runs (job, scheduled_for, state, started_at, attempts)"
+        " VALUES (%s, now() + %s::interval, %s,"
+        "  CASE WHEN %s THEN now() + %s::interval + %s::interval END, %s)",
+        (job, due, state, ran, due, started_late, attempts if ran else 0))
+
+
+def build_ledger(conn: psycopg.Connection[Any]) -> list[int]:
+    run_ids = insert_runs(conn, RUNS)
+    insert_slot(conn, "pipeline:orders", "-10 min", "pending")  # late
+    insert_slot(conn, "pipeline:orders", "+10 min", "pending")  # planned ahead: not late
+    insert_slot(conn, "pipeline:orders", "-70 min", "succeeded")
+    insert_slot(conn, "pipeline:orders", "-130 min", "missed")
+    insert_slot(conn, "pipeline:orders", "-2 days", "succeeded")  # before the window of the state gauge
+    insert_slot(conn, "models", "-2 min", "pending")  # late
+    insert_slot(conn, "models", "-1 min", "running")
+    # quality: two check runs of orders (the second is the latest), one of customers
+    for run_id, table, rule, rate, thr in ((1, "public.orders", "not_null", 90, 99),
+                                           (1, "public.orders", "unique", 100, 100),
+                                           (2, "public.orders", "not_null", 99.5, 99),
+                                           (3, "public.customers", "not_null", 97.25, 95)):
+        conn.execute(
+            "INSERT INTO pgmill.quality_results (run_id, table_name, rule, kind, rows_checked, rows_failed,"
+            " pass_rate, threshold, severity, status) VALUES (%s, %s, %s, 'not_null', 100, 0, %s, %s, 'error', 'pass')",
+            (run_id, table, rule, rate, thr))
+    measured = {"mode": "apply", "queries": [
+        {"name": "orders_by_customer", "source": "declared", "target_ms": 100, "sql": "SELECT 1"},
+        {"name": "pgss_8f3a", "source": "observed", "target_ms": 100, "sql": "SELECT 2"}],
+        "applied": {"before": {"orders_by_customer": {"p95_ms": 240.0}, "pgss_8f3a": {"p95_ms": 9.0}},
+                    "after": {"orders_by_customer": {"p95_ms": 12.5}, "pgss_8f3a": {"p95_ms": 8.0}}}}
+    conn.execute("INSERT INTO pgmill.tuning_runs (mode, status, finished_at, report)"
+                 " VALUES ('apply', 'succeeded', now(), %s)", (Jsonb(measured),))
+    conn.execute("INSERT INTO pgmill.tuning_runs (mode, status, finished_at, report)"  # newer, measured nothing
+                 " VALUES ('recommend', 'succeeded', now(), %s)", (Jsonb({"mode": "recommend", "queries": []}),))
+    conn.execute("INSERT INTO pgmill.service_instances (instance, host, pid, last_tick_at, tick_seconds, ticks,"
+                 " ticks_skipped, db_reconnects) VALUES ('h:1:a', 'h', 1, now() - interval '2 s', 5, 120, 3, 1),"
+                 " ('h:2:b', 'h', 2, now() - interval '1 day', 5, 80, 0, 0)")
+    conn.execute("UPDATE pgmill.service_instances SET stopped_at = last_tick_at WHERE instance = 'h:2:b'")
+    return run_ids
+
+
+def scrape(conn: psycopg.Connection[Any]) -> tuple[Samples, dict[str, str]]:
+    text = render_metrics(conn).decode()
+    samples: Samples = {}
+    types: dict[str, str] = {}
+    for family in text_string_to_metric_families(text):
+        types[family.name] = family.type
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return samples, types
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+def test_metrics_equal_the_ledger(db_url: str) -> None:
+    with connect(db_url) as conn:
+        run_ids = build_ledger(conn)
+        samples, types = scrape(conn)
+
+    # runs by pipeline and status (ended runs: a counter never goes down); the running one is a gauge
+    assert types["pgmill_runs"] == "counter"
+    assert value(samples, "pgmill_runs_total", pipeline="orders", status="succeeded") == 3
+    assert value(samples, "pgmill_runs_total", pipeline="orders", status="failed") == 1
+    assert value(samples, "pgmill_runs_total", pipeline="orders", status="abandoned") == 1
+    assert ("pgmill_runs_total", frozenset({("pipeline", "orders"), ("status", "running")})) not in samples
+    assert value(samples, "pgmill_runs_running", pipeline="orders") == 1
+    assert value(samples, "pgmill_runs_total", pipeline="transform", status="succeeded") == 1
+
+    # rows by outcome, bytes and retries: every run of the pipeline, the running one's checkpoints included
+    orders = [r for r in RUNS if r[0] == "orders"]
+    assert value(samples, "pgmill_rows_read_total", pipeline="orders") == sum(r[3] for r in orders)
+    for i, outcome in enumerate(("inserted", "updated", "unchanged", "quarantined", "duplicate")):
+        assert value(samples, "pgmill_rows_total", pipeline="orders", outcome=outcome) == sum(r[4 + i] for r in orders)
+    assert value(samples, "pgmill_read_bytes_total", pipeline="orders") == 7600
+    assert value(samples, "pgmill_run_retries_total", pipeline="orders") == 3
+    assert value(samples, "pgmill_run_retries_total", pipeline="transform") == 1
+
+    # durations of the runs that ended (0.5, 10, 100, 2 and 30 s), in cumulative buckets computed in SQL
+    assert types["pgmill_run_duration_seconds"] == "histogram"
+    expected = {"1.0": 1, "5.0": 2, "15.0": 3, "30.0": 4, "60.0": 4, "120.0": 5, "300.0": 5, "7200.0": 5, "+Inf": 5}
+    for le, n in expected.items():
+        assert value(samples, "pgmill_run_duration_seconds_bucket", pipeline="orders", le=le) == n, le
+    assert value(samples, "pgmill_run_duration_seconds_count", pipeline="orders") == 5
+    assert value(samples, "pgmill_run_duration_seconds_sum", pipeline="orders") == pytest.approx(142.5, abs=0.01)
+    assert value(samples, "pgmill_run_duration_seconds_bucket", pipeline="transform", le="3600.0") == 0
+    assert value(samples, "pgmill_run_duration_seconds_bucket", pipeline="transform", le="7200.0") == 1
+    assert value(samples, "pgmill_last_success_timestamp_seconds", pipeline="orders") > 0
+
+    # slots due in the last 24 hours by job and state (not those planned ahead); late: pending past due
+    assert value(samples, "pgmill_expected_runs", job="pipeline:orders", state="pending") == 1
+    assert value(samples, "pgmill_expected_runs", job="pipeline:orders", state="succeeded") == 1
+    assert value(samples, "pgmill_expected_runs", job="pipeline:orders", state="missed") == 1
+    assert value(samples, "pgmill_expected_runs", job="models", state="running") == 1
+    assert value(samples, "pgmill_expected_runs_late", job="pipeline:orders") == 1
+    assert value(samples, "pgmill_expected_runs_late", job="models") == 1
+    assert 590 < value(samples, "pgmill_expected_runs_late_seconds", job="pipeline:orders") < 700
+
+    # quality: the latest pass rate of each rule, as a ratio
+    assert value(samples, "pgmill_quality_pass_ratio", table="public.orders", rule="not_null") == pytest.approx(0.995)
+    assert value(samples, "pgmill_quality_pass_ratio", table="public.orders", rule="unique") == 1.0
+    assert value(samples, "pgmill_quality_pass_ratio", table="public.customers", rule="not_null") == pytest.approx(
+        0.9725)
+    assert value(samples, "pgmill_quality_threshold_ratio", table="public.orders", rule="not_null") == 0.99
+
+    # declared queries: the latest measured p95 against the target; observed queries are not labelled
+    assert value(samples, "pgmill_query_p95_seconds", query="orders_by_customer") == pytest.approx(0.0125)
+    assert value(samples, "pgmill_query_p95_before_tuning_seconds", query="orders_by_customer") == pytest.approx(0.24)
+    assert value(samples, "pgmill_query_target_seconds", query="orders_by_customer") == pytest.approx(0.1)
+    assert not any(dict(labels).get("query") == "pgss_8f3a" for _, labels in samples)
+
+    # the service: counters over every instance, the age of the newest tick, instances ticking
+    assert value(samples, "pgmill_service_ticks_total") == 200
+    assert value(samples, "pgmill_service_ticks_skipped_total") == 3
+    assert value(samples, "pgmill_service_db_reconnects_total") == 1
+    assert value(samples, "pgmill_service_instances_ticking") == 1
+    assert 1 <= value(samples, "pgmill_service_last_tick_age_seconds") < 60
+
+    # tables that are not in place (alerts) and columns that are not (cost) give no families
+    assert not any(name.startswith(("pgmill_alert", "pgmill_cost")) for name, _ in samples)
+
+    # bounded labels: never a run id, a query id or SQL text
+    for _, labels in samples:
+        for k, v in labels:
+            assert k in ALLOWED_LABELS, k
+            assert v not in {str(i) for i in run_ids} and "SELECT" not in v
+
+
+TRUTH = (  # what pgmill.run_totals must hold: the aggregate of the ended runs of pgmill.runs
+    "SELECT pipeline, status, count(*), sum(rows_read), sum(rows_inserted), sum(retries),"
+    " count(finished_at), array_agg(run_id ORDER BY run_id) FROM pgmill.runs WHERE status <> 'running'"
+    " GROUP BY pipeline, status ORDER BY 1, 2")
+TOTALS = ("SELECT pipeline, status, runs, rows_read, rows_inserted, retries, timed FROM pgmill.run_totals"
+          " WHERE runs <> 0 ORDER BY 1, 2")
+
+
+def test_run_totals_follow_the_ledger(db_url: str) -> None:
+    """The triggers of migration 8 keep pgmill.run_totals equal to the ended runs, through the ledger's own
+    writes; a checkpoint of a running run leaves them alone; a deleted run stays counted."""
+    from pgmill.observe import ledger
+
+    with connect(db_url) as conn:
+        a = ledger.start_run(conn, "orders", "merge", "public.orders")
+        b = ledger.start_run(conn, "orders", "merge", "public.orders")
+        with conn.transaction():
+            ledger.add_counts(conn, a, ledger.Counts(rows_read=10, rows_inserted=9, rows_quarantined=1))
+            ledger.add_counts(conn, b, ledger.Counts(rows_read=4, rows_inserted=4))
+        assert conn.execute(TOTALS).fetchall() == []
+        samples, _ = scrape(conn)
+        assert value(samples, "pgmill_runs_running", pipeline="orders") == 2
+        assert value(samples, "pgmill_rows_read_total", pipeline="orders") == 14  # checkpoints count at once
+        ledger.add_retry(conn, a)
+        ledger.finish_run(conn, a, "succeeded", extra_retries=2)
+        assert ledger.abandon_stale(conn, "orders") == 1  # b
+        c = ledger.start_run(conn, "transform", "transform", "m1")
+        ledger.finish_run(conn, c, "failed", "boom")
+        conn.execute("UPDATE pgmill.runs SET rows_read = rows_read + 5, rows_inserted = rows_inserted + 5"
+                     " WHERE run_id = %s", (a,))  # an ended run corrected: taken back, added again
+        truth = [(p, s, n, read, ins, retries, timed) for p, s, n, read, ins, retries, timed, _ in
+                 conn.execute(TRUTH).fetchall()]
+        assert conn.execute(TOTALS).fetchall() == truth
+        samples, _ = scrape(conn)
+        assert value(samples, "pgmill_rows_read_total", pipeline="orders") == 19
+        assert value(samples, "pgmill_run_retries_total", pipeline="orders") == 3
+        assert value(samples, "pgmill_runs_running", pipeline="orders") == 0
+        conn.execute("DELETE FROM pgmill.runs WHERE run_id = %s", (a,))  # retention: counters never go down
+        assert scrape(conn)[0] == samples
+
+
+def test_migration_8_counts_the_runs_before_it(db_url: str) -> None:
+    everything = ("SELECT pipeline, status, runs, rows_read, rows_inserted, rows_updated, rows_unchanged,"
+                  " rows_quarantined, rows_duplicate, bytes_read, retries, round(seconds::numeric, 3), timed, le,"
+                  " last_finished_at FROM pgmill.run_totals ORDER BY 1, 2")
+    with connect(db_url) as conn:
+        insert_runs(conn, RUNS)
+        by_trigger = conn.execute(everything).fetchall()
+        conn.execute("DROP TABLE pgmill.run_totals")  # as if the runs came before migration 8
+        conn.execute("DELETE FROM pgmill.schema_version WHERE version = 8")
+        assert migrate(conn) == 8
+        truth = [(p, s, n, read, ins, retries, timed) for p, s, n, read, ins, retries, timed, _ in
+                 conn.execute(TRUTH).fetchall()]
+        assert conn.execute(TOTALS).fetchall() == truth and len(truth) == 4
+        assert conn.execute(everything).fetchall() == by_trigger  # the one-pass rebuild agrees with the triggers
+
+
+def test_index_utilization(db_url: str) -> None:
+    with connect(db_url) as other:  # scans on another connection, its statistics flushed before the scrape
+        other.execute("CREATE TABLE big AS SELECT g AS id FROM generate_series(1, 20000) g")
+        other.execute("CREATE INDEX big_id ON big (id)")
+        other.execute("ANALYZE big")
+        other.execute("SET enable_seqscan = off")
+        for i in range(3):
+            other.execute("SELECT id FROM big WHERE id = %s", (i,)).fetchall()
+        other.execute("SELECT pg_stat_force_next_flush()")
+    with connect(db_url) as conn:
+        run = conn.execute("INSERT INTO pgmill.tuning_runs (mode) VALUES ('apply') RETURNING run_id").fetchone()
+        assert run is not None
+        conn.execute("INSERT INTO pgmill.index_actions (run_id, action, schema_name, index_name, table_name)"
+                     " VALUES (%s, 'keep', 'public', 'big_id', 'public.big'),"
+                     "        (%s, 'keep', 'public', 'gone_since', 'public.big')", (run[0], run[0]))
+        stats = conn.execute("SELECT idx_scan, seq_scan FROM pg_stat_user_tables WHERE relname = 'big'").fetchone()
+        samples, _ = scrape(conn)
+    assert stats is not None
+    idx, seq = stats
+    assert idx >= 3
+    assert value(samples, "pgmill_index_scan_ratio") == pytest.approx(idx / (idx + seq))
+    assert value(samples, "pgmill_tuned_indexes") == 1  # the index that no longer exists is not counted
+    assert value(samples, "pgmill_tuned_indexes_scanned") == 1
+
+
+def test_alert_and_cost_metrics_when_their_tables_are_in_place(db_url: str) -> None:
+    """The contract with migrations 6 and 7 (alerts and cost, written in parallel): pgmill.alert_deliveries
+    has (channel text, status text: sent | failed, at timestamptz); the cost of a run is in numeric columns of
+    pgmill.runs named *_usd. Their families appear once those exist, with no change here."""
+    with connect(db_url) as conn:
+        insert_runs(conn, RUNS)
+        samples, _ = scrape(conn)
+        assert not any(name.startswith(("pgmill_alert", "pgmill_cost")) for name, _ in samples)
+        conn.execute("CREATE TABLE pgmill.alert_deliveries (id bigserial PRIMARY KEY, channel text NOT NULL,"
+                     " status text NOT NULL, at timestamptz NOT NULL DEFAULT now())")
+        conn.execute("INSERT INTO pgmill.alert_deliveries (channel, status, at) VALUES"
+                     " ('slack', 'sent', now() - interval '2 h'), ('slack', 'failed', now() - interval '1 h'),"
+                     " ('email', 'failed', now() - interval '2 h'), ('email', 'sent', now() - interval '1 h'),"
+                     " ('email', 'sent', now())")
+        conn.execute("ALTER TABLE pgmill.runs ADD COLUMN compute_usd numeric(12,6), ADD COLUMN storage_usd float8")
+        conn.execute("UPDATE pgmill.runs SET compute_usd = 0.25, storage_usd = 0.125")
+        samples, types = scrape(conn)
+    assert value(samples, "pgmill_alert_deliveries_total", channel="email", status="sent") == 2
+    assert value(samples, "pgmill_alert_deliveries_total", channel="slack", status="failed") == 1
+    assert value(samples, "pgmill_alert_channel_failing", channel="slack") == 1
+    assert value(samples, "pgmill_alert_channel_failing", channel="email") == 0
+    assert types["pgmill_cost_dollars"] == "counter"
+    n_orders = sum(1 for r in RUNS if r[0] == "orders")
+    assert value(samples, "pgmill_cost_dollars_total", pipeline="orders", component="compute") == 0.25 * n_orders
+    assert value(samples, "pgmill_cost_dollars_total", pipeline="transform", component="storage") == 0.125
+
+
+def test_a_database_without_pgmill_tables(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        samples, _ = scrape(conn)
+    assert all(name == "pgmill_index_scan_ratio" for name, _ in samples)
+
+
+def test_render_inside_an_open_transaction(db_url: str) -> None:
+    """`pgmill metrics` may hand over a connection already in a transaction: the scrape nests in it."""
+    with connect(db_url) as conn:
+        insert_runs(conn, RUNS[:1])
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SELECT 1")
+        samples, _ = scrape(conn)
+        assert value(samples, "pgmill_runs_total", pipeline="orders", status="succeeded") == 1
+
+
+def test_success_rate_is_a_hand_count(db_url: str) -> None:
+    with connect(db_url) as conn:
+        insert_runs(conn, [
+            ("orders", "succeeded", 5, 0, 0, 0, 0, 0, 0, 0, 0),
+            ("orders", "succeeded", 5, 0, 0, 0, 0, 0, 0, 0, 2),  # saved by retries
+            ("orders", "failed", 5, 0, 0, 0, 0, 0, 0, 0, 3),
+            ("orders", "abandoned", 5, 0, 0, 0, 0, 0, 0, 0, 0),
+            ("orders", "running", None, 0, 0, 0, 0, 0, 0, 0, 0),  # not ended: not counted
+            ("events", "succeeded", 5, 0, 0, 0, 0, 0, 0, 0, 1),
+        ], ago="2 days")
+        insert_runs(conn, [("orders", "failed", 5, 0, 0, 0, 0, 0, 0, 0, 0)], ago="40 days")  # outside 30d
+        insert_slot(conn, "pipeline:orders", "-3 days", "succeeded")
+        insert_slot(conn, "pipeline:orders", "-2 days", "succeeded", attempts=2)  # claimed again: saved
+        insert_slot(conn, "pipeline:orders", "-1 day", "failed", started_late="5 min")  # late
+        insert_slot(conn, "pipeline:orders", "-20 hours", "missed")
+        insert_slot(conn, "pipeline:orders", "-10 min", "pending")  # late, still waiting
+        insert_slot(conn, "pipeline:orders", "+1 hour", "pending")  # not due: outside the window
+        insert_slot(conn, "models", "-5 days", "timed_out", started_late="30 s")
+        insert_slot(conn, "models", "-4 days", "skipped")
+        insert_slot(conn, "models", "-40 days", "missed")  # outside
+        report = success_rate(conn, timedelta(days=30))
+
+    pipelines = {r.name: r for r in report.pipelines}
+    assert (pipelines["orders"].runs, pipelines["orders"].successes, pipelines["orders"].saved_by_retry) == (4, 2, 1)
+    assert pipelines["orders"].success_rate == 0.5
+    assert (pipelines["events"].runs, pipelines["events"].successes, pipelines["events"].saved_by_retry) == (1, 1, 1)
+    jobs = {r.name: r for r in report.jobs}
+    o = jobs["pipeline:orders"]
+    assert (o.runs, o.successes, o.saved_by_retry, o.late, o.missed) == (3, 2, 1, 2, 1)
+    m = jobs["models"]
+    assert (m.runs, m.successes, m.saved_by_retry, m.late, m.missed) == (1, 0, 0, 0, 0)
+    assert m.success_rate == 0.0
+    overall = report.overall
+    assert (overall.runs, overall.successes, overall.saved_by_retry, overall.late, overall.missed) == (5, 3, 2, 2, 1)
+    assert overall.success_rate == pytest.approx(0.6)
+
+    d = report.as_dict()
+    assert d["since_seconds"] == 30 * 86400
+    assert d["overall"]["failures"] == 2 and d["pipelines"][0]["name"] == "events"
+    text = format_success(report)
+    assert text.startswith("success over the last 30d")
+    assert any(line.split()[:2] == ["pipeline", "orders"] and "50.00%" in line for line in text.splitlines())
+    assert any(line.startswith("overall") and "60.00%" in line for line in text.splitlines())
+
+
+def test_success_rate_of_an_empty_ledger(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        report = success_rate(conn, timedelta(hours=1))
+    assert report.pipelines == () and report.jobs == ()
+    assert report.overall.success_rate is None
+    assert "overall" in format_success(report)
