@@ -18,7 +18,8 @@ from tests.helpers import ProjectDir
 from tests.mcp_support import loaded_project, unwrap
 from tests.test_mcp_http import TOKEN, free_port, start_http, stop, wait_listening
 
-INSPECTOR = ["npx", "-y", "-p", "node@22", "-p", "@modelcontextprotocol/inspector@2.12.0", "mcp-inspector", "--cli"]
+INSPECTOR = ["npx", "-y", "-p", "node@22", "-p", "@modelcontextprotocol/inspector@2.12.0", "mcp-inspector", "--cli",
+             "--connect-timeout", "120000"]  # the server starts slowly on a loaded machine (15 s by default)
 
 pytestmark = pytest.mark.skipif(shutil.which("npx") is None, reason="needs npx (Node.js) for the MCP Inspector")
 
