@@ -27,10 +27,11 @@ wait (Retry-After) and sleep (a pause that a stopping reader interrupts), which 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -90,6 +91,21 @@ def describe(exc: BaseException) -> str:
 def backoff(attempt: int, initial: float, maximum: float) -> float:
     """Exponential backoff with full jitter: attempt 1 waits up to `initial`, doubling up to `maximum`."""
     return random.uniform(0, min(maximum, initial * 2 ** (attempt - 1)))
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """The boundary of a library entry point: what is left of a lost connection or a refusal by Postgres
+    after the retries leaves as a PgmillError (TransientError, DatabaseError); pgmill's own errors, and
+    bugs, pass unchanged."""
+    try:
+        yield
+    except PgmillError:
+        raise
+    except Exception as exc:
+        if is_transient(exc) or isinstance(exc, psycopg.Error):
+            raise as_pgmill(exc) from exc
+        raise
 
 
 def as_pgmill(exc: BaseException) -> PgmillError:
