@@ -16,7 +16,7 @@ from pgmill.observe.ledger import RunRecord
 from pgmill.project import ProjectContext
 from pgmill.quality.checks import run_checks
 from pgmill.quality.results import CheckReport
-from pgmill.retry import RetryPolicy, as_pgmill, is_transient
+from pgmill.retry import RetryPolicy, as_pgmill, reported
 from pgmill.transform.runner import TransformResult, load_graph, run_transforms
 from pgmill.tune.run import TuneReport, needs_retune, retune_after_run
 
@@ -62,12 +62,8 @@ def run_project(
     """Load; check the loaded tables whose contracts declare `checks:`; build the models, except those
     downstream of a failed load or of a table that failed an error-severity check; then re-tune the
     indexes if the workload or the data size changed enough."""
-    try:
+    with reported():  # each step retried what it could; what is left is reported, not "unexpected"
         result = _load_check_build(ctx, pipelines, progress, wait, transform, check)
-    except Exception as exc:  # each step retried what it could; what is left is reported, not "unexpected"
-        if isinstance(exc, PgmillError) or not (is_transient(exc) or isinstance(exc, psycopg.Error)):
-            raise
-        raise as_pgmill(exc) from exc
     if tune and result.ok and _auto_tune_wanted(ctx) and _retune_due(ctx, result):
         try:
             result.tuning = retune_after_run(ctx.target, ctx.dir, ctx.config.tune)

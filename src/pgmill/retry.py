@@ -1,6 +1,9 @@
 """Retries: which failures are worth another attempt, how long to wait, and the one loop that does it.
 
-Every step that talks to the database or an API retries through `RetryPolicy.call`:
+Every step that talks to the database or an API retries through `RetryPolicy.call`: a load's setup, its
+batches (resuming from the last checkpoint) and its ledger updates; table checks; model discovery, each
+model's build and the transform run's bookkeeping; whether to re-tune after a run; DROP INDEX
+CONCURRENTLY; role creation; each HTTP request of the HTTP source.
 
     policy = RetryPolicy.of(ctx.config.retry)        # the project's `retry:` settings
     run_id = policy.call(lambda: setup(...), on_retry=count)
@@ -15,6 +18,8 @@ Every step that talks to the database or an API retries through `RetryPolicy.cal
   checkpoints fails only when `attempts` failures come in a row without progress.
 - When attempts run out, or the failure is not retryable, the last exception propagates unchanged; the
   step's caller maps it (`as_pgmill`) at the library's boundary.
+- `on_retry` is called before each wait: where a load or transform run counts its retries
+  (pgmill.runs.retries), and where the HTTP source logs and holds its other requests for Retry-After.
 
 tenacity was the first choice; it is not used, because each of these loops needs its own stop (progress),
 wait (Retry-After) and sleep (a pause that a stopping reader interrupts), which left it nothing to do.
@@ -22,10 +27,11 @@ wait (Retry-After) and sleep (a pause that a stopping reader interrupts), which 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -85,6 +91,21 @@ def describe(exc: BaseException) -> str:
 def backoff(attempt: int, initial: float, maximum: float) -> float:
     """Exponential backoff with full jitter: attempt 1 waits up to `initial`, doubling up to `maximum`."""
     return random.uniform(0, min(maximum, initial * 2 ** (attempt - 1)))
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """The boundary of a library entry point: what is left of a lost connection or a refusal by Postgres
+    after the retries leaves as a PgmillError (TransientError, DatabaseError); pgmill's own errors, and
+    bugs, pass unchanged."""
+    try:
+        yield
+    except PgmillError:
+        raise
+    except Exception as exc:
+        if is_transient(exc) or isinstance(exc, psycopg.Error):
+            raise as_pgmill(exc) from exc
+        raise
 
 
 def as_pgmill(exc: BaseException) -> PgmillError:

@@ -25,7 +25,7 @@ from pgmill.config.load import load_contract
 from pgmill.config.spec import Contract
 from pgmill.db.catalog import table_key
 from pgmill.db.settings import set_local
-from pgmill.errors import ConfigError, PgmillError, TransientError
+from pgmill.errors import ConfigError, TransientError
 from pgmill.project import ProjectContext
 from pgmill.quality.duplicates import near_duplicates
 from pgmill.quality.groups import compile_groups, run_groups
@@ -36,7 +36,7 @@ from pgmill.quality.scan import compile_aggregate, read_aggregate
 from pgmill.quality.schema import ensure_quality_schema
 from pgmill.quality.sql_checks import custom_sql
 from pgmill.quality.table_info import TableInfo, table_info
-from pgmill.retry import RetryPolicy, as_pgmill, is_transient
+from pgmill.retry import RetryPolicy, is_transient, reported
 
 #: work_mem of the check transaction (only); one check query runs at a time per connection
 WORK_MEM = "64MB"
@@ -88,12 +88,9 @@ def run_checks(ctx: ProjectContext, tables: Iterable[str] | None = None, *,
     policy = RetryPolicy.of(ctx.config.retry)
     session = _Session(ctx)
     try:
-        run_id = policy.call(lambda: _start(session.get()))
-        done = [policy.call(partial(_check_and_write, session, run_id, t)) for t in targets]
-    except PgmillError:
-        raise
-    except Exception as exc:
-        raise as_pgmill(exc) from exc
+        with reported():
+            run_id = policy.call(lambda: _start(session.get()))
+            done = [policy.call(partial(_check_and_write, session, run_id, t)) for t in targets]
     finally:
         session.close()
     return CheckReport(run_id, done)

@@ -23,10 +23,10 @@ from psycopg import sql
 
 from pgmill.db import roles
 from pgmill.db.migrations import migrate
-from pgmill.errors import ConfigError, PgmillError
+from pgmill.errors import ConfigError
 from pgmill.observe import ledger
 from pgmill.project import ProjectContext
-from pgmill.retry import RetryPolicy, as_pgmill, describe
+from pgmill.retry import RetryPolicy, describe, reported
 from pgmill.transform import critical
 from pgmill.transform.graph import ExistingRelations, Graph, build_graph
 from pgmill.transform.materialize import Built, Conn, build
@@ -96,12 +96,8 @@ def load_graph(ctx: ProjectContext, *, strict: bool = True) -> Graph:
         with ctx.target.connect(autocommit=True) as conn:
             return read_catalog(conn)
 
-    try:
+    with reported():
         existing = RetryPolicy.of(ctx.config.retry).call(catalog)
-    except PgmillError:
-        raise
-    except Exception as exc:
-        raise as_pgmill(exc) from exc
     return build_graph(models, existing, strict=strict)
 
 
@@ -133,34 +129,25 @@ def run_transforms(ctx: ProjectContext, select: Iterable[str] | None = None, thr
             run_id = ledger.start_run(conn, PIPELINE, "transform", ", ".join(keys)[:1000], reserved[0])
         return graph, keys, durations, run_id
 
-    try:
+    with reported():
         graph, keys, durations, run_id = policy.call(setup, on_retry=count)
-    except PgmillError:
-        raise
-    except Exception as exc:
-        raise as_pgmill(exc) from exc
     tail = critical.tails(keys, graph.children, durations)
     try:
-        results = _schedule(ctx, graph, keys, run_id, threads or ctx.config.models.threads, full_refresh, executor,
-                            tail)
+        with reported():
+            results = _schedule(ctx, graph, keys, run_id, threads or ctx.config.models.threads, full_refresh,
+                                executor, tail)
     except BaseException as exc:
         message = describe(exc)
         with contextlib.suppress(Exception):  # the error that stopped the run is what the caller needs
             _in_ledger(ctx, policy, lambda c: ledger.finish_run(c, run_id, "failed", message, retries[0]), count)
-        if isinstance(exc, Exception) and not isinstance(exc, PgmillError):
-            raise as_pgmill(exc) from exc
         raise
     failed = [r for r in results if r.status == "failed"]
     status: Literal["succeeded", "failed"] = "failed" if failed else "succeeded"
     error = "; ".join(f"{r.model}: {r.error}" for r in failed)[:4000] or None
     build_retries = sum(int(r.detail.get("attempts", 1)) - 1 for r in results)
-    try:
+    with reported():
         _in_ledger(ctx, policy,
                    lambda c: ledger.finish_run(c, run_id, status, error, retries[0] + build_retries), count)
-    except PgmillError:
-        raise
-    except Exception as exc:
-        raise as_pgmill(exc) from exc
     return TransformResult(run_id, status, results)
 
 
