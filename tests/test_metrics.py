@@ -177,7 +177,7 @@ def test_metrics_equal_the_ledger(db_url: str) -> None:
     assert value(samples, "pgmill_service_instances_ticking") == 1
     assert 1 <= value(samples, "pgmill_service_last_tick_age_seconds") < 60
 
-    # tables that are not in place (alerts) and columns that are not (cost) give no families
+    # no alert delivered and no cost measured yet: no samples
     assert not any(name.startswith(("pgmill_alert", "pgmill_cost")) for name, _ in samples)
 
     # bounded labels: never a run id, a query id or SQL text
@@ -269,31 +269,34 @@ def test_index_utilization(db_url: str) -> None:
     assert value(samples, "pgmill_tuned_indexes_scanned") == 1
 
 
-def test_alert_and_cost_metrics_when_their_tables_are_in_place(db_url: str) -> None:
-    """The contract with migrations 6 and 7 (alerts and cost, written in parallel): pgmill.alert_deliveries
-    has (channel text, status text: sent | failed, at timestamptz); the cost of a run is in numeric columns of
-    pgmill.runs named *_usd. Their families appear once those exist, with no change here."""
+def test_alert_and_cost_metrics(db_url: str) -> None:
+    """Alert deliveries by channel and status, a channel whose latest delivery failed, and the dollars of
+    pgmill.run_costs by job and component."""
     with connect(db_url) as conn:
         insert_runs(conn, RUNS)
         samples, _ = scrape(conn)
         assert not any(name.startswith(("pgmill_alert", "pgmill_cost")) for name, _ in samples)
-        conn.execute("CREATE TABLE pgmill.alert_deliveries (id bigserial PRIMARY KEY, channel text NOT NULL,"
-                     " status text NOT NULL, at timestamptz NOT NULL DEFAULT now())")
-        conn.execute("INSERT INTO pgmill.alert_deliveries (channel, status, at) VALUES"
-                     " ('slack', 'sent', now() - interval '2 h'), ('slack', 'failed', now() - interval '1 h'),"
-                     " ('email', 'failed', now() - interval '2 h'), ('email', 'sent', now() - interval '1 h'),"
-                     " ('email', 'sent', now())")
-        conn.execute("ALTER TABLE pgmill.runs ADD COLUMN compute_usd numeric(12,6), ADD COLUMN storage_usd float8")
-        conn.execute("UPDATE pgmill.runs SET compute_usd = 0.25, storage_usd = 0.125")
+        [(event,)] = conn.execute(
+            "INSERT INTO pgmill.alert_events (kind, title, message) VALUES ('test', 't', 'm') RETURNING event_id"
+        ).fetchall()
+        conn.execute(
+            "INSERT INTO pgmill.alert_deliveries (event_id, channel, attempt, status, final, latency_ms, at)"
+            " SELECT %s, c, 1, s, true, 5, now() - make_interval(hours => h) FROM (VALUES"
+            " ('slack', 'sent', 2), ('slack', 'failed', 1), ('email', 'failed', 2), ('email', 'sent', 1),"
+            " ('email', 'sent', 0)) v(c, s, h)", (event,))
+        conn.execute(
+            "INSERT INTO pgmill.run_costs (invocation, run_id, job, started_at, finished_at, cpu_seconds,"
+            " compute_usd, database_usd) VALUES (1, 1, 'orders', now(), now(), 2, 0.25, 0.125),"
+            " (1, 2, 'orders', now(), now(), 2, 0.25, NULL), (2, NULL, 'run', now(), now(), 1, 0.5, 0.0625)")
         samples, types = scrape(conn)
     assert value(samples, "pgmill_alert_deliveries_total", channel="email", status="sent") == 2
     assert value(samples, "pgmill_alert_deliveries_total", channel="slack", status="failed") == 1
     assert value(samples, "pgmill_alert_channel_failing", channel="slack") == 1
     assert value(samples, "pgmill_alert_channel_failing", channel="email") == 0
     assert types["pgmill_cost_dollars"] == "counter"
-    n_orders = sum(1 for r in RUNS if r[0] == "orders")
-    assert value(samples, "pgmill_cost_dollars_total", pipeline="orders", component="compute") == 0.25 * n_orders
-    assert value(samples, "pgmill_cost_dollars_total", pipeline="transform", component="storage") == 0.125
+    assert value(samples, "pgmill_cost_dollars_total", job="orders", component="compute") == 0.5
+    assert value(samples, "pgmill_cost_dollars_total", job="orders", component="database") == 0.125
+    assert value(samples, "pgmill_cost_dollars_total", job="run", component="database") == 0.0625
 
 
 def test_a_database_without_pgmill_tables(db_url: str) -> None:

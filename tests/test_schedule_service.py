@@ -71,6 +71,7 @@ def _project(project: ProjectDir, **schedule: Any) -> None:
 
 
 def _service(runner: FakeRunner, clock: Clock, **kw: Any) -> Service:
+    kw.setdefault("lease", timedelta(minutes=5))
     return Service(open_project(), runner=runner, clock=clock, tick_seconds=60, **kw)
 
 

@@ -47,14 +47,13 @@ def service_row(db_url: str, instance: str, ago_s: float, tick_s: float = 5, sto
 
 
 def alert_deliveries(db_url: str, rows: list[tuple[str, str, str]]) -> None:
-    """The contract with the alerts engineer (migration 6): pgmill.alert_deliveries (channel text,
-    status text: sent | failed, at timestamptz), one row per delivery attempt."""
+    """Delivery attempts (channel, sent | failed, how long ago) as the alerts record them."""
     with connect(db_url) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS pgmill.alert_deliveries (id bigserial PRIMARY KEY,"
-                     " channel text NOT NULL, status text NOT NULL, at timestamptz NOT NULL DEFAULT now())")
+        [(event,)] = conn.execute("INSERT INTO pgmill.alert_events (kind, title, message) VALUES ('test', 't', 'm')"
+                                  " RETURNING event_id").fetchall()
         for channel, status, ago in rows:
-            conn.execute("INSERT INTO pgmill.alert_deliveries (channel, status, at) VALUES (%s, %s, now() - %s::interval)",
-                         (channel, status, ago))
+            conn.execute("INSERT INTO pgmill.alert_deliveries (event_id, channel, attempt, status, final, latency_ms,"
+                         " at) VALUES (%s, %s, 1, %s, true, 5, now() - %s::interval)", (event, channel, status, ago))
 
 
 def healthz(ctx: ProjectContext, **kw: Any) -> httpx.Response:

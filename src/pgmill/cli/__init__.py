@@ -7,6 +7,7 @@
     transform.py   transform, graph
     quality.py     check, report
     tune.py        tune, indexes, explain (a database is enough: no project needed)
+    ops.py         serve, metrics, alerts [test], cost (running it in production)
     mcp.py         mcp
     db.py          db start | stop | status | url
     quarantine.py  quarantine list | show | replay

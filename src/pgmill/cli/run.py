@@ -81,10 +81,17 @@ def status(
     as_json: JsonOpt = False,
     pipeline: Annotated[str | None, typer.Option(help="only this pipeline")] = None,
     limit: Annotated[int, typer.Option(help="how many runs")] = 20,
+    since: Annotated[str | None, typer.Option(
+        "--since", metavar="DURATION",
+        help="success rate over this window instead (e.g. 30d): runs, successes, retries that saved a run, "
+        "late and missed slots, per pipeline and job and overall")] = None,
 ) -> None:
-    """Recent runs from the ledger (pgmill.runs)."""
+    """Recent runs from the ledger (pgmill.runs), or with --since the success rate over a window."""
     from pgmill.observe.ledger import recent_runs
 
+    if since is not None:
+        _success(project, since, as_json)
+        return
     records = read(project, lambda conn: recent_runs(conn, pipeline, limit))
     if as_json:
         out.print_json(json.dumps([r.as_dict() for r in records]))
@@ -92,6 +99,24 @@ def status(
         out.print("no runs yet: `pgmill run` loads the project's pipelines")
     else:
         print_runs(records)
+
+
+def _success(project: Path | None, since: str, as_json: bool) -> None:
+    from datetime import timedelta
+
+    from pgmill.config.duration import parse_duration
+    from pgmill.errors import ConfigError
+    from pgmill.observe.success import format_success, success_rate
+
+    try:
+        window = timedelta(seconds=parse_duration(since))
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from None
+    report = read(project, lambda conn: success_rate(conn, window))
+    if as_json:
+        out.print_json(json.dumps(report.as_dict(), default=str))
+    else:
+        out.print(format_success(report), markup=False)
 
 
 @guarded

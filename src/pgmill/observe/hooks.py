@@ -10,6 +10,7 @@ run in flight before it exits.
 
 from __future__ import annotations
 
+import abc
 import logging
 import threading
 from collections.abc import Callable
@@ -30,7 +31,7 @@ log = logging.getLogger("pgmill.alerts")
 Hook = Callable[[ProjectContext, datetime], None]
 
 
-class _Background:
+class _Background(abc.ABC):
     """Runs `work(ctx, now)` in a thread, one at a time; failures are logged and counted."""
 
     def __init__(self, name: str) -> None:
@@ -60,8 +61,9 @@ class _Background:
             self.last_error = describe(exc)
             log.warning("%s failed: %s", self.__name__, self.last_error)
 
+    @abc.abstractmethod
     def work(self, ctx: ProjectContext, now: datetime) -> None:
-        raise NotImplementedError
+        """What the hook does, in its thread."""
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the run in flight; True when none is left."""
@@ -116,6 +118,13 @@ class HeartbeatHook(_Background):
         ping_heartbeat(ctx)
 
 
-def service_hooks(*, month_cost: MonthCost | None = None) -> list[Hook]:
+def project_month_cost(conn: psycopg.Connection[Any], ctx: ProjectContext) -> tuple[float, float]:
+    """Month to date and projected, in dollars, for the `cost_over_budget` rule (pgmill.observe.cost)."""
+    from pgmill.observe.cost import month_cost
+
+    return month_cost(conn, ctx.config.cost)
+
+
+def service_hooks(*, month_cost: MonthCost | None = project_month_cost) -> list[Hook]:
     """The hooks `pgmill serve` passes to its Service: alert evaluation, then the heartbeat."""
     return [AlertHook(month_cost=month_cost), HeartbeatHook()]

@@ -36,32 +36,25 @@ EXPECTED_WINDOW = timedelta(hours=24)
 STALE_TICKS = 3
 #: index utilization counts the scans of tables over this many rows (as `pgmill indexes` does)
 BIG_TABLE_ROWS = 10_000
-#: cost columns: numeric columns of pgmill.runs whose name ends so; the rest of the name is the component
-COST_SUFFIX = "_usd"
 _TABLES = ("runs", "run_totals", "expected_runs", "quality_results", "tuning_runs", "index_actions",
-           "service_instances", "alert_deliveries")
+           "service_instances", "alert_deliveries", "run_costs")
 
 
 @dataclass(frozen=True)
 class Catalog:
-    """What is in place, read once per scrape: pgmill's tables, and the cost columns of pgmill.runs."""
+    """What is in place, read once per scrape: pgmill's tables (a database migrated by an older pgmill, or a
+    scrape racing the first migration, lacks some)."""
 
     tables: frozenset[str]
-    cost_columns: tuple[str, ...]
 
 
 def read_catalog(conn: Conn) -> Catalog:
     row = conn.execute(
         "SELECT array(SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        "             WHERE n.nspname = 'pgmill' AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s)),"
-        "       array(SELECT a.attname::text FROM pg_attribute a"
-        "             WHERE a.attrelid = to_regclass('pgmill.runs') AND a.attnum > 0 AND NOT a.attisdropped"
-        "               AND right(a.attname, %s) = %s"
-        "               AND a.atttypid IN ('numeric'::regtype, 'float8'::regtype, 'float4'::regtype)"
-        "             ORDER BY a.attnum)",
-        (list(_TABLES), len(COST_SUFFIX), COST_SUFFIX)).fetchone()
+        "             WHERE n.nspname = 'pgmill' AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s))",
+        (list(_TABLES),)).fetchone()
     assert row is not None
-    return Catalog(frozenset(row[0]), tuple(row[1]))
+    return Catalog(frozenset(row[0]))
 
 
 def _f(x: Any) -> float:
@@ -305,17 +298,16 @@ def alert_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
 
 
 def cost_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
-    """Dollars the runs cost, by pipeline and component (the cost columns of pgmill.runs)."""
-    if not cat.cost_columns:
+    """Dollars the measured work cost, by job and component (pgmill.run_costs, priced the day it ran)."""
+    if "run_costs" not in cat.tables:
         return []
-    cost = CounterMetricFamily("pgmill_cost_dollars", "What runs cost, in US dollars",
-                               labels=["pipeline", "component"])
-    sums = sql.SQL(", ").join(sql.SQL("coalesce(sum({}), 0)::float8").format(sql.Identifier(c))
-                              for c in cat.cost_columns)
-    for row in conn.execute(sql.SQL("SELECT pipeline, {} FROM pgmill.runs GROUP BY pipeline ORDER BY pipeline")
-                            .format(sums)).fetchall():
-        for column, value in zip(cat.cost_columns, row[1:], strict=True):
-            cost.add_metric([row[0], column.removesuffix(COST_SUFFIX)], value)
+    cost = CounterMetricFamily("pgmill_cost_dollars", "What the measured work cost, in US dollars, at the prices "
+                               "of the day it ran", labels=["job", "component"])
+    for job, compute, database in conn.execute(
+            "SELECT job, sum(compute_usd)::float8, coalesce(sum(database_usd), 0)::float8 FROM pgmill.run_costs"
+            " GROUP BY job ORDER BY job").fetchall():
+        cost.add_metric([job, "compute"], compute)
+        cost.add_metric([job, "database"], database)
     return [cost]
 
 

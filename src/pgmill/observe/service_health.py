@@ -84,11 +84,11 @@ def _scheduler(conn: Conn, instance: str | None) -> Check:
 
 
 def _alerts(conn: Conn) -> Check:
+    from pgmill.observe.deliver import delivery_health
+
     if not _exists(conn, "pgmill.alert_deliveries"):
         return Check("alerts", True, "no deliveries recorded")
-    failing = [str(r[0]) for r in conn.execute(
-        "SELECT channel FROM (SELECT DISTINCT ON (channel) channel, status FROM pgmill.alert_deliveries"
-        " ORDER BY channel, at DESC) latest WHERE status = 'failed' ORDER BY channel").fetchall()]
+    failing = [ch for ch, h in delivery_health(conn).items() if h["status"] == "failing"]
     if failing:
         return Check("alerts", False, "the latest delivery failed on " + ", ".join(failing))
     return Check("alerts", True, "every channel's latest delivery went through")

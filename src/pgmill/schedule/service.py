@@ -77,7 +77,9 @@ class Service:
         self.runner = runner or ProcessRunner(ctx.dir)
         self.clock = clock
         self.tick_seconds = tick_seconds
-        self.lease = lease or timedelta(seconds=max(60.0, 6 * tick_seconds))
+        # long enough for a few missed renewals (a slow tick, a short database hiccup); a lapsed lease means
+        # the claimer died, and its slot runs again
+        self.lease = lease or timedelta(seconds=max(10.0, 12 * tick_seconds))
         self.horizon = horizon
         self.hooks = list(hooks)
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
