@@ -113,6 +113,32 @@ def build_server(ctx: ProjectContext, *, allow_writes: bool = False, limits: Lim
         """Unused, duplicate, prefix-redundant, invalid and bloated indexes, and index utilization."""
         return _tool(lambda: tools.index_health(db))
 
+    @app.tool(annotations=READ, structured_output=False)
+    def alerts(
+        hours: Annotated[int, Field(description="alert events of this many last hours (at most 720)")] = 24,
+    ) -> str:
+        """Alerts firing now, and recent alert events with every delivery attempt and its result."""
+        return _tool(lambda: tools.alerts(db, hours))
+
+    @app.tool(annotations=READ, structured_output=False)
+    def schedules() -> str:
+        """Scheduled jobs (`pgmill serve`): next expected run, late runs, last outcome, missed and failed slots."""
+        return _tool(lambda: tools.schedules(db))
+
+    @app.tool(annotations=READ, structured_output=False)
+    def success_rate(
+        days: Annotated[int, Field(description="the window, in days (at most 366)")] = 30,
+    ) -> str:
+        """Runs, successes, success rate, retries that saved a run, late and missed slots, per pipeline and job."""
+        return _tool(lambda: tools.success_rate(db, days))
+
+    @app.tool(annotations=READ, structured_output=False)
+    def cost(
+        month: Annotated[str | None, Field(description="YYYY-MM (default: the current month)")] = None,
+    ) -> str:
+        """Cost per job and per GB processed, month to date and projected, against the budget."""
+        return _tool(lambda: tools.cost(ctx, db, month))
+
     if tuning.hypopg or allow_writes:
         @app.tool(annotations=READ if tuning.hypopg else ToolAnnotations(
                       read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),

@@ -205,3 +205,43 @@ def latest_quality(conn: psycopg.Connection[Any], table: str) -> list[dict[str, 
     if not describe.has_table(conn, "pgmill.quality_results"):
         return []
     return history.latest_run(conn, table)
+
+
+def alerts(db: ReadOnlyDatabase, hours: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    from pgmill.observe.alerts import list_alerts
+
+    since = datetime.now(UTC) - timedelta(hours=max(1, min(hours, 24 * 30)))
+    listing = db.read(lambda conn: list_alerts(conn, since, limit=MAX_RUNS).as_dict()
+                      if describe.has_table(conn, "pgmill.alert_state") else {"firing": [], "events": []})
+    return wrap("Alerts firing now, and alert events of the period with each delivery attempt.", listing)
+
+
+def schedules(db: ReadOnlyDatabase) -> str:
+    from datetime import UTC, datetime
+
+    from pgmill.schedule.slots import overview
+
+    jobs = db.read(lambda conn: overview(conn, datetime.now(UTC))
+                   if describe.has_table(conn, "pgmill.expected_runs") else [])
+    return wrap("Scheduled jobs: the next expected run, runs late now, the last one, missed and failed slots "
+                "of the last day.", jobs)
+
+
+def success_rate(db: ReadOnlyDatabase, days: int) -> str:
+    from datetime import timedelta
+
+    from pgmill.observe.success import success_rate as rate
+
+    report = db.read(lambda conn: rate(conn, timedelta(days=max(1, min(days, 366)))).as_dict())
+    return wrap(f"Success rate over the last {days} days from the execution log, per pipeline and job and overall "
+                "(the brief's target: above 99.9%).", report)
+
+
+def cost(ctx: ProjectContext, db: ReadOnlyDatabase, month: str | None) -> str:
+    from pgmill.observe.cost import cost_report
+
+    report = db.read(lambda conn: cost_report(conn, ctx.config.cost, month).as_dict())
+    return wrap("What the measured work cost: per job and per GB processed, month to date and projected, "
+                "against the budget and the brief's targets.", report)

@@ -181,3 +181,27 @@ def release(conn: Conn, claim: Claim, instance: str, why: str) -> None:
             "UPDATE pgmill.expected_runs SET state = 'pending', claimed_by = NULL, lease_until = NULL, error = %s"
             " WHERE job = %s AND scheduled_for = %s AND claimed_by = %s AND state = 'running'",
             (why, claim.job, claim.scheduled_for, instance))
+
+
+def overview(conn: Conn, now: datetime, late_after: timedelta = timedelta(minutes=1)) -> list[dict[str, Any]]:
+    """Per job: its next expected run, the slots late now (due, not started, after `late_after`), how the last
+    one ended, and what was missed or failed over the last day. Read-only, index-backed."""
+    rows = conn.execute(
+        "SELECT j.job,"
+        " (SELECT min(scheduled_for) FROM pgmill.expected_runs e WHERE e.job = j.job AND e.state = 'pending'"
+        "   AND e.scheduled_for > %(now)s) AS next_run,"
+        " (SELECT array_agg(scheduled_for ORDER BY scheduled_for) FROM pgmill.expected_runs e WHERE e.job = j.job"
+        "   AND e.state = 'pending' AND e.scheduled_for < %(late)s) AS late,"
+        " (SELECT row(scheduled_for, state, run_id, error)::text FROM pgmill.expected_runs e WHERE e.job = j.job"
+        "   AND e.state NOT IN ('pending', 'running') AND e.scheduled_for <= %(now)s"
+        "   ORDER BY scheduled_for DESC LIMIT 1) AS last,"
+        " (SELECT count(*) FROM pgmill.expected_runs e WHERE e.job = j.job AND e.state IN ('missed', 'skipped')"
+        "   AND e.scheduled_for > %(day)s) AS missed_24h,"
+        " (SELECT count(*) FROM pgmill.expected_runs e WHERE e.job = j.job AND e.state IN ('failed', 'timed_out')"
+        "   AND e.scheduled_for > %(day)s) AS failed_24h,"
+        " (SELECT count(*) FROM pgmill.expected_runs e WHERE e.job = j.job AND e.state = 'running') AS running"
+        " FROM (SELECT DISTINCT job FROM pgmill.expected_runs) j ORDER BY j.job",
+        {"now": now, "late": now - late_after, "day": now - timedelta(days=1)}).fetchall()
+    return [{"job": r[0], "next_run": r[1].isoformat() if r[1] else None,
+             "late": [t.isoformat() for t in r[2] or ()], "last": r[3], "missed_24h": int(r[4]),
+             "failed_24h": int(r[5]), "running": int(r[6])} for r in rows]
