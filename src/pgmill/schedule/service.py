@@ -104,7 +104,7 @@ class Service:
             self._record_outcomes(conn, now, report)
             slots.renew(conn, self.instance, now, self.lease)
             slots.recover(conn, now)
-            slots.plan(conn, self.timetables, now, self.horizon)
+            slots.plan(conn, self.timetables, now, self.horizon, prune=self.ticks == 0)
             if not self.stopping:
                 for c in slots.claim(conn, self.timetables, self.instance, now, self.lease):
                     self._start(conn, c, now, report)

@@ -39,41 +39,56 @@ class Claim:
     attempt: int
 
 
-def plan(conn: Conn, timetables: Mapping[str, Timetable], now: datetime, horizon: timedelta) -> int:
-    """Create the slots of every job up to `now + horizon`, from the last one planned (so slots that fell
-    while nothing ran exist too, and the misfire policy decides on them); retire future slots that the
-    schedule no longer gives. Returns how many slots were created."""
-    created = 0
+def plan(conn: Conn, timetables: Mapping[str, Timetable], now: datetime, horizon: timedelta, *,
+         prune: bool = False) -> int:
+    """Create the slots of every job up to `now + horizon` (and always its next one, however far ahead), from
+    the last one planned, so slots that fell while nothing ran exist too and the misfire policy decides on
+    them. With `prune` (a service's first tick: the schedule is read once per start), also retire the slots
+    that the schedule no longer gives. Returns how many slots were created."""
     until = now + horizon
+    jobs = list(timetables)
+    rows: list[tuple[str, datetime]] = []
     with conn.transaction():
+        # each job's last slot: one backward probe of the primary key per job, whatever the history's size
         last = dict(conn.execute(
-            "SELECT job, max(scheduled_for) FROM pgmill.expected_runs GROUP BY job").fetchall())
+            "SELECT j, (SELECT max(scheduled_for) FROM pgmill.expected_runs e WHERE e.job = j)"
+            " FROM unnest(%s::text[]) j", (jobs,)).fetchall())
         for job, tt in timetables.items():
+            known = last.get(job)
+            if known is not None and known >= until:
+                continue  # planned far enough already: no cron arithmetic on most ticks
             # a job never planned starts now (a slot due this very instant included); one planned before
-            # resumes after its last slot, so slots that fell while nothing ran exist too
-            start = max(last[job], now - PLAN_BACKFILL) if job in last else now - _INSTANT
+            # resumes after its last slot
+            start = max(known, now - PLAN_BACKFILL) if known is not None else now - _INSTANT
             slots = tt.slots(start, until)[:PLAN_LIMIT]
-            ahead = tt.next_after(max(start, until))  # the next run is always known, however far ahead
-            if not slots or slots[-1] < ahead:
-                slots.append(ahead)
-            if slots:
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO pgmill.expected_runs (job, scheduled_for) VALUES (%s, %s)"
-                        " ON CONFLICT (job, scheduled_for) DO NOTHING", [(job, s) for s in slots])
-                    created += max(cur.rowcount, 0)
-            # a future slot the schedule no longer gives (the expression changed)
-            conn.execute(
-                "DELETE FROM pgmill.expected_runs WHERE job = %s AND state = 'pending' AND scheduled_for > %s"
-                " AND NOT (scheduled_for = ANY(%s))", (job, now, [*tt.slots(now, until), tt.next_after(until)]))
-        # jobs no longer scheduled: their future slots go, their due ones are skipped with the reason
-        conn.execute("DELETE FROM pgmill.expected_runs WHERE state = 'pending' AND scheduled_for > %s"
-                     " AND NOT (job = ANY(%s))", (now, list(timetables)))
-        conn.execute("UPDATE pgmill.expected_runs SET state = 'skipped', finished_at = %s,"
-                     " error = 'the job is no longer scheduled in pgmill.yaml'"
-                     " WHERE state = 'pending' AND scheduled_for <= %s AND NOT (job = ANY(%s))",
-                     (now, now, list(timetables)))
+            if not slots or slots[-1] <= now:
+                slots.append(tt.next_after(max(start, now)))  # the next run is always known
+            rows += [(job, s) for s in slots]
+        created = 0
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO pgmill.expected_runs (job, scheduled_for) VALUES (%s, %s)"
+                                " ON CONFLICT (job, scheduled_for) DO NOTHING", rows)
+                created = max(cur.rowcount, 0)
+        if prune:
+            _prune(conn, timetables, now, until)
     return created
+
+
+def _prune(conn: Conn, timetables: Mapping[str, Timetable], now: datetime, until: datetime) -> None:
+    for job, tt in timetables.items():
+        # a future slot the schedule no longer gives (the expression changed since it was planned)
+        keep = tt.slots(now, until)
+        keep.append(tt.next_after(max([now, *keep])))
+        conn.execute("DELETE FROM pgmill.expected_runs WHERE job = %s AND state = 'pending' AND scheduled_for > %s"
+                     " AND NOT (scheduled_for = ANY(%s))", (job, now, keep))
+    # jobs no longer scheduled: their future slots go, their due ones are skipped with the reason
+    jobs = list(timetables)
+    conn.execute("DELETE FROM pgmill.expected_runs WHERE state = 'pending' AND scheduled_for > %s"
+                 " AND NOT (job = ANY(%s))", (now, jobs))
+    conn.execute("UPDATE pgmill.expected_runs SET state = 'skipped', finished_at = %s,"
+                 " error = 'the job is no longer scheduled in pgmill.yaml'"
+                 " WHERE state = 'pending' AND scheduled_for <= %s AND NOT (job = ANY(%s))", (now, now, jobs))
 
 
 def recover(conn: Conn, now: datetime) -> int:
