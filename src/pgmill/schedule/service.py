@@ -30,7 +30,7 @@ import psycopg
 
 from pgmill.config.duration import parse_duration
 from pgmill.db.migrations import migrate
-from pgmill.errors import PgmillError
+from pgmill.errors import DatabaseUnavailable
 from pgmill.project import ProjectContext
 from pgmill.retry import describe, is_transient
 from pgmill.schedule import slots
@@ -210,7 +210,7 @@ class Service:
         """`pgmill serve --once`: claim and run what is due now, wait for those runs, record them, return."""
         report = self.tick()
         if report.skipped:
-            raise PgmillError(f"the database did not answer: {report.error}")
+            raise DatabaseUnavailable(f"the database did not answer: {report.error}")
         self.stopping = True  # no new claims from here on
         while self.running:
             time.sleep(poll_s)
