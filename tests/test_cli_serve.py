@@ -161,3 +161,28 @@ def test_sigkill_mid_run_then_restart_runs_the_slot_again_exactly_once(project: 
     assert last[0][0] == "succeeded" and last[0][1] == last[0][2] + last[0][3]
     # the killed run is marked abandoned by the run that resumed after it
     assert project.query("SELECT count(*) FROM pgmill.runs WHERE status = 'running'") == [(0,)]
+
+
+def test_two_serve_processes_on_one_database_run_every_slot_once(project: ProjectDir) -> None:
+    _scheduled_orders(project, 10, every="2s", overlap="skip")
+    procs = [_pgmill(project, "serve", "--http", f"127.0.0.1:{_free_port()}", "--tick", "0.5") for _ in range(2)]
+    try:
+        _until(lambda: project.scalar("SELECT to_regclass('pgmill.expected_runs') IS NOT NULL"), 60, "the schema")
+        _until(lambda: project.scalar("SELECT count(*) FROM pgmill.expected_runs WHERE state = 'succeeded'") >= 6,
+               120, "six slots to run")
+        time.sleep(3)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.communicate(timeout=60)
+    assert all(p.returncode == 0 for p in procs)
+    done = project.query("SELECT run_id, attempts, claimed_by FROM pgmill.expected_runs WHERE state = 'succeeded'")
+    assert len(done) >= 6 and all(a == 1 for _, a, _ in done)
+    run_ids = [r for r, _, _ in done]
+    assert len(set(run_ids)) == len(run_ids)  # no slot ran twice, no run served two slots
+    [(runs,)] = project.query("SELECT count(*) FROM pgmill.runs WHERE pipeline = 'orders' AND run_id = ANY(%s)",
+                              (run_ids,))
+    assert runs == len(run_ids)
+    assert project.scalar("SELECT count(*) FROM orders") == 10
+    assert project.query("SELECT count(*) FROM pgmill.runs WHERE status = 'failed'") == [(0,)]

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -259,3 +260,17 @@ def test_jobs_section_and_removed_jobs(project: ProjectDir) -> None:
     svc2 = _service(runner, clock)
     svc2.tick()
     assert project.query("SELECT count(*) FROM pgmill.expected_runs WHERE job = 'tune' AND state = 'pending'") == [(0,)]
+
+
+def test_a_daily_0130_new_york_job_runs_once_a_day_across_the_autumn_change(project: ProjectDir) -> None:
+    _project(project, schedule="30 1 * * *", timezone="America/New_York")
+    clock, runner = Clock(datetime(2026, 10, 31, 12, 0, tzinfo=UTC)), FakeRunner()
+    svc = _service(runner, clock)
+    while clock.t < datetime(2026, 11, 3, 12, 0, tzinfo=UTC):  # three local days, the change in the middle
+        svc.tick()
+        clock.advance(minutes=10)
+    svc.tick()
+    ny = ZoneInfo("America/New_York")
+    ran = [r[0].astimezone(ny) for r in _slots(project) if r[1] == "succeeded"]
+    assert [(t.day, t.hour, t.minute) for t in ran] == [(1, 1, 30), (2, 1, 30), (3, 1, 30)]
+    assert len(runner.started) == 3
