@@ -22,10 +22,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from pgmill.config.base import StrictModel
-from pgmill.config.duration import parse_duration
+from pgmill.config.duration import Duration
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 CHANNEL_FAILING = "channel_failing"  # the built-in rule: a channel whose deliveries fail, reported on the others
@@ -38,14 +38,8 @@ class _Rule(StrictModel):
     pipelines: list[str] | None = Field(None, description="only these pipelines or jobs (a job as `pipeline:NAME`, "
                                         "`models`, `checks` or `tune`; quality_failed: their tables; query_p95 and "
                                         "cost_over_budget have none); default: all")
-    repeat: str | None = Field(None, description="re-notify interval for this rule; default: alerts.repeat")
+    repeat: Duration | None = Field(None, description="re-notify interval for this rule; default: alerts.repeat")
 
-    @field_validator("repeat")
-    @classmethod
-    def _repeat(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_duration(v)
-        return v
 
 
 class RunFailed(_Rule):
@@ -65,39 +59,24 @@ class LateRun(_Rule):
     """An expected run has not started `after` its scheduled time."""
 
     kind: Literal["late_run"]
-    after: str = Field("10m", description="how late before it fires")
+    after: Duration = Field("10m", description="how late before it fires")
 
-    @field_validator("after")
-    @classmethod
-    def _after(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
 
 class MissedRun(_Rule):
     """An expected run was missed (skipped by the misfire or overlap policy, or never claimed)."""
 
     kind: Literal["missed_run"]
-    window: str = Field("1h", description="a missed slot keeps the alert firing this long (each slot notifies once)")
+    window: Duration = Field("1h", description="a missed slot keeps the alert firing this long (each slot notifies once)")
 
-    @field_validator("window")
-    @classmethod
-    def _window(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
 
 class Freshness(_Rule):
     """The newest committed cursor (or the last successful load) of a pipeline is older than `max_age`."""
 
     kind: Literal["freshness"]
-    max_age: str = Field(description="e.g. 1h, 1d")
+    max_age: Duration = Field(description="e.g. 1h, 1d")
 
-    @field_validator("max_age")
-    @classmethod
-    def _age(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
 
 class QualityFailed(_Rule):
@@ -128,13 +107,8 @@ class SuccessRate(_Rule):
 
     kind: Literal["success_rate"]
     below: float = Field(99.9, gt=0, le=100)
-    window: str = Field("30d")
+    window: Duration = Field("30d")
 
-    @field_validator("window")
-    @classmethod
-    def _window(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
 
 class CostOverBudget(_Rule):
@@ -156,20 +130,15 @@ class Alerts(StrictModel):
 
     channels: dict[str, str] = Field(default_factory=dict, description="name -> apprise URL; secrets as ${VAR}")
     rules: list[AlertRule] = Field(default_factory=list)
-    repeat: str = Field("4h", description="re-notify a rule still firing after this long")
-    resolve_after: str = Field("5m", description="a firing alert resolves once its condition has been false this "
+    repeat: Duration = Field("4h", description="re-notify a rule still firing after this long")
+    resolve_after: Duration = Field("5m", description="a firing alert resolves once its condition has been false this "
                                "long, so a flapping condition stays one alert")
     digest_over: int = Field(5, ge=1, description="more alerts than this in one evaluation go out as one digest")
     attempts: int = Field(3, ge=1, le=10, description="delivery attempts per message and channel")
-    timeout: str = Field("10s", description="one delivery attempt's time limit")
+    timeout: Duration = Field("10s", description="one delivery attempt's time limit")
     heartbeat_url: str | None = Field(None, description="pinged after every scheduler tick (secrets as ${VAR}), so "
                                       "a dead `pgmill serve` is noticed from outside")
 
-    @field_validator("repeat", "timeout", "resolve_after")
-    @classmethod
-    def _durations(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
     @model_validator(mode="after")
     def _known_channels(self) -> Alerts:

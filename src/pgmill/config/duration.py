@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 _UNITS = {1: ("s", "sec", "secs", "second", "seconds"), 60: ("m", "min", "mins", "minute", "minutes"),
           3600: ("h", "hr", "hrs", "hour", "hours"), 86400: ("d", "day", "days"), 604800: ("w", "week", "weeks")}
@@ -30,3 +33,12 @@ def parse_duration(text: str | float | int) -> float:
         if pos == len(s) and total > 0:
             return total
     raise ValueError(f"{text!r} is not a duration: use e.g. 90s, 5m, 1h30m, 2d or '6 hours'")
+
+
+def _checked(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+#: a duration field of pgmill.yaml, kept as written and checked when the file is read
+Duration = Annotated[str, AfterValidator(_checked)]

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from pgmill.config.base import StrictModel
-from pgmill.config.duration import parse_duration
+from pgmill.config.duration import Duration
 
 JOB_KINDS = ("models", "checks", "tune")
 
@@ -36,15 +36,15 @@ class Scheduled(StrictModel):
     when asked (`pgmill run`)."""
 
     schedule: str | None = Field(None, description='cron expression, 5 fields, e.g. "*/15 * * * *", in `timezone`')
-    every: str | None = Field(None, description="or a fixed interval from the Unix epoch: 30s, 5m, 1h, 1d")
+    every: Duration | None = Field(None, description="or a fixed interval from the Unix epoch: 30s, 5m, 1h, 1d")
     timezone: str = Field("UTC", description="IANA time zone of the cron expression, e.g. America/New_York")
     misfire: Literal["run_once", "skip", "run_all"] = Field(
         "run_once", description="slots missed by more than `misfire_grace` (pgmill serve was down, say): run the "
         "newest once (run_once), none (skip), or each in turn (run_all)")
-    misfire_grace: str = Field("5m", description="how late a slot may start and still count as on time")
+    misfire_grace: Duration = Field("5m", description="how late a slot may start and still count as on time")
     overlap: Literal["skip", "queue"] = Field(
         "skip", description="a slot due while the previous run still goes on: skip it, or queue it behind")
-    timeout: str = Field("1h", description="a run still going after this is cancelled and recorded as failed")
+    timeout: Duration = Field("1h", description="a run still going after this is cancelled and recorded as failed")
 
     @field_validator("schedule")
     @classmethod
@@ -70,12 +70,6 @@ class Scheduled(StrictModel):
             raise ValueError(f"unknown time zone {v!r}: use an IANA name such as UTC or Europe/Berlin") from None
         return v
 
-    @field_validator("every", "misfire_grace", "timeout")
-    @classmethod
-    def _duration(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_duration(v)
-        return v
 
     @model_validator(mode="after")
     def _one_way(self) -> Scheduled:

@@ -72,3 +72,12 @@ def resolve_target(project_dir: Path, configured_url: str | None) -> Target:
         return Target(os.path.expandvars(url))
     server = EmbeddedServer(project_dir / ".pgmill")
     return Target(server.url(), embedded=server)
+
+
+def close_quietly(conn: psycopg.Connection[Any] | None) -> None:
+    """Close a connection that may already be broken: the failure that broke it is what matters."""
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from pgmill.db.connect import close_quietly
 from pgmill.observe.alerts import EvaluationReport, evaluate_alerts
 from pgmill.observe.conditions import MonthCost
 from pgmill.observe.deliver import DeliveryPolicy, warm_up
@@ -100,12 +101,8 @@ class AlertHook(_Background):
             log.warning("alert rule %s", err)
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None
 
 
 class HeartbeatHook(_Background):

@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 
 from pgmill.config.duration import parse_duration
+from pgmill.db.connect import close_quietly
 from pgmill.db.migrations import migrate
 from pgmill.errors import DatabaseUnavailable
 from pgmill.project import ProjectContext
@@ -186,11 +187,7 @@ class Service:
         return conn
 
     def _drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
+        close_quietly(self._conn)
         self._conn = None
         self._lost_connection = True
 
