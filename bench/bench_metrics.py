@@ -25,6 +25,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from psycopg import sql
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import OUT_DIR, RESULTS_JSON, BenchProject, log, machine, save_to  # noqa: E402
@@ -116,10 +118,11 @@ def run_end_cost(conn: Any, runs: int = 400) -> dict[str, Any]:
     ids = [r[0] for r in conn.execute("SELECT run_id FROM pgmill.runs WHERE pipeline = 'bench_end'").fetchall()]
     times: dict[str, list[float]] = {"with_trigger": [], "without_trigger": []}
     for run_id in ids:
-        for label, table in (("with_trigger", "pgmill.runs"), ("without_trigger", "public.runs_without_triggers")):
+        for label, table in (("with_trigger", sql.Identifier("pgmill", "runs")),
+                             ("without_trigger", sql.Identifier("public", "runs_without_triggers"))):
             started = time.perf_counter()
-            conn.execute(f"UPDATE {table} SET status = 'succeeded', finished_at = clock_timestamp()"  # noqa: S608
-                         " WHERE run_id = %s", (run_id,))
+            conn.execute(sql.SQL("UPDATE {} SET status = 'succeeded', finished_at = clock_timestamp()"
+                                 " WHERE run_id = %s").format(table), (run_id,))
             times[label].append(time.perf_counter() - started)
     conn.execute("DROP TABLE public.runs_without_triggers")
     return {"runs": runs, **{k: round(statistics.median(v) * 1e6) for k, v in times.items()}}

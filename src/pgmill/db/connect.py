@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,5 @@ def resolve_target(project_dir: Path, configured_url: str | None) -> Target:
 def close_quietly(conn: psycopg.Connection[Any] | None) -> None:
     """Close a connection that may already be broken: the failure that broke it is what matters."""
     if conn is not None:
-        try:
+        with contextlib.suppress(psycopg.Error):
             conn.close()
-        except psycopg.Error:
-            pass

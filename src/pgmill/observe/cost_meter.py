@@ -38,6 +38,7 @@ import psycopg
 from psycopg import sql
 
 from pgmill.config.cost import CostConfig
+from pgmill.db.connect import close_quietly
 from pgmill.db.migrations import migrate
 from pgmill.errors import DatabaseError, DatabaseUnavailable
 from pgmill.observe import cost_probe as probe
@@ -269,12 +270,8 @@ class CostMeter:
         return rows, db_bytes
 
     def _close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # closing a broken connection: nothing left to do
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None
 
 
 # ---------------------------------------------------------------- recording
