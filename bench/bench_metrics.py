@@ -191,10 +191,10 @@ def scans(plan: dict[str, Any]) -> list[str]:
 
 def ledger_queries(conn: Any) -> list[tuple[str, Any, Any]]:
     """(reader, query, params) of every ledger query of a scrape and of success_rate."""
-    from pgmill.observe.metrics import READERS, read_catalog
+    from pgmill.observe.metrics import READERS, read_ledger_tables
     from pgmill.observe.success import success_rate
 
-    cat = read_catalog(conn)
+    cat = read_ledger_tables(conn)
     out = []
     for reader in READERS:
         rec = Recorder(conn)
@@ -252,9 +252,9 @@ def main() -> None:
         success = timed(lambda: success_rate(conn, timedelta(days=30)), args.reps)
 
         # references, same data, same run
-        from pgmill.observe.metrics import quality_metrics, read_catalog, runs_metrics
+        from pgmill.observe.metrics import quality_metrics, read_ledger_tables, runs_metrics
 
-        cat = read_catalog(conn)
+        cat = read_ledger_tables(conn)
         runs_totals = timed(lambda: runs_metrics(conn, cat), args.reps)
         runs_full = timed(lambda: conn.execute(FULL_RUNS_AGGREGATE).fetchall(), args.reps)
         skip = timed(lambda: quality_metrics(conn, cat), args.reps)

@@ -41,20 +41,20 @@ _TABLES = ("runs", "run_totals", "expected_runs", "quality_results", "tuning_run
 
 
 @dataclass(frozen=True)
-class Catalog:
+class LedgerTables:
     """What is in place, read once per scrape: pgmill's tables (a database migrated by an older pgmill, or a
     scrape racing the first migration, lacks some)."""
 
     tables: frozenset[str]
 
 
-def read_catalog(conn: Conn) -> Catalog:
+def read_ledger_tables(conn: Conn) -> LedgerTables:
     row = conn.execute(
         "SELECT array(SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         "             WHERE n.nspname = 'pgmill' AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s))",
         (list(_TABLES),)).fetchone()
     assert row is not None
-    return Catalog(frozenset(row[0]))
+    return LedgerTables(frozenset(row[0]))
 
 
 def _f(x: Any) -> float:
@@ -86,7 +86,7 @@ class _PipelineRuns:
     cumulative: tuple[int, ...] = ()
 
 
-def runs_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
+def runs_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
     """Runs by pipeline and status, rows by outcome, bytes, retries, durations, the last success."""
     if "run_totals" not in cat.tables:
         return []
@@ -130,7 +130,7 @@ def runs_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
     return [runs, running, read, rows, nbytes, retries, last, duration]
 
 
-def expected_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
+def expected_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
     """Slots due in the last `EXPECTED_WINDOW` by job and state; late slots: pending past the time they were due."""
     if "expected_runs" not in cat.tables:
         return []
@@ -174,7 +174,7 @@ _QUALITY = (
 )
 
 
-def quality_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
+def quality_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
     """The latest pass rate of each table's rule, and its threshold (ratios, 0 to 1)."""
     if "quality_results" not in cat.tables:
         return []
@@ -188,7 +188,7 @@ def quality_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
     return [rate, threshold]
 
 
-def tuning_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
+def tuning_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
     """Declared queries' p95 (latest tuning measurement) against their targets."""
     if "tuning_runs" not in cat.tables:
         return []
@@ -222,7 +222,7 @@ def tuning_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
     return [p95, before, target, when]
 
 
-def index_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
+def index_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
     """Index utilization: the index share of scans on big tables; the indexes tuning kept, and those read."""
     kept = (
         "SELECT count(*), count(*) FILTER (WHERE coalesce(s.idx_scan, 0) > 0)"
@@ -251,7 +251,7 @@ def index_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
     return out
 
 
-def service_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
+def service_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
     """The service loop's ticks, skipped ticks, database reconnects, and the age of its last tick."""
     if "service_instances" not in cat.tables:
         return []
@@ -278,7 +278,7 @@ def service_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
     return out
 
 
-def alert_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
+def alert_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
     """Alert deliveries by channel and status, and the channels whose latest delivery failed."""
     if "alert_deliveries" not in cat.tables:
         return []
@@ -297,7 +297,7 @@ def alert_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
     return [total, failing]
 
 
-def cost_metrics(conn: Conn, cat: Catalog) -> list[Metric]:
+def cost_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
     """Dollars the measured work cost, by job and component (pgmill.run_costs, priced the day it ran)."""
     if "run_costs" not in cat.tables:
         return []
@@ -316,7 +316,7 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-Reader = Callable[[Conn, Catalog], list[Metric]]
+Reader = Callable[[Conn, LedgerTables], list[Metric]]
 READERS: tuple[Reader, ...] = (runs_metrics, expected_metrics, quality_metrics, tuning_metrics, index_metrics,
                                service_metrics, alert_metrics, cost_metrics)
 
@@ -328,7 +328,7 @@ def read_metrics(conn: Conn) -> list[Metric]:
         if outermost:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute("SELECT set_config('statement_timeout', '10s', true)")
-        cat = read_catalog(conn)
+        cat = read_ledger_tables(conn)
         return [m for reader in READERS for m in reader(conn, cat)]
 
 
