@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
 import ipaddress
 import json
@@ -82,14 +83,20 @@ def check_exposure(host: str, token: str | None) -> None:
 
 class Guard:
     """ASGI middleware in front of every route: the Origin check, the Host check (when bound to loopback),
-    then the bearer token (when there is one)."""
+    then the bearer token (when there is one).
+
+    With `basic`, a browser may give the token as the password of HTTP Basic authentication (any user name):
+    a browser cannot add a bearer header to the pages it navigates, but it asks for a password when told
+    `WWW-Authenticate: Basic`. The token is compared in constant time either way."""
 
     def __init__(self, app: ASGIApp, token: str | None, origins: Iterable[str] = (), *,
-                 local_host_only: bool = False) -> None:
+                 local_host_only: bool = False, basic: bool = False) -> None:
         self.app = app
+        self.token = token
         self.expected = f"Bearer {token}".encode() if token is not None else None
         self.origins = tuple(origins)
         self.local_host_only = local_host_only
+        self.basic = basic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan (the MCP SDK starts its session manager there)
@@ -103,13 +110,23 @@ class Guard:
         if self.local_host_only and not host_is_local(headers.get(b"host", b"").decode("latin-1")):
             await _deny(send, 421, "host not allowed: this server answers to localhost only", {})
             return
-        if self.expected is not None:
-            given = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):  # constant time: no timing oracle on the token
-                await _deny(send, 401, "missing or wrong bearer token",
-                            {b"www-authenticate": b'Bearer realm="pgmill"'})
-                return
+        if self.expected is not None and not self._authorized(headers.get(b"authorization", b"")):
+            challenge = b'Basic realm="pgmill", charset="UTF-8"' if self.basic else b'Bearer realm="pgmill"'
+            await _deny(send, 401, "missing or wrong bearer token", {b"www-authenticate": challenge})
+            return
         await self.app(scope, receive, send)
+
+    def _authorized(self, given: bytes) -> bool:
+        assert self.expected is not None and self.token is not None
+        if hmac.compare_digest(given, self.expected):  # constant time: no timing oracle on the token
+            return True
+        if not (self.basic and given[:6].lower() == b"basic "):
+            return False
+        try:
+            _user, _, password = base64.b64decode(given[6:].strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(password.encode(), self.token.encode())
 
 
 async def _deny(send: Send, status: int, message: str, extra: dict[bytes, bytes]) -> None:

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -22,15 +23,19 @@ def serve(
     project: ProjectOpt = None,
     http: Annotated[str, typer.Option(
         "--http", metavar="HOST:PORT",
-        help=f"serve /metrics and /healthz here (PORT alone binds 127.0.0.1); beyond loopback {TOKEN_ENV} is "
+        help=f"serve the dashboard, /metrics and /healthz here (PORT alone binds 127.0.0.1); beyond loopback {TOKEN_ENV} is "
         "required")] = "127.0.0.1:8080",
     once: Annotated[bool, typer.Option(
         "--once", help="run what is due now, wait for it, and exit (for cron, systemd timers and CI); no HTTP")] = False,
     tick: Annotated[float, typer.Option(help="seconds between two looks at the schedule", min=0.5)] = 5.0,
     allow_origin: Annotated[list[str] | None, typer.Option(
         "--allow-origin", help="a browser origin allowed besides localhost (repeatable)")] = None,
+    allow_writes: Annotated[bool, typer.Option(
+        "--allow-writes", help="let the dashboard change things (replay quarantined rows), each as a POST "
+        "with a CSRF token; without it the dashboard only reads")] = False,
 ) -> None:
-    """Run the project's schedule, evaluate its alerts and serve its metrics, until SIGTERM or Ctrl-C."""
+    """Run the project's schedule, evaluate its alerts, serve the dashboard (/) and the metrics, until SIGTERM
+    or Ctrl-C."""
     from pgmill.httpauth import parse_address
     from pgmill.observe.hooks import service_hooks
     from pgmill.schedule.service import Service
@@ -54,10 +59,11 @@ def serve(
 
     host, port = parse_address(http, "--http")
     app = create_app(ctx, token=os.environ.get(TOKEN_ENV) or None, allow_origins=allow_origin or (),
-                     service_state=svc, host=host)
+                     service_state=svc, host=host, allow_writes=allow_writes)
     server, thread = serve_http(app, host, port)
-    logging.getLogger("pgmill.serve").info("metrics and health on http://%s:%d/metrics and /healthz", host,
-                                           bound_port(server))
+    base = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port(server)}"
+    logging.getLogger("pgmill.serve").info("dashboard on %s/ (%s), metrics on %s/metrics, health on %s/healthz",
+                                           base, "read and write" if allow_writes else "read-only", base, base)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -167,9 +173,29 @@ def cost(
         out.print(format_cost_report(report), markup=False)
 
 
+@guarded
+def dashboard(
+    export: Annotated[Path, typer.Option(
+        "--export", metavar="DIR", help="write the pages here as static HTML (index.html is the overview)")],
+    project: ProjectOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the dashboard as static HTML files that open from disk, with no server (`pgmill serve` serves it live)."""
+    from pgmill.web.export import export_dashboard
+
+    report = export_dashboard(open_project(project), export)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+        return
+    d = report.as_dict()
+    out.print(f"wrote {d['files']} pages ({d['bytes']:,} bytes) in {d['seconds']} s: open {d['index']}",
+              markup=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `serve`, `metrics`, `alerts` and `cost`."""
+    """Add `serve`, `dashboard`, `metrics`, `alerts` and `cost`."""
     app.command()(serve)
+    app.command()(dashboard)
     app.command()(metrics)
     app.add_typer(alerts_group, name="alerts")
     app.command()(cost)
