@@ -11,6 +11,7 @@ from pgmill.observe.ledger import RunRecord
 from pgmill.tune.measure import Latency
 from pgmill.tune.snapshot import Column
 from pgmill.tune.workload import WorkloadQuery
+from pgmill.dashboard import overview
 from tests import fake_api
 from tests.test_crash_safety import KillStats
 
@@ -24,3 +25,7 @@ postgres.psycopg.Connection.read_only
 fake_api.FAILURE_KINDS  # named in its docstring as the kinds a test may ask for
 KillStats.mid_load  # printed with each crash test's summary (the dataclass repr)
 KillStats.finished_first
+
+# read by the dashboard's Jinja2 templates (src/pgmill/web/templates), which vulture does not parse
+overview.Row.last_success_at
+overview.Row.missed_30d
