@@ -110,15 +110,18 @@ def health(spec: Scheduled | None, last: LastRun | None, last_success: datetime 
     return "red", f"{int(age / period)} periods without a success"
 
 
-def _runs(conn: Conn, ledger_name: str) -> tuple[LastRun | None, datetime | None]:
-    """The latest run and the latest success (index runs_pipeline_started)."""
-    row = conn.execute(
-        "SELECT run_id, status, started_at, finished_at, retries, error FROM pgmill.runs WHERE pipeline = %s"
-        " ORDER BY started_at DESC LIMIT 1", (ledger_name,)).fetchone()
-    ok = conn.execute(
-        "SELECT coalesce(finished_at, started_at) FROM pgmill.runs WHERE pipeline = %s AND status = 'succeeded'"
-        " ORDER BY started_at DESC LIMIT 1", (ledger_name,)).fetchone()
-    return (LastRun(*row) if row else None), (ok[0] if ok else None)
+def _runs(conn: Conn, names: list[str]) -> dict[str, tuple[LastRun | None, datetime | None]]:
+    """Per ledger name: the latest run and the latest success, in one round trip (two index probes of
+    runs_pipeline_started per name)."""
+    rows = conn.execute(
+        "SELECT p.name, l.run_id, l.status, l.started_at, l.finished_at, l.retries, l.error, ok.at"
+        " FROM unnest(%s::text[]) p(name)"
+        " LEFT JOIN LATERAL (SELECT run_id, status, started_at, finished_at, retries, error FROM pgmill.runs"
+        "   WHERE pipeline = p.name ORDER BY started_at DESC LIMIT 1) l ON true"
+        " LEFT JOIN LATERAL (SELECT coalesce(finished_at, started_at) AS at FROM pgmill.runs"
+        "   WHERE pipeline = p.name AND status = 'succeeded' ORDER BY started_at DESC LIMIT 1) ok ON true",
+        (names,)).fetchall()
+    return {r[0]: (LastRun(*r[1:7]) if r[1] is not None else None, r[7]) for r in rows}
 
 
 def _slots(conn: Conn, job: str, now: datetime) -> tuple[datetime | None, list[datetime], int]:
@@ -151,21 +154,21 @@ def _job_runs(conn: Conn, job: str) -> tuple[LastRun | None, datetime | None]:
 
 def overview(conn: Conn, ctx: ProjectContext) -> Overview:
     """The overview as of the database's clock."""
-    rates = success_rate(conn, WINDOW, late_after=LATE_AFTER)
+    jobs = scheduled_jobs(ctx.config)
+    others = [j for j, job in jobs.items() if job.pipeline is None]  # models, checks, tune
+    rates = success_rate(conn, WINDOW, late_after=LATE_AFTER, jobs=others)
     now = rates.as_of
     by_name = {r.name: r for r in (*rates.pipelines, *rates.jobs)}
-    jobs = scheduled_jobs(ctx.config)
+    runs = _runs(conn, [*ctx.config.pipelines, *(_JOB_LEDGER[j] for j in others if j in _JOB_LEDGER)])
     rows: list[Row] = []
     for name, pipe in ctx.config.pipelines.items():
-        last, ok = _runs(conn, name)
+        last, ok = runs[name]
         rows.append(_row(conn, name, "pipeline", pipe, last, ok, now, PIPELINE_PREFIX + name in jobs,
                          by_name.get(name)))
-    for job_id, job in jobs.items():
-        if job.pipeline is not None:
-            continue
+    for job_id in others:
         ledger = _JOB_LEDGER.get(job_id)
-        last, ok = _runs(conn, ledger) if ledger else _job_runs(conn, job_id)
-        rows.append(_row(conn, job_id, "job", job.spec, last, ok, now, True,
+        last, ok = runs[ledger] if ledger else _job_runs(conn, job_id)
+        rows.append(_row(conn, job_id, "job", jobs[job_id].spec, last, ok, now, True,
                          by_name.get(ledger or "") or by_name.get(job_id)))
     alerts = [Alert(*r) for r in conn.execute(
         "SELECT rule, subject, since, message FROM pgmill.alert_state WHERE status = 'firing'"

@@ -11,11 +11,13 @@ slot is also one of its runs, so the two are not added up).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 Conn = psycopg.Connection[Any]
 
@@ -55,8 +57,11 @@ class SuccessReport:
                 "jobs": [r.as_dict() for r in self.jobs]}
 
 
-def success_rate(conn: Conn, since: timedelta, *, late_after: timedelta = timedelta(minutes=1)) -> SuccessReport:
-    """The success figures of the last `since`, as of the database's clock."""
+def success_rate(conn: Conn, since: timedelta, *, late_after: timedelta = timedelta(minutes=1),
+                 jobs: Sequence[str] | None = None) -> SuccessReport:
+    """The success figures of the last `since`, as of the database's clock; with `jobs`, the schedule's
+    figures of those jobs only (their slots read by the primary key, not the whole window's; the overall
+    late and missed counts are then theirs)."""
     with conn.transaction():
         row = conn.execute("SELECT now(), to_regclass('pgmill.runs') IS NOT NULL,"
                            " to_regclass('pgmill.expected_runs') IS NOT NULL").fetchone()
@@ -68,22 +73,24 @@ def success_rate(conn: Conn, since: timedelta, *, late_after: timedelta = timede
                 " count(*) FILTER (WHERE status = 'succeeded' AND retries > 0)"
                 " FROM pgmill.runs WHERE started_at >= %s AND status <> 'running'"
                 " GROUP BY pipeline ORDER BY pipeline", (as_of - since,)).fetchall()) if has_runs else ()
-        jobs = tuple(
+        only = sql.SQL("") if jobs is None else sql.SQL(" AND job = ANY(%(jobs)s)")
+        rates = tuple(
             Rate(j, int(n), int(ok), int(saved), int(late), int(missed)) for j, n, ok, saved, late, missed in
-            conn.execute(
+            conn.execute(sql.SQL(
                 "SELECT job, count(*) FILTER (WHERE state IN ('succeeded', 'failed', 'timed_out')),"
                 " count(*) FILTER (WHERE state = 'succeeded'),"
                 " count(*) FILTER (WHERE state = 'succeeded' AND attempts > 1),"
                 " count(*) FILTER (WHERE started_at - scheduled_for > %(late)s"
                 "                  OR (state = 'pending' AND %(now)s - scheduled_for > %(late)s)),"
                 " count(*) FILTER (WHERE state = 'missed')"
-                " FROM pgmill.expected_runs WHERE scheduled_for >= %(start)s AND scheduled_for <= %(now)s"
-                " GROUP BY job ORDER BY job",
-                {"late": late_after, "now": as_of, "start": as_of - since}).fetchall()) if has_slots else ()
+                " FROM pgmill.expected_runs WHERE scheduled_for >= %(start)s AND scheduled_for <= %(now)s{}"
+                " GROUP BY job ORDER BY job").format(only),
+                {"late": late_after, "now": as_of, "start": as_of - since, "jobs": list(jobs or ())}).fetchall()
+        ) if has_slots and (jobs is None or jobs) else ()
     overall = Rate("overall", sum(r.runs for r in pipelines), sum(r.successes for r in pipelines),
-                   sum(r.saved_by_retry for r in pipelines), sum(r.late or 0 for r in jobs),
-                   sum(r.missed or 0 for r in jobs))
-    return SuccessReport(since, as_of, pipelines, jobs, overall)
+                   sum(r.saved_by_retry for r in pipelines), sum(r.late or 0 for r in rates),
+                   sum(r.missed or 0 for r in rates))
+    return SuccessReport(since, as_of, pipelines, rates, overall)
 
 
 def _pct(rate: float | None) -> str:
