@@ -94,11 +94,16 @@ def test_serve_answers_metrics_and_health_and_stops_cleanly_on_sigterm(project: 
         text = httpx.get(f"{base}/metrics", timeout=10).text
         assert 'pgmill_runs_total{pipeline="orders",status="succeeded"}' in text
         assert "pgmill_expected_runs" in text
+        page = httpx.get(f"{base}/", timeout=10)  # the dashboard, on the same port and rules
+        assert page.status_code == 200 and '<tr data-name="orders">' in page.text
+        assert "every 1s" in page.text
+        assert httpx.post(f"{base}/quarantine/replay", data={"pipeline": "orders"}, timeout=10).status_code == 403
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "SIGTERM: stopping" in err
+    assert f"dashboard on http://127.0.0.1:{port}/ (read-only)" in err
     assert "Traceback" not in err
     assert project.query("SELECT count(*) FROM pgmill.service_instances WHERE stopped_at IS NULL") == [(0,)]
     assert project.scalar("SELECT count(*) FROM orders") == 20  # appended once: later runs found no new file
