@@ -105,14 +105,16 @@ class Guard:
         headers = dict(scope["headers"])
         origin = headers.get(b"origin")
         if origin is not None and not origin_allowed(origin.decode("latin-1"), self.origins):
-            await _deny(send, 403, "origin not allowed", {})
+            await _deny(send, 403, "origin not allowed", [])
             return
         if self.local_host_only and not host_is_local(headers.get(b"host", b"").decode("latin-1")):
-            await _deny(send, 421, "host not allowed: this server answers to localhost only", {})
+            await _deny(send, 421, "host not allowed: this server answers to localhost only", [])
             return
         if self.expected is not None and not self._authorized(headers.get(b"authorization", b"")):
-            challenge = b'Basic realm="pgmill", charset="UTF-8"' if self.basic else b'Bearer realm="pgmill"'
-            await _deny(send, 401, "missing or wrong bearer token", {b"www-authenticate": challenge})
+            challenges = [(b"www-authenticate", b'Bearer realm="pgmill"')]
+            if self.basic:  # a browser prompts for the Basic one (it knows no Bearer)
+                challenges.append((b"www-authenticate", b'Basic realm="pgmill", charset="UTF-8"'))
+            await _deny(send, 401, "missing or wrong bearer token", challenges)
             return
         await self.app(scope, receive, send)
 
@@ -129,9 +131,8 @@ class Guard:
         return hmac.compare_digest(password.encode(), self.token.encode())
 
 
-async def _deny(send: Send, status: int, message: str, extra: dict[bytes, bytes]) -> None:
+async def _deny(send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]]) -> None:
     body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               *extra.items()]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
