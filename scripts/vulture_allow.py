@@ -6,13 +6,18 @@ http.server calls on a request handler in the tests' fake API.
 """
 
 # ruff: noqa: B018
+from tests import fake_api
+from tests.test_crash_safety import KillStats
+from tests.test_web_ops import Cells
+
+from pgmill.dashboard.cost import CostPage
+from pgmill.dashboard.indexes import IndexesPage
+from pgmill.dashboard.queries import TuningRun
 from pgmill.ingest.sources import postgres
 from pgmill.observe.ledger import RunRecord
 from pgmill.tune.measure import Latency
 from pgmill.tune.snapshot import Column
 from pgmill.tune.workload import WorkloadQuery
-from tests import fake_api
-from tests.test_crash_safety import KillStats
 
 RunRecord.target_table  # RunRecord.as_dict (asdict): `pgmill status --json`
 Latency.mean_ms  # Latency.as_dict (asdict): tuning reports
@@ -24,3 +29,11 @@ postgres.psycopg.Connection.read_only
 fake_api.FAILURE_KINDS  # named in its docstring as the kinds a test may ask for
 KillStats.mid_load  # printed with each crash test's summary (the dataclass repr)
 KillStats.finished_first
+CostPage.previous_month  # read by the dashboard's templates (pgmill/web/templates/*.html)
+CostPage.next_month
+IndexesPage.stats_age
+IndexesPage.reclaimable_bytes
+TuningRun.regressions
+Cells.handle_starttag  # html.parser calls these on the tests' HTML reader
+Cells.handle_endtag
+Cells.handle_data
