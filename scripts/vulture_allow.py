@@ -6,14 +6,19 @@ http.server calls on a request handler in the tests' fake API.
 """
 
 # ruff: noqa: B018
+from tests import fake_api
+from tests.test_crash_safety import KillStats
+from tests.test_web_ops import Cells
+
+from pgmill.dashboard import overview
+from pgmill.dashboard.cost import CostPage
+from pgmill.dashboard.indexes import IndexesPage
+from pgmill.dashboard.queries import TuningRun
 from pgmill.ingest.sources import postgres
 from pgmill.observe.ledger import RunRecord
 from pgmill.tune.measure import Latency
 from pgmill.tune.snapshot import Column
 from pgmill.tune.workload import WorkloadQuery
-from pgmill.dashboard import overview
-from tests import fake_api
-from tests.test_crash_safety import KillStats
 
 RunRecord.target_table  # RunRecord.as_dict (asdict): `pgmill status --json`
 Latency.mean_ms  # Latency.as_dict (asdict): tuning reports
@@ -29,3 +34,11 @@ KillStats.finished_first
 # read by the dashboard's Jinja2 templates (src/pgmill/web/templates), which vulture does not parse
 overview.Row.last_success_at
 overview.Row.missed_30d
+CostPage.previous_month  # read by the dashboard's templates (pgmill/web/templates/*.html)
+CostPage.next_month
+IndexesPage.stats_age
+IndexesPage.reclaimable_bytes
+TuningRun.regressions
+Cells.handle_starttag  # html.parser calls these on the tests' HTML reader
+Cells.handle_endtag
+Cells.handle_data

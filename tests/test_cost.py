@@ -168,7 +168,7 @@ def _ledger(db_url: str) -> psycopg.Connection[Any]:
 
 
 def _insert(conn: psycopg.Connection[Any], invocation: int, run_id: int | None, job: str, start: datetime,
-            cpu: float, db: float | None, processed: int, db_bytes: int, files: int) -> None:
+            cpu: float, db: float | None, processed: int, db_bytes: int | None, files: int) -> None:
     end = start + timedelta(minutes=10)
     conn.execute(
         "INSERT INTO pgmill.run_costs (invocation, run_id, job, started_at, finished_at, cpu_seconds, db_seconds,"
@@ -238,6 +238,17 @@ def test_allocated_storage_is_billed_and_its_unused_part_idle(db_url: str) -> No
     used_gbh = 1 * H1 + 3 * H2 + 5 * H3
     assert res.billed_usd == pytest.approx(billed_gbh / 720 * 0.2)
     assert res.idle_usd == pytest.approx((billed_gbh - used_gbh) / 720 * 0.2)
+
+
+def test_the_month_starts_at_the_last_size_measured_before_it(db_url: str) -> None:
+    cfg = CostConfig.model_validate(PRICES)
+    with _ledger(db_url) as conn:  # a later May command measured pgmill's files (4 GB) but not the database
+        _insert(conn, 9, None, "run", datetime(2025, 5, 25, 10, tzinfo=UTC), 1.0, None, 0, None, 4 * GB)
+        res = {r.name: r for r in cost_report(conn, cfg, now=NOW).resources}
+    db_gbh = 1 * H1 + 3 * H2 + 5 * H3  # the database's level on June 1st is still May 20th's 1 GB
+    assert res["database storage"].billed_usd == pytest.approx(db_gbh / 720 * 0.2)
+    files_gbh = 4 * H1 + 1 * (H2 + H3)
+    assert res["storage (pgmill's files)"].billed_usd == pytest.approx(files_gbh / 720 * 0.1)
 
 
 def test_default_prices_meet_the_targets(db_url: str) -> None:

@@ -450,6 +450,18 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         $$;
         """,
     ),
+    (
+        12,
+        "cost and alert pages: the first measurement, storage measured in a window, digests in a window",
+        """
+        -- the cost report: when measuring began (min), and the sizes measured over a month, from the index alone
+        CREATE INDEX IF NOT EXISTS run_costs_started ON pgmill.run_costs (started_at);
+        CREATE INDEX IF NOT EXISTS run_costs_recorded ON pgmill.run_costs (recorded_at)
+            INCLUDE (invocation, database_bytes, files_bytes);
+        -- the digests that carried a window's alert events (list_alerts)
+        CREATE INDEX IF NOT EXISTS alert_events_digests ON pgmill.alert_events (at) WHERE kind = 'digest';
+        """,
+    ),
 )
 
 _LOCK_KEY = 0x70676D696C6C  # "pgmill"

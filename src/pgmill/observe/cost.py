@@ -236,12 +236,23 @@ def _instance(name: str, per_hour: float, vcpus: int, elapsed_h: float, span_h: 
                     projected_used, used_s / capacity_s if capacity_s > 0 else None)
 
 
+# the sizes each command measured (one per invocation, in one transaction), from `period` to `as_of`, and the
+# last one of each before `period` (the level the period starts at): index run_costs_recorded, whatever the history
+_SIZES = """
+SELECT max(recorded_at), max(database_bytes), max(files_bytes) FROM pgmill.run_costs
+WHERE recorded_at <= %(as_of)s AND recorded_at >= least(
+    coalesce((SELECT max(recorded_at) FROM pgmill.run_costs
+              WHERE recorded_at <= %(period)s AND database_bytes IS NOT NULL), '-infinity'),
+    coalesce((SELECT max(recorded_at) FROM pgmill.run_costs
+              WHERE recorded_at <= %(period)s AND files_bytes IS NOT NULL), '-infinity'))
+GROUP BY invocation ORDER BY 1
+"""
+
+
 def _storage(conn: psycopg.Connection[Any], cfg: CostConfig, start: datetime, end: datetime, period: datetime,
              as_of: datetime) -> list[Resource]:
     """GB-months of the database and of pgmill's files: each measured size held until the next one."""
-    rows = conn.execute(
-        "SELECT max(recorded_at), max(database_bytes), max(files_bytes) FROM pgmill.run_costs"
-        " WHERE recorded_at <= %s GROUP BY invocation ORDER BY 1", (as_of,)).fetchall()
+    rows = conn.execute(_SIZES, {"period": period, "as_of": as_of}).fetchall()
     month_s = (end - start).total_seconds()
     out = []
     for name, col, price, allocated in (

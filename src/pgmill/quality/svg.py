@@ -1,7 +1,9 @@
-"""Small inline SVG charts for the quality report: a trend line with axes, and a sparkline."""
+"""Small inline SVG charts for the quality report and the dashboard: a trend line with axes (and an optional
+target line), bars, and a sparkline. Every text put in them is escaped."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 
 
@@ -14,32 +16,70 @@ def _points(values: list[float], w: float, h: float, pad: float, lo: float, hi: 
 
 
 def trend_chart(title: str, labels: list[str], values: list[float], *, percent: bool = False,
-                color: str = "#2563eb", w: int = 420, h: int = 150) -> str:
-    """A line over past runs, oldest left; `percent` fixes the scale to 0-100."""
+                color: str = "#2563eb", w: int = 420, h: int = 150, target: float | None = None,
+                fmt: Callable[[float], str] | None = None) -> str:
+    """A line over past runs, oldest left; `percent` fixes the scale to 0-100. `target`: a dashed horizontal
+    line at that value (the scale includes it); `fmt` formats the axis and point labels."""
     if not values:
         return ""
     lo, hi = (0.0, 100.0) if percent else (min(values), max(values))
+    if target is not None and not percent:
+        lo, hi = min(lo, target), max(hi, target)
     if not percent and lo == hi:
         lo, hi = lo - 1, hi + 1
     pad, left = 24.0, 64.0  # the left margin holds the axis labels ("1,234,567")
     pts = _points(values, w, h, pad, lo, hi, left)
     path = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
 
-    def fmt(v: float) -> str:
+    def default(v: float) -> str:
         return f"{v:.0f}%" if percent else f"{v:,.0f}"
 
+    show = fmt or default
     dots = "".join(
-        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"><title>{escape(labels[i])}: {escape(fmt(values[i]))}'
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"><title>{escape(labels[i])}: {escape(show(values[i]))}'
         f"</title></circle>" for i, (x, y) in enumerate(pts))
     grid = "".join(
         f'<line x1="{left}" x2="{w - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>'
-        f'<text x="{left - 6}" y="{y + 3:.1f}" text-anchor="end" class="axis">{escape(fmt(v))}</text>'
+        f'<text x="{left - 6}" y="{y + 3:.1f}" text-anchor="end" class="axis">{escape(show(v))}</text>'
         for v, y in ((lo, h - pad), (hi, pad)))
+    goal = ""
+    if target is not None:
+        y = h - pad - (target - lo) / ((hi - lo) or 1.0) * (h - 2 * pad)
+        goal = (f'<line class="target" x1="{left}" x2="{w - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dc2626"'
+                f' stroke-dasharray="5 4"><title>target: {escape(show(target))}</title></line>'
+                f'<text x="{w - pad}" y="{y - 4:.1f}" text-anchor="end" class="axis">target {escape(show(target))}'
+                f"</text>")
     return (
         f'<figure class="chart"><figcaption>{escape(title)}</figcaption>'
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img"'
-        f' aria-label="{escape(title)}">{grid}'
+        f' aria-label="{escape(title)}">{grid}{goal}'
         f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"/>{dots}'
+        f'<text x="{left}" y="{h - 6}" class="axis">{escape(labels[0])}</text>'
+        f'<text x="{w - pad}" y="{h - 6}" text-anchor="end" class="axis">{escape(labels[-1])}</text>'
+        f"</svg></figure>"
+    )
+
+
+def bar_chart(title: str, labels: list[str], values: list[float], *, fmt: Callable[[float], str],
+              color: str = "#2563eb", w: int = 640, h: int = 150) -> str:
+    """One bar per label (e.g. per day), from zero up; each bar's label and value in its tooltip."""
+    if not values:
+        return ""
+    pad, left = 24.0, 64.0
+    hi = max(max(values), 0.0) or 1.0
+    slot = (w - left - pad) / len(values)
+    bars = "".join(
+        f'<rect x="{left + i * slot + slot * 0.1:.1f}" y="{h - pad - v / hi * (h - 2 * pad):.1f}"'
+        f' width="{slot * 0.8:.1f}" height="{max(v, 0.0) / hi * (h - 2 * pad):.1f}" fill="{color}">'
+        f"<title>{escape(labels[i])}: {escape(fmt(v))}</title></rect>" for i, v in enumerate(values))
+    grid = "".join(
+        f'<line x1="{left}" x2="{w - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>'
+        f'<text x="{left - 6}" y="{y + 3:.1f}" text-anchor="end" class="axis">{escape(fmt(v))}</text>'
+        for v, y in ((0.0, h - pad), (hi, pad)))
+    return (
+        f'<figure class="chart"><figcaption>{escape(title)}</figcaption>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img"'
+        f' aria-label="{escape(title)}">{grid}{bars}'
         f'<text x="{left}" y="{h - 6}" class="axis">{escape(labels[0])}</text>'
         f'<text x="{w - pad}" y="{h - 6}" text-anchor="end" class="axis">{escape(labels[-1])}</text>'
         f"</svg></figure>"
