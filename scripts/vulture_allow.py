@@ -24,3 +24,19 @@ postgres.psycopg.Connection.read_only
 fake_api.FAILURE_KINDS  # named in its docstring as the kinds a test may ask for
 KillStats.mid_load  # printed with each crash test's summary (the dataclass repr)
 KillStats.finished_first
+
+# the dashboard's quarantine and quality pages: read by their Jinja2 templates; HTMLParser's hooks in the tests
+from tests.test_web_quality import Tables  # noqa: E402
+
+from pgmill.dashboard.quality import RuleRow  # noqa: E402
+from pgmill.dashboard.quarantine import Quarantine, Sample  # noqa: E402
+
+RuleRow.table_anchor
+Sample.quarantined_at
+Quarantine.rules_counted_over
+Quarantine.day_total
+Quarantine.table_total
+Quarantine.busy_days
+Tables.handle_starttag
+Tables.handle_endtag
+Tables.handle_data
