@@ -9,10 +9,13 @@ http.server calls on a request handler in the tests' fake API.
 from tests import fake_api
 from tests.test_crash_safety import KillStats
 from tests.test_web_ops import Cells
+from tests.test_web_quality import Tables
 
 from pgmill.dashboard import overview
 from pgmill.dashboard.cost import CostPage
 from pgmill.dashboard.indexes import IndexesPage
+from pgmill.dashboard.quality import RuleRow
+from pgmill.dashboard.quarantine import Quarantine, Sample
 from pgmill.dashboard.queries import TuningRun
 from pgmill.ingest.sources import postgres
 from pgmill.observe.ledger import RunRecord
@@ -42,3 +45,12 @@ TuningRun.regressions
 Cells.handle_starttag  # html.parser calls these on the tests' HTML reader
 Cells.handle_endtag
 Cells.handle_data
+RuleRow.table_anchor
+Sample.quarantined_at
+Quarantine.rules_counted_over
+Quarantine.day_total
+Quarantine.table_total
+Quarantine.busy_days
+Tables.handle_starttag
+Tables.handle_endtag
+Tables.handle_data

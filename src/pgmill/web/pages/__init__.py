@@ -44,4 +44,4 @@ PAGES: tuple[Page, ...] = (
 render_run: Callable[[View, int], str] = run.render
 
 #: the POSTs pages offer when writes are allowed (`pgmill serve --allow-writes`)
-ACTIONS: tuple[Action, ...] = ()
+ACTIONS: tuple[Action, ...] = (quarantine.REPLAY,)
