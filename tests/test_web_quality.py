@@ -430,7 +430,7 @@ def test_pages_with_nothing_recorded(project: ProjectDir) -> None:
 
 
 def test_quarantine_days_follow_every_change_and_are_backfilled(project: ProjectDir) -> None:
-    from pgmill.db.migrations import migrate
+    from pgmill.db.migrations import MIGRATIONS, migrate
 
     per_day = ("SELECT day, pipeline, target_table, rows FROM pgmill.quarantine_days WHERE rows <> 0 ORDER BY 1, 2, 3")
     truth = ("SELECT (quarantined_at AT TIME ZONE 'UTC')::date, pipeline, target_table, count(*) FROM pgmill.quarantine"
@@ -449,10 +449,11 @@ def test_quarantine_days_follow_every_change_and_are_backfilled(project: Project
         assert conn.execute(per_day).fetchall() == conn.execute(truth).fetchall()
         conn.execute("TRUNCATE pgmill.quarantine")
         assert conn.execute(per_day).fetchall() == []
-        # rows from before migration 11 are counted when it runs
+        # rows from before the migration are counted when it runs
         conn.execute("DROP TABLE pgmill.quarantine_days CASCADE")
         conn.execute("DROP TRIGGER quarantine_days_insert ON pgmill.quarantine")
         conn.execute(insert)
-        conn.execute("DELETE FROM pgmill.schema_version WHERE version >= 11")
+        version = next(v for v, what, _ in MIGRATIONS if what.startswith("quarantined rows per UTC day"))
+        conn.execute("DELETE FROM pgmill.schema_version WHERE version >= %s", (version,))
         migrate(conn)
         assert conn.execute(per_day).fetchall() == conn.execute(truth).fetchall() != []
