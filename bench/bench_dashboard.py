@@ -47,9 +47,9 @@ FROM generate_series(1, %(quarantine)s) g
     ("run_costs", """
 INSERT INTO pgmill.run_costs (invocation, run_id, job, started_at, finished_at, cpu_seconds, db_seconds, db_source,
                               bytes_written, storage_delta_bytes, bytes_processed, database_bytes, files_bytes,
-                              compute_usd, database_usd)
+                              compute_usd, database_usd, recorded_at)
 SELECT run_id, run_id, pipeline, started_at, coalesce(finished_at, started_at), 1.5, 0.8, 'pg_stat_database',
-       1 << 20, 1 << 18, bytes_read, 1 << 30, 1 << 20, 0.00002, 0.00001
+       1 << 20, 1 << 18, bytes_read, 1 << 30, 1 << 20, 0.00002, 0.00001, coalesce(finished_at, started_at)
 FROM pgmill.runs
 """),
     ("run_steps", """

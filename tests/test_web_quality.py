@@ -457,3 +457,39 @@ def test_quarantine_days_follow_every_change_and_are_backfilled(project: Project
         conn.execute("DELETE FROM pgmill.schema_version WHERE version >= %s", (version,))
         migrate(conn)
         assert conn.execute(per_day).fetchall() == conn.execute(truth).fetchall() != []
+
+
+def test_quality_sums_up_every_table_and_details_a_few(project: ProjectDir) -> None:
+    """Many checked tables: each has its summary row (from its rules' last two results), three are drawn in
+    detail (failing first), and ?table= draws the one asked for; a rule dropped from the contract is gone."""
+    from pgmill.db.migrations import migrate
+    from pgmill.web.app import create_app
+
+    write_project(project)
+    with connect(project.db_url) as conn:
+        migrate(conn)
+        for run in (1, 2):  # t3's `r1` passed in run 1 and fails in run 2: newly failing; `old` ran in run 1 only
+            conn.execute(
+                "INSERT INTO pgmill.quality_results (run_id, table_name, rule, kind, rows_checked, rows_failed,"
+                " pass_rate, threshold, severity, status)"
+                " SELECT %(run)s, 'public.t' || t, 'r' || r, 'not_null', 100,"
+                "  CASE WHEN t = 3 AND r = 1 AND %(run)s = 2 THEN 7 ELSE 0 END,"
+                "  CASE WHEN t = 3 AND r = 1 AND %(run)s = 2 THEN 93 ELSE 100 END, 100, 'error',"
+                "  CASE WHEN t = 3 AND r = 1 AND %(run)s = 2 THEN 'fail' ELSE 'pass' END"
+                " FROM generate_series(1, 6) t, generate_series(1, 4) r", {"run": run})
+        conn.execute("INSERT INTO pgmill.quality_results (run_id, table_name, rule, kind, rows_checked, rows_failed,"
+                     " pass_rate, threshold, severity, status)"
+                     " VALUES (1, 'public.t1', 'old', 'not_null', 100, 50, 50, 100, 'error', 'fail')")
+    with TestClient(create_app(open_project(project.path), token=None), base_url="http://localhost") as client:
+        html = client.get("/quality").text
+        summary = re.findall(r'<tr data-table="(public\.t\d)">(.*?)</tr>', html, re.S)
+        assert [t for t, _ in summary] == ["public.t3", "public.t1", "public.t2", "public.t4", "public.t5",
+                                           "public.t6"]  # failing first, then by name
+        nums = {t: [number(n) for n in re.findall(r'<td class="num">(\d+)</td>', row)] for t, row in summary}
+        assert nums["public.t3"] == [1, 4, 2] and nums["public.t1"] == [0, 4, 2]  # failing, rules, run: `old` gone
+        detailed = re.findall(r'<section class="card quality-table" id="[^"]+" data-table="([^"]+)"', html)
+        assert detailed == ["public.t3", "public.t1", "public.t2"]
+        assert 'data-table="public.t3" data-rule="r1"' in html  # newly failing, listed first
+        one = client.get("/quality", params={"table": "public.t5"}).text
+        assert re.findall(r'<section class="card quality-table" id="[^"]+" data-table="([^"]+)"', one) == ["public.t5"]
+        assert "Showing public.t5 in detail" in one

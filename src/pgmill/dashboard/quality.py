@@ -2,15 +2,18 @@
 and pass rate over the last runs, completeness per column, duplicates with their samples; newly failing
 rules (failing now, passing the time before) first.
 
-Bounded however long the history: the tables are found by a skip scan of the index quality_results_trend
-(table_name, rule, run_id DESC), one probe per table; each table's rules by a skip scan of the same index;
-each rule's last RUNS results by one descending index range; the latest run's rows by (run_id).
+Bounded however long the history and however many tables: every (table, rule) is found by a skip scan of
+the index quality_results_trend (table_name, rule, run_id DESC), one probe per rule, with its last two
+results (enough for the summary and for "newly failing"), in one statement. Only the tables shown in
+detail (`detail`: the ones asked for, or the first few that fail) read each rule's last RUNS results and
+the latest run's rows (samples, completeness) by (run_id).
 Completeness per column is what every check records with the table's row count (the `row_count` result's
 detail `non_null`: the column's non-null rows, from the check's one aggregate scan).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,17 +25,26 @@ from psycopg.rows import dict_row
 Conn = psycopg.Connection[Any]
 RUNS = 30  # past results per rule in the trends
 MAX_TABLES = 100
+MAX_RULES = 5_000  # (table, rule) pairs read for the summary
+DETAIL_TABLES = 3  # tables shown in detail when none is asked for: the first ones, failing first
 FAILING = ("fail", "error", "warn")
 DUPLICATE_KINDS = ("unique", "exact_rows", "near_duplicates")
 
-_TABLES = """
-WITH RECURSIVE t(name) AS (
-    (SELECT table_name FROM pgmill.quality_results ORDER BY table_name LIMIT 1)
+_LATEST_TWO = """
+WITH RECURSIVE k(t, r, n) AS (
+    (SELECT table_name, rule, 1 FROM pgmill.quality_results ORDER BY table_name, rule LIMIT 1)
     UNION ALL
-    SELECT (SELECT table_name FROM pgmill.quality_results WHERE table_name > t.name ORDER BY table_name LIMIT 1)
-    FROM t WHERE t.name IS NOT NULL
+    SELECT nx.table_name, nx.rule, k.n + 1 FROM k CROSS JOIN LATERAL (
+        SELECT table_name, rule FROM pgmill.quality_results q WHERE (q.table_name, q.rule) > (k.t, k.r)
+        ORDER BY table_name, rule LIMIT 1) nx
+    WHERE k.n < %(max)s
 )
-SELECT name FROM t WHERE name IS NOT NULL LIMIT %s
+SELECT k.t, k.r, h.run_id, h.status, h.pass_rate, h.measured_at, h.message, h.kind
+FROM k CROSS JOIN LATERAL (
+    SELECT run_id, status, pass_rate, measured_at, message, kind FROM pgmill.quality_results q
+    WHERE q.table_name = k.t AND q.rule = k.r ORDER BY run_id DESC LIMIT 2
+) h
+ORDER BY k.t, k.r, h.run_id
 """
 
 _HISTORY = """
@@ -66,17 +78,17 @@ class RuleRow:
     table: str
     rule: str
     kind: str
-    columns: list[str]
     status: str
     pass_rate: float  # percent, latest run
-    rows_checked: int
-    rows_failed: int
-    threshold: float
-    severity: str
     message: str
-    sample: list[Any]
-    detail: dict[str, Any]
-    history: list[Point]  # oldest first, the latest included
+    history: list[Point]  # oldest first, the latest included (the summary's: the last two)
+    columns: list[str] = field(default_factory=list)  # the rest: read for the tables shown in detail
+    rows_checked: int = 0
+    rows_failed: int = 0
+    threshold: float = 0.0
+    severity: str = ""
+    sample: list[Any] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failing(self) -> bool:
@@ -138,9 +150,33 @@ class TableQuality:
 
 
 @dataclass
+class TableSummary:
+    """A checked table's latest check, from its rules' last two results."""
+
+    table: str
+    run_id: int
+    measured_at: datetime
+    rules: list[RuleRow]  # the rules of the latest check run
+
+    @property
+    def anchor(self) -> str:
+        return anchor(self.table)
+
+    @property
+    def status(self) -> str:
+        states = {r.status for r in self.rules}
+        return "fail" if states & {"fail", "error"} else "warn" if "warn" in states else "pass"
+
+    @property
+    def failing(self) -> list[RuleRow]:
+        return [r for r in self.rules if r.failing]
+
+
+@dataclass
 class Quality:
-    tables: list[TableQuality]
-    truncated: bool  # more tables were checked than MAX_TABLES
+    tables: list[TableSummary]  # every checked table (at most MAX_TABLES), failing first
+    details: list[TableQuality]  # the tables shown in detail, in the same order
+    truncated: bool  # more tables (or rules) were checked than MAX_TABLES (MAX_RULES)
 
     @property
     def newly_failing(self) -> list[RuleRow]:
@@ -148,7 +184,10 @@ class Quality:
 
     @property
     def failing(self) -> list[RuleRow]:
-        return [r for t in self.tables for r in t.rules if r.failing]
+        return [r for t in self.tables for r in t.failing]
+
+    def detailed(self, table: str) -> bool:
+        return any(d.table == table for d in self.details)
 
 
 def anchor(name: str) -> str:
@@ -157,13 +196,28 @@ def anchor(name: str) -> str:
     return "q-" + quote(name, safe="")
 
 
-def quality(conn: Conn) -> Quality:
-    """Every checked table (at most MAX_TABLES), failing ones first."""
-    names = [str(r[0]) for r in conn.execute(_TABLES, (MAX_TABLES + 1,)).fetchall()]
-    tables = [t for t in (table_quality(conn, n) for n in names[:MAX_TABLES]) if t is not None]
+def quality(conn: Conn, detail: Collection[str] | None = None, *, all_tables: bool = False) -> Quality:
+    """Every checked table (at most MAX_TABLES) summed up, failing ones first; in detail the tables named in
+    `detail` (None: the first DETAIL_TABLES of that order; a name never checked is left out), or every
+    table with `all_tables` (the static export, which has no links to ask for one)."""
+    rules: dict[str, dict[str, RuleRow]] = {}
+    rows = conn.execute(_LATEST_TWO, {"max": MAX_RULES + 1}).fetchall()
+    pairs = {(t, r) for t, r, *_ in rows}
+    for t, r, run_id, status, rate, at, message, kind in rows:
+        row = rules.setdefault(t, {}).setdefault(r, RuleRow(t, r, kind, status, float(rate), message or "", []))
+        row.history.append(Point(int(run_id), status, float(rate), at))
+        row.status, row.pass_rate, row.message, row.kind = status, float(rate), message or "", kind
+    summaries = []
+    for t, by_rule in list(rules.items())[:MAX_TABLES]:
+        run_id = max(r.history[-1].run_id for r in by_rule.values())
+        current = [r for r in by_rule.values() if r.history[-1].run_id == run_id]  # dropped rules: gone
+        summaries.append(TableSummary(t, run_id, current[0].history[-1].measured_at, current))
     order = {"fail": 0, "warn": 1, "pass": 2}
-    tables.sort(key=lambda t: (order[t.status], t.table))
-    return Quality(tables, len(names) > MAX_TABLES)
+    summaries.sort(key=lambda s: (order[s.status], s.table))
+    names = [s.table for s in summaries]
+    chosen = names if all_tables else names[:DETAIL_TABLES] if detail is None else [n for n in names if n in detail]
+    details = [d for d in (table_quality(conn, n) for n in chosen) if d is not None]
+    return Quality(summaries, details, len(rules) > MAX_TABLES or len(pairs) > MAX_RULES)
 
 
 def table_quality(conn: Conn, table: str) -> TableQuality | None:
@@ -182,10 +236,10 @@ def table_quality(conn: Conn, table: str) -> TableQuality | None:
             " ORDER BY id", (run_id, table)).fetchall()
     if not latest:  # the run's rows went while we read (a retried check rewrites its table's rows)
         return None
-    rules = [RuleRow(table, r["rule"], r["kind"], list(r["columns"]), r["status"], float(r["pass_rate"]),
-                     int(r["rows_checked"]), int(r["rows_failed"]), float(r["threshold"]), r["severity"],
-                     r["message"] or "", list(r["sample"] or []), dict(r["detail"] or {}),
-                     history.get(r["rule"], [])) for r in latest]
+    rules = [RuleRow(table, r["rule"], r["kind"], r["status"], float(r["pass_rate"]), r["message"] or "",
+                     history.get(r["rule"], []), list(r["columns"]), int(r["rows_checked"]), int(r["rows_failed"]),
+                     float(r["threshold"]), r["severity"], list(r["sample"] or []), dict(r["detail"] or {}))
+             for r in latest]
     rules.sort(key=lambda r: (not r.newly_failing, not r.failing))  # stable: the contract's order otherwise
     count = next((r for r in latest if r["kind"] == "row_count"), None)
     rows = int(count["value"]) if count is not None and count["value"] is not None else None

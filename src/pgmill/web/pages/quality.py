@@ -16,16 +16,18 @@ SAMPLE_CHARS = 2_000
 
 
 def render(view: View) -> str:
-    data = quality(view.conn)
+    asked = view.param("table")
+    data = quality(view.conn, [asked] if asked else None, all_tables=view.links.static)
     charts: dict[str, str] = {}  # markup: templating.svg
     sparks: dict[str, str] = {}
-    for t in data.tables:
+    for t in data.details:
         charts[t.table] = svg(trend_chart(
             "rules passing per run", [f"run {run}" for run, _, _ in t.runs],
             [100.0 * ok / n if n else 100.0 for _, ok, n in t.runs], percent=True))
         for r in t.rules:
             sparks[r.anchor] = svg(sparkline([p.pass_rate for p in r.history]))
-    return page(view, "quality.html", "quality", "Quality", data=data, charts=charts, sparks=sparks, dump=dump)
+    return page(view, "quality.html", "quality", "Quality", data=data, charts=charts, sparks=sparks, dump=dump,
+                asked=asked)
 
 
 def dump(value: Any) -> str:
