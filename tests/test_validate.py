@@ -287,12 +287,14 @@ def test_latency_passes_and_a_rollback_brings_back_the_before(project: ProjectDi
     assert got["query_p95"].status == "pass" and got["query_p95"].value == 40.0
     assert got["query_p95"].figure == "40.0 ms worst (b); 2 of 2 declared queries under 100 ms"
     assert got["query_reduction"].status == "pass" and got["query_reduction"].value == pytest.approx(1 - 60 / 400)
+    assert runner.invoke(app, ["validate"]).exit_code == 0  # every measured criterion passes
     with connect(project.db_url) as conn:
         conn.execute("UPDATE pgmill.tuning_runs SET rolled_back_by = 99 WHERE run_id = %s", (run,))
     got = by_key(report_of(project.path))
     assert got["query_p95"].status == "fail" and got["query_p95"].value == 300.0
     assert got["query_reduction"].status == "not_measured" and "no tuning run kept an index" in got[
         "query_reduction"].note
+    assert runner.invoke(app, ["validate"]).exit_code == 1
 
 
 def test_a_run_saved_by_retry_passes(project: ProjectDir) -> None:
