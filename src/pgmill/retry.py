@@ -57,6 +57,11 @@ _TRANSIENT_SQLSTATES = {
 }
 
 
+def transient_sqlstate(state: str) -> bool:
+    """Whether a failure with this SQLSTATE is worth another attempt (also read from the ledger's errors)."""
+    return state in _TRANSIENT_SQLSTATES or state.startswith("08")
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TransientError | DatabaseUnavailable):
         return True
@@ -64,7 +69,7 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, psycopg.Error):
         state = getattr(exc, "sqlstate", None)
-        if state in _TRANSIENT_SQLSTATES or (state or "").startswith("08"):
+        if state and transient_sqlstate(state):
             return True
         # a connection that died mid-statement has no SQLSTATE
         return isinstance(exc, psycopg.OperationalError) and state is None

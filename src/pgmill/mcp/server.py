@@ -139,6 +139,15 @@ def build_server(ctx: ProjectContext, *, allow_writes: bool = False, limits: Lim
         """Cost per job and per GB processed, month to date and projected, against the budget."""
         return _tool(lambda: tools.cost(ctx, db, month))
 
+    @app.tool(annotations=READ, structured_output=False)
+    def validation(
+        days: Annotated[int, Field(description="the window of the run ledger's and the checks' criteria, in days "
+                                               "(at most 3660)")] = 30,
+    ) -> str:
+        """The brief's success criteria (p95, tuning gain, index use, success rate, retries, rows lost,
+        validation, completeness, duplicates, cost) with this project's figures: pass, fail or not measured."""
+        return _tool(lambda: tools.validation(ctx, db, days))
+
     if tuning.hypopg or allow_writes:
         @app.tool(annotations=READ if tuning.hypopg else ToolAnnotations(
                       read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),

@@ -245,3 +245,14 @@ def cost(ctx: ProjectContext, db: ReadOnlyDatabase, month: str | None) -> str:
     report = db.read(lambda conn: cost_report(conn, ctx.config.cost, month).as_dict())
     return wrap("What the measured work cost: per job and per GB processed, month to date and projected, "
                 "against the budget and the brief's targets.", report)
+
+
+def validation(ctx: ProjectContext, db: ReadOnlyDatabase, days: int) -> str:
+    from datetime import timedelta
+
+    from pgmill.validate import validate
+
+    report = db.read(lambda conn: validate(conn, ctx, timedelta(days=max(1, min(days, 3660)))).as_dict())
+    return wrap("The brief's measurable success criteria against this project's data (`pgmill validate`): each "
+                "figure, its source and window, the threshold, and pass / fail / not_measured (no data is never "
+                "a pass); ok is true when every measured criterion passes.", report)
