@@ -15,7 +15,10 @@ def _chart(q: QueryTrend) -> str:
                        target=q.target_ms, fmt=ms)
 
 
+RUN_SECTIONS = 10  # tuning runs shown with their measurements and index actions (the charts show them all)
+
+
 def render(view: View) -> str:
     data = queries_page(view.conn)
     charts = {q.name: svg(_chart(q)) for q in data.queries}
-    return page(view, "queries.html", "queries", "Queries", data=data, charts=charts)
+    return page(view, "queries.html", "queries", "Queries", data=data, charts=charts, sections=RUN_SECTIONS)
