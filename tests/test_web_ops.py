@@ -5,6 +5,7 @@ figure is read back from the HTML and compared with pgmill's tables, queried her
 
 from __future__ import annotations
 
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -274,10 +275,17 @@ def test_top_statements_are_pg_stat_statements(full: ProjectContext) -> None:
     page = Cells(get(full, "/queries"))
     rows = page.tables["statements"]
     with db(full) as conn:
-        stats = {int(qid): (int(calls), float(total), str(text)) for qid, calls, total, text in conn.execute(
+        every = {int(qid): (int(calls), float(total), str(text)) for qid, calls, total, text in conn.execute(
             "SELECT queryid, calls, total_exec_time, query FROM pg_stat_statements"
             " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())")}
+        # the application's statements: pgmill's bookkeeping and utility statements are left out
+        utility = re.compile(r"\s*(create|alter|drop|analyze|vacuum|cluster|reindex|set|reset|begin|start|commit|end"
+                             r"|rollback|savepoint|release|prepare|lock|grant|revoke|comment|discard|show|listen"
+                             r"|notify|deallocate)\b", re.I)
+        stats = {q: v for q, v in every.items() if "pgmill." not in v[2] and not utility.match(v[2])}
         assert len(top_statements(conn).rows) == len(rows) == min(20, len(stats))
+        shown = {int(r["attrs"]["data-queryid"]) for r in rows}
+        assert shown <= set(stats) and any("pgmill." in v[2] for v in every.values())
     [copy] = [r for r in rows if r["cells"][4].startswith("COPY")]  # a statement that ran once, and no more
     calls, total, _ = stats[int(copy["attrs"]["data-queryid"])]
     assert (copy["by_class"]["calls"], copy["by_class"]["total"]) == (str(calls), ms(total)) == ("1", copy["cells"][0])

@@ -210,18 +210,24 @@ def queries_page(conn: Conn, *, runs: int = MEASURED_RUNS, top: int = TOP_STATEM
     return QueriesPage(ordered, tuning, top_statements(conn, top))
 
 
+_UTILITY = (r"^\s*(create|alter|drop|analyze|vacuum|cluster|reindex|set|reset|begin|start|commit|end|rollback"
+            r"|savepoint|release|prepare|lock|grant|revoke|comment|discard|show|listen|notify|deallocate)\M")
+
+
 def top_statements(conn: Conn, limit: int = TOP_STATEMENTS) -> Statements:
     """This database's statements by total execution time, from pg_stat_statements where it is installed
-    (read only: the extension is never created here)."""
+    (read only: the extension is never created here): the application's work, so not utility statements
+    (DDL, ANALYZE, SET, transaction control) nor pgmill's own bookkeeping on schema pgmill."""
     schema = extension_schema(conn, "pg_stat_statements")
     if schema is None:
         return Statements([], "pg_stat_statements is not installed in this database")
     query = sql.SQL(
         "SELECT queryid, calls, total_exec_time, mean_exec_time, rows, query FROM {}"
         " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND query !~* %s AND query !~ %s"
         " ORDER BY total_exec_time DESC LIMIT %s").format(sql.Identifier(schema, "pg_stat_statements"))
     try:
-        rows = conn.execute(query, (limit,)).fetchall()
+        rows = conn.execute(query, (_UTILITY, r"\mpgmill\.", limit)).fetchall()
     except psycopg.Error as exc:  # e.g. installed but not in shared_preload_libraries
         if not conn.autocommit:
             conn.rollback()
