@@ -3,6 +3,7 @@ value `<script>` is text, never markup), undefined names an error, and the filte
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -24,9 +25,14 @@ def pct(v: float | None, digits: int = 1) -> str:
 
 
 def usd(v: float | None) -> str:
+    """Dollars: cents from $0.10 up; below that two significant digits ($0.0042, $0.000013), so the cost of
+    a small run never reads as zero."""
     if v is None:
         return "—"
-    return f"${v:,.2f}" if abs(v) >= 0.1 else f"${v:,.4f}"
+    if v == 0 or abs(v) >= 0.1:
+        return f"${v:,.2f}"
+    digits = min(max(4, 1 - math.floor(math.log10(abs(v)))), 10)
+    return f"${v:.{digits}f}"
 
 
 def ms(v: float | None) -> str:
