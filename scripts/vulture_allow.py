@@ -6,6 +6,7 @@ http.server calls on a request handler in the tests' fake API.
 """
 
 # ruff: noqa: B018
+from pgmill.dashboard.run_detail import Identity, RunDetail
 from pgmill.ingest.sources import postgres
 from pgmill.observe.ledger import RunRecord
 from pgmill.tune.measure import Latency
@@ -24,3 +25,6 @@ postgres.psycopg.Connection.read_only
 fake_api.FAILURE_KINDS  # named in its docstring as the kinds a test may ask for
 KillStats.mid_load  # printed with each crash test's summary (the dataclass repr)
 KillStats.finished_first
+Identity.holds  # read by the run page's template (templates/run.html)
+RunDetail.steps_total
+RunDetail.phased
