@@ -17,6 +17,7 @@ from pgmill.dashboard.indexes import IndexesPage
 from pgmill.dashboard.quality import RuleRow
 from pgmill.dashboard.quarantine import Quarantine, Sample
 from pgmill.dashboard.queries import TuningRun
+from pgmill.dashboard.run_detail import Identity, RunDetail
 from pgmill.ingest.sources import postgres
 from pgmill.observe.ledger import RunRecord
 from pgmill.tune.measure import Latency
@@ -54,3 +55,6 @@ Quarantine.busy_days
 Tables.handle_starttag
 Tables.handle_endtag
 Tables.handle_data
+Identity.holds  # read by the run page's template (templates/run.html)
+RunDetail.steps_total
+RunDetail.phased

@@ -535,6 +535,15 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX IF NOT EXISTS alert_events_digests ON pgmill.alert_events (at) WHERE kind = 'digest';
         """,
     ),
+    (
+        "the runs page: runs by start over all pipelines, the runs of one measured command",
+        """
+        -- the runs of a time window over every pipeline (runs_pipeline_started serves one pipeline)
+        CREATE INDEX IF NOT EXISTS runs_started ON pgmill.runs (started_at DESC);
+        -- the other runs of the command a run belongs to (its cost row's invocation)
+        CREATE INDEX IF NOT EXISTS run_costs_invocation ON pgmill.run_costs (invocation);
+        """,
+    ),
 )
 
 _LOCK_KEY = 0x70676D696C6C  # "pgmill"

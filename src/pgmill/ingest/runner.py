@@ -46,6 +46,22 @@ ProgressFn = Callable[["Progress"], None]
 
 
 @dataclass
+class Phases:
+    """Seconds one stream spent reading batches from its source, validating them (contract, dedupe,
+    encoding) and writing them (COPY, merge, quarantine, checkpoint, commit). The phases interleave batch by
+    batch, and reading and validating batch n+1 overlaps writing batch n, so their sum may exceed the
+    stream's wall time: each is a share of the work, not an interval. Kept in the stream's `load` step."""
+
+    read_s: float = 0.0
+    validate_s: float = 0.0
+    load_s: float = 0.0
+
+    def as_detail(self) -> dict[str, float]:
+        return {"read_s": round(self.read_s, 6), "validate_s": round(self.validate_s, 6),
+                "load_s": round(self.load_s, 6)}
+
+
+@dataclass
 class Progress:
     pipeline: str
     rows: int
@@ -232,6 +248,7 @@ def _load_stream(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int,
     writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, pipe.spec.mode, pipe.spec.cursor)
     started = datetime.now(UTC)
     total = Counts()
+    phases = Phases()
     try:
         with contextlib.ExitStack() as tx:
             uncommitted: list[Counts] = []
@@ -243,40 +260,64 @@ def _load_stream(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int,
                     _report(progress, prog, c, lock)
                 uncommitted.clear()
 
-            for prep in _prefetch(_prepare(pipe, run_id, stream.open())):
+            for prep in _prefetch(_prepare(pipe, run_id, stream.open(), phases)):
+                t = time.perf_counter()
                 if not uncommitted:
                     tx.enter_context(conn.transaction())
                 counts = _checkpoint(conn, pipe, run_id, writer, prep)
                 ledger.add_counts(conn, run_id, counts)
                 uncommitted.append(counts)
                 mark = prep.raw.file_mark
-                if mark is not None and not mark.complete and digest_pending(mark.sha256):
-                    continue  # the file's digest is not known yet: this checkpoint takes the next batch too
-                commit()
+                if not (mark is not None and not mark.complete and digest_pending(mark.sha256)):
+                    commit()  # else the file's digest is not known yet: this checkpoint takes the next batch too
+                phases.load_s += time.perf_counter() - t
+            t = time.perf_counter()
             commit()
+            phases.load_s += time.perf_counter() - t
     except BaseException as exc:
         if not conn.closed and not conn.broken:
             conn.rollback()
             ledger.step(conn, run_id, f"load {stream.label}", "failed", started, total.rows_read,
-                        {"error": describe(exc), **total.__dict__})
+                        {"error": describe(exc), **total.__dict__, "phases": phases.as_detail()})
         raise
-    ledger.step(conn, run_id, f"load {stream.label}", "succeeded", started, total.rows_read, total.__dict__)
+    ledger.step(conn, run_id, f"load {stream.label}", "succeeded", started, total.rows_read,
+                {**total.__dict__, "phases": phases.as_detail()})
 
 
 def _load_replace(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, streams: list[Stream],
                   progress: ProgressFn | None, prog: Progress) -> None:
-    """Replace: the whole load is one transaction that ends by swapping the new table in."""
+    """Replace: the whole load is one transaction that ends by swapping the new table in; each stream's
+    `load` step is recorded once it has committed (or, failed, once it has rolled back)."""
     writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, "replace", pipe.spec.cursor)
-    with conn.transaction():
-        writer.begin_replace(lambda t: ddl.create_table_sql(t, pipe.contract))
-        total = Counts()
-        for s in streams:
-            for prep in _prefetch(_prepare(pipe, run_id, s.open())):
-                counts = _checkpoint(conn, pipe, run_id, writer, prep)
-                total.add(counts)
-                _report(progress, prog, counts, None)
-        writer.finish_replace()
-        ledger.add_counts(conn, run_id, total)
+    done: list[tuple[str, datetime, Counts, Phases]] = []
+    try:
+        with conn.transaction():
+            writer.begin_replace(lambda t: ddl.create_table_sql(t, pipe.contract))
+            total = Counts()
+            for s in streams:
+                mine = (s.label, datetime.now(UTC), Counts(), Phases())
+                done.append(mine)
+                for prep in _prefetch(_prepare(pipe, run_id, s.open(), mine[3])):
+                    t = time.perf_counter()
+                    counts = _checkpoint(conn, pipe, run_id, writer, prep)
+                    mine[2].add(counts)
+                    total.add(counts)
+                    _report(progress, prog, counts, None)
+                    mine[3].load_s += time.perf_counter() - t
+            t = time.perf_counter()
+            writer.finish_replace()
+            ledger.add_counts(conn, run_id, total)
+        if done:
+            done[-1][3].load_s += time.perf_counter() - t  # the swap and the commit
+    except BaseException as exc:
+        if done and not conn.closed and not conn.broken:
+            label, started, counts, phases = done[-1]
+            ledger.step(conn, run_id, f"load {label}", "failed", started, counts.rows_read,
+                        {"error": describe(exc), **counts.__dict__, "phases": phases.as_detail()})
+        raise
+    for label, started, counts, phases in done:
+        ledger.step(conn, run_id, f"load {label}", "succeeded", started, counts.rows_read,
+                    {**counts.__dict__, "phases": phases.as_detail()})
 
 
 def _checkpoint(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, writer: TableWriter,
@@ -330,9 +371,13 @@ def _report(progress: ProgressFn | None, prog: Progress, c: Counts, lock: thread
 # ---------------------------------------------------------------- client side of a batch
 
 
-def _prepare(pipe: PipelinePlan, run_id: int, batches: Iterator[RawBatch]) -> Iterator[_Prepared]:
+def _prepare(pipe: PipelinePlan, run_id: int, batches: Iterator[RawBatch], phases: Phases) -> Iterator[_Prepared]:
+    """Validate each batch; the time spent waiting for the source and validating goes into `phases`."""
     extra_policy = pipe.contract.extra_columns
+    t = time.perf_counter()
     for raw in batches:
+        t_read = time.perf_counter()
+        phases.read_s += t_read - t
         table = raw.table
         names = raw.column_names
         extras = [c for c in names if c not in set(pipe.source_columns)]
@@ -390,7 +435,10 @@ def _prepare(pipe: PipelinePlan, run_id: int, batches: Iterator[RawBatch]) -> It
         # keep what the checkpoint needs (positions, marks); let the batch's text and table go now
         raw = dataclasses.replace(raw, table=raw.table.slice(0, 0), csv_text=None)
         encoded = quarantine.encode(run_id, pipe.name, pipe.spec.table, q)
+        phases.validate_s += time.perf_counter() - t_read
         yield _Prepared(raw, good, good_pos, payload, records, encoded, evolve, q, dups, warned, cursor_max)
+        t = time.perf_counter()  # not the time the batch waited for the writer
+    phases.read_s += time.perf_counter() - t  # the source finding its end
 
 
 def _original_lines(pipe: PipelinePlan, raw: RawBatch, good_pos: list[int]) -> CopyData | None:

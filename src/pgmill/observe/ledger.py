@@ -145,6 +145,20 @@ def step(conn: psycopg.Connection[Any], run_id: int, name: str, status: str, sta
         )
 
 
+def step_once(conn: psycopg.Connection[Any], run_id: int, name: str, status: str, started_at: datetime,
+              rows: int | None = None, detail: dict[str, Any] | None = None) -> None:
+    """Record step `name` of the run unless the run has one by that name: a step written after the run
+    (the checks, the models, the re-tuning that followed its load) may then be retried after a connection
+    lost while committing."""
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO pgmill.run_steps (run_id, name, status, started_at, finished_at, rows, detail)"
+            " SELECT %s, %s, %s, %s, clock_timestamp(), %s, %s WHERE NOT EXISTS"
+            " (SELECT 1 FROM pgmill.run_steps WHERE run_id = %s AND name = %s)",
+            (run_id, name, status, started_at, rows, Jsonb(detail) if detail is not None else None, run_id, name),
+        )
+
+
 def read_run(conn: psycopg.Connection[Any], run_id: int) -> RunRecord:
     rows = _select(conn, "WHERE run_id = %s", (run_id,), 1)
     return rows[0]

@@ -51,8 +51,21 @@ def export_dashboard(ctx: ProjectContext, out_dir: Path | str, *,
             report.files.append(_write(out / links.page(page.name), html))
             if progress:
                 progress(page.name)
-        for run_id in sorted(run_ids, reverse=True)[:MAX_RUN_PAGES]:
-            report.files.append(_write(out / links.run(run_id), render_run(view, run_id)))
+        # the newest linked first; a run page's own links (the runs of the same command) come along while
+        # there is room, and a link to a run page that was not written is taken out
+        todo, written = sorted(run_ids), set[int]()
+        while todo and len(written) < MAX_RUN_PAGES:
+            run_id = todo.pop()
+            html = render_run(view, run_id)
+            written.add(run_id)
+            linked = {int(m) for m in _RUN_LINK.findall(html)} - written - set(todo)
+            todo = sorted({*todo, *linked})
+            report.files.append(_write(out / links.run(run_id), html))
+        for f in report.files:
+            html = f.read_text(encoding="utf-8")
+            fixed = _RUN_LINK.sub(lambda m: m.group(0) if int(m.group(1)) in written else 'href="runs.html"', html)
+            if fixed != html:
+                _write(f, fixed)
     report.seconds = time.perf_counter() - started
     return report
 
