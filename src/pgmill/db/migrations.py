@@ -536,6 +536,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         """,
     ),
     (
+        11,
         "the runs page: runs by start over all pipelines, the runs of one measured command",
         """
         -- the runs of a time window over every pipeline (runs_pipeline_started serves one pipeline)
