@@ -214,5 +214,8 @@ def test_static_export_writes_run_pages_whose_links_resolve(runs: Runs, tmp_path
     for f in tmp_path.glob("*.html"):
         for href in re.findall(r'href="([^"]+)"', f.read_text()):
             assert "?" not in href and not href.startswith("/"), (f.name, href)
-            assert (tmp_path / html.unescape(href)).is_file(), (f.name, href)
+            path, _, fragment = html.unescape(href).partition("#")
+            target = tmp_path / (path or f.name)
+            assert target.is_file(), (f.name, href)
+            assert not fragment or f'id="{fragment}"' in html.unescape(target.read_text()), (f.name, href)
 
