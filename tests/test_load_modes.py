@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from pgmill.errors import ContractError
 from pgmill.ingest.runner import run_pipeline
 from pgmill.project import open_project
 from tests.helpers import ORDERS_CONTRACT, ProjectDir, orders_csv, run_one
@@ -139,3 +142,20 @@ def test_parallel_files_with_workers_give_the_same_table(project: ProjectDir) ->
     assert c.balanced() and (c.rows_read, c.rows_inserted, c.rows_duplicate) == (246, 240, 6)
     steps = project.query("SELECT name, status, rows FROM pgmill.run_steps ORDER BY name")
     assert steps == [(f"load data/p{f}.csv", "succeeded", 41) for f in range(6)]
+
+
+def test_a_table_the_contract_cannot_load_is_a_failed_run_in_the_ledger(project: ProjectDir) -> None:
+    """The table exists with a type the contract does not have: nothing is loaded, the run fails with the
+    column named, and the execution log counts it (a failure before the first row is still a failed run)."""
+    project.orders_pipeline(mode="append")
+    project.write("data/orders_1.csv", orders_csv([_row(1), _row(2)]))
+    project.execute("CREATE TABLE public.orders (order_id bigint PRIMARY KEY, customer_id bigint, status integer,"
+                    " total numeric(12,2), ordered_at date, updated_at timestamptz)")
+    with pytest.raises(ContractError) as failed:
+        run_one(ok=False)
+    message = "public.orders.status is integer in the database but text in the contract"
+    assert message in str(failed.value)
+    assert project.query("SELECT run_id, status, rows_read, finished_at IS NOT NULL FROM pgmill.runs") == [
+        (failed.value.run_id, "failed", 0, True)]  # type: ignore[attr-defined]
+    assert message in project.scalar("SELECT error FROM pgmill.runs")
+    assert project.scalar("SELECT count(*) FROM public.orders") == 0

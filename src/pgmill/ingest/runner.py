@@ -183,7 +183,14 @@ def _setup(ctx: ProjectContext, pipe: PipelinePlan, holder: PipelineLock, policy
     def attempt() -> None:
         ledger.abandon_stale(holder.conn(), pipe.name, keep=run_id)
         with ctx.target.connect() as conn:
-            added = ddl.ensure_table(conn, pipe.spec.table, pipe.contract)
+            try:
+                added = ddl.ensure_table(conn, pipe.spec.table, pipe.contract)
+            except ContractError as exc:  # the table and the contract disagree: a failed run, in the ledger
+                conn.rollback()
+                ledger.start_run(conn, pipe.name, pipe.spec.mode, pipe.spec.table, run_id)
+                ledger.finish_run(conn, run_id, "failed", describe(exc))
+                exc.run_id = run_id  # type: ignore[attr-defined]
+                raise
             conn.commit()
             roles.ensure_roles(conn, [split_table(pipe.spec.table)[0]])
             ledger.start_run(conn, pipe.name, pipe.spec.mode, pipe.spec.table, run_id)
