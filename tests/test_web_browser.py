@@ -40,6 +40,7 @@ def test_every_page_by_clicking_from_the_overview(base_url: str, tmp_path: Path)
 
     problems: list[str] = []
     hosts: set[str] = set()
+    resources: list[str] = []  # what the pages asked for besides the pages themselves
     shots = Path(os.environ.get("PGMILL_SCREENSHOTS", tmp_path))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -48,6 +49,7 @@ def test_every_page_by_clicking_from_the_overview(base_url: str, tmp_path: Path)
             page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("request", lambda r: hosts.add(urlsplit(r.url).hostname or r.url))
+            page.on("request", lambda r: None if r.is_navigation_request() else resources.append(r.url))
             page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
             page.goto(base_url + "/")
             assert page.title().startswith("Overview")
@@ -67,6 +69,7 @@ def test_every_page_by_clicking_from_the_overview(base_url: str, tmp_path: Path)
             browser.close()
     assert problems == []
     assert hosts == {"127.0.0.1"}
+    assert resources == []  # everything inline: no stylesheet, script, image or favicon fetched
     assert len(list(shots.glob("*.png"))) == len(PAGES) + 1
 
 

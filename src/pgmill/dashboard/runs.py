@@ -24,7 +24,7 @@ WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 DEFAULT_WINDOW = "24h"
 STATUSES = ("succeeded", "failed", "abandoned", "running")
 MAX_BARS = 2000  # runs drawn in the timeline at most (the newest)
-MAX_ROWS = 200  # runs listed in the table at most (the newest)
+MAX_ROWS = 100  # runs listed in the table at most (the newest)
 
 
 @dataclass(frozen=True)
