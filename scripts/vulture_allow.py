@@ -7,9 +7,8 @@ http.server calls on a request handler in the tests' fake API.
 
 # ruff: noqa: B018
 from tests import fake_api
+from tests.html_support import Page
 from tests.test_crash_safety import KillStats
-from tests.test_web_ops import Cells
-from tests.test_web_quality import Tables
 
 from pgmill.dashboard import overview
 from pgmill.dashboard.cost import CostPage
@@ -43,18 +42,17 @@ CostPage.next_month
 IndexesPage.stats_age
 IndexesPage.reclaimable_bytes
 TuningRun.regressions
-Cells.handle_starttag  # html.parser calls these on the tests' HTML reader
-Cells.handle_endtag
-Cells.handle_data
+
 RuleRow.table_anchor
 Sample.quarantined_at
 Quarantine.rules_counted_over
 Quarantine.day_total
 Quarantine.table_total
 Quarantine.busy_days
-Tables.handle_starttag
-Tables.handle_endtag
-Tables.handle_data
+
 Identity.holds  # read by the run page's template (templates/run.html)
 RunDetail.steps_total
 RunDetail.phased
+Page.handle_starttag  # html.parser calls these on the tests' HTML reader
+Page.handle_endtag
+Page.handle_data

@@ -10,7 +10,6 @@ import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -32,66 +31,13 @@ from pgmill.tune.health import index_health
 from pgmill.web.app import create_app
 from pgmill.web.templating import ms, size, usd
 from tests.helpers import ORDERS_CONTRACT, connect, orders_csv
+from tests.html_support import Page
 from tests.test_alerts import Receiver
 
 POLICY = DeliveryPolicy(attempts=2, timeout_s=1.0, backoff_initial_s=0.01, backoff_max_s=0.02)
 SCRIPT = "<script>alert('x')</script>"
 QUERY = ("-- name: orders_by_customer\n-- target_ms: 50\n-- params: [[3], [17], [41], [60]]\n"
          "SELECT order_id, total FROM public.orders WHERE customer_id = $1\n")
-
-
-# ---------------------------------------------------------------- reading the HTML
-
-
-class Cells(HTMLParser):
-    """Tables by id (and rows by class) as lists of rows: each row its attributes and its cells' text (each
-    cell also by its class). Elements by id as their text."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.tables: dict[str, list[dict[str, Any]]] = {}
-        self.by_id: dict[str, str] = {}
-        self._table: list[str | None] = []
-        self._row: dict[str, Any] | None = None
-        self._cell: list[str] | None = None
-        self._cell_class = ""
-        self._ids: list[tuple[str, str, list[str]]] = []
-        self.feed(html)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "table":
-            self._table.append(a.get("id") or a.get("class"))
-        elif tag == "tr" and self._table:
-            self._row = {"attrs": a, "cells": [], "by_class": {}}
-        elif tag in ("td", "th") and self._row is not None:
-            self._cell, self._cell_class = [], a.get("class", "")
-        if "id" in a:
-            self._ids.append((a["id"], tag, []))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._row is not None and self._cell is not None:
-            text = " ".join("".join(self._cell).split())
-            self._row["cells"].append(text)
-            for c in self._cell_class.split():
-                self._row["by_class"][c] = text
-            self._cell = None
-        elif tag == "tr" and self._row is not None and self._table:
-            name = self._table[-1]
-            if name is not None and self._row["cells"] and self._row["attrs"]:
-                self.tables.setdefault(name, []).append(self._row)
-            self._row = None
-        elif tag == "table" and self._table:
-            self._table.pop()
-        if self._ids and self._ids[-1][1] == tag:
-            ident, _, parts = self._ids.pop()
-            self.by_id[ident] = " ".join("".join(parts).split())
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-        for _, _, parts in self._ids:
-            parts.append(data)
 
 
 # ---------------------------------------------------------------- the projects
@@ -211,7 +157,7 @@ def db(ctx: ProjectContext) -> Any:
 @pytest.mark.parametrize(("path", "nothing"), [
     ("/queries", "no-tuning"), ("/indexes", "no-findings"), ("/cost", "no-cost"), ("/alerts", "no-events")])
 def test_every_page_renders_on_an_empty_project(empty: ProjectContext, path: str, nothing: str) -> None:
-    page = Cells(get(empty, path))
+    page = Page(get(empty, path))
     assert page.by_id[nothing].startswith(("Nothing", "None")), page.by_id[nothing]
     if path == "/queries":
         assert page.by_id["no-statements"] == "pg_stat_statements is not installed in this database."
@@ -223,7 +169,7 @@ def test_every_page_renders_on_an_empty_project(empty: ProjectContext, path: str
 
 def test_queries_page_equals_the_tuning_ledger(full: ProjectContext) -> None:
     html = get(full, "/queries")
-    page = Cells(html)
+    page = Page(html)
     with db(full) as conn:
         runs = conn.execute(
             "SELECT run_id, report #> '{applied,before,orders_by_customer}', report #> '{applied,after,orders_by_customer}'"
@@ -236,16 +182,16 @@ def test_queries_page_equals_the_tuning_ledger(full: ProjectContext) -> None:
     sections = html.split('<section class="card tuning-run"')[1:]
     assert [int(s.split('data-run="')[1].split('"')[0]) for s in sections] == [second, first]
     for run_id, before, after in ((first, b1, a1), (second, b2, a2)):
-        [row] = page.tables[f"changes-{run_id}"]
-        assert row["by_class"]["p95-before"] == ms(before["p95_ms"])
-        assert row["by_class"]["p95-after"] == ms(after["p95_ms"])
+        [row] = page.rows(f"changes-{run_id}")
+        assert row.by_class["p95-before"] == ms(before["p95_ms"])
+        assert row.by_class["p95-after"] == ms(after["p95_ms"])
     # the declared query: its latest measurement (the later run's after), its target, over it, regressed
-    [q] = page.tables["queries"]
-    assert q["attrs"]["data-query"] == "orders_by_customer"
-    assert q["by_class"]["p95"] == ms(a2["p95_ms"]) == "95.5 ms"
-    assert q["by_class"]["p50"] == ms(a2["p50_ms"])
-    assert q["by_class"]["target"] == ms(50)
-    assert "over target" in q["cells"][1]
+    [q] = page.rows("queries")
+    assert q.attrs["data-query"] == "orders_by_customer"
+    assert q.by_class["p95"] == ms(a2["p95_ms"]) == "95.5 ms"
+    assert q.by_class["p50"] == ms(a2["p50_ms"])
+    assert q.by_class["target"] == ms(50)
+    assert "over target" in q.cells[1]
     assert page.by_id["tile-over"] == "1" and page.by_id["tile-runs"] == "2"
     # marks: p95 up by more than 10% and 5 ms on the measurement before it; over the 50 ms target
     previous = None
@@ -257,12 +203,12 @@ def test_queries_page_equals_the_tuning_ledger(full: ProjectContext) -> None:
             if m["p95_ms"] > 50:
                 want.append(f"{phase}: over target")
             previous = m["p95_ms"]
-        [row] = page.tables[f"changes-{run_id}"]
-        assert row["by_class"]["marks"] == " ".join(want)
-    assert page.tables[f"changes-{second}"][0]["by_class"]["marks"] == "after: regressed after: over target"
+        [row] = page.rows(f"changes-{run_id}")
+        assert row.by_class["marks"] == " ".join(want)
+    assert page.rows(f"changes-{second}")[0].by_class["marks"] == "after: regressed after: over target"
     # the index actions of the runs that measured, each with its size and reason
-    shown = [(r["attrs"]["data-action"], r["attrs"]["data-index"], r["by_class"]["size"], r["by_class"]["reason"])
-             for r in page.tables[f"actions-{first}"]]
+    shown = [(r.attrs["data-action"], r.attrs["data-index"], r.by_class["size"], r.by_class["reason"])
+             for r in page.rows(f"actions-{first}")]
     assert f"actions-{second}" not in page.tables  # the later run changed no index
     assert actions and all(run == first for run, *_ in actions)
     assert shown == [(a, ix, size(sz), reason or "") for _, a, ix, sz, reason in actions]
@@ -272,8 +218,8 @@ def test_queries_page_equals_the_tuning_ledger(full: ProjectContext) -> None:
 
 
 def test_top_statements_are_pg_stat_statements(full: ProjectContext) -> None:
-    page = Cells(get(full, "/queries"))
-    rows = page.tables["statements"]
+    page = Page(get(full, "/queries"))
+    rows = page.rows("statements")
     with db(full) as conn:
         every = {int(qid): (int(calls), float(total), str(text)) for qid, calls, total, text in conn.execute(
             "SELECT queryid, calls, total_exec_time, query FROM pg_stat_statements"
@@ -284,20 +230,20 @@ def test_top_statements_are_pg_stat_statements(full: ProjectContext) -> None:
                              r"|notify|deallocate)\b", re.I)
         stats = {q: v for q, v in every.items() if "pgmill." not in v[2] and not utility.match(v[2])}
         assert len(top_statements(conn).rows) == len(rows) == min(20, len(stats))
-        shown = {int(r["attrs"]["data-queryid"]) for r in rows}
+        shown = {int(r.attrs["data-queryid"]) for r in rows}
         assert shown <= set(stats) and any("pgmill." in v[2] for v in every.values())
-    [copy] = [r for r in rows if r["cells"][4].startswith("COPY")]  # a statement that ran once, and no more
-    calls, total, _ = stats[int(copy["attrs"]["data-queryid"])]
-    assert (copy["by_class"]["calls"], copy["by_class"]["total"]) == (str(calls), ms(total)) == ("1", copy["cells"][0])
+    [copy] = [r for r in rows if r.cells[4].startswith("COPY")]  # a statement that ran once, and no more
+    calls, total, _ = stats[int(copy.attrs["data-queryid"])]
+    assert (copy.by_class["calls"], copy.by_class["total"]) == (str(calls), ms(total)) == ("1", copy.cells[0])
     for r in rows:  # the others may have run again since: never fewer calls than shown
-        assert int(r["by_class"]["calls"].replace(",", "")) <= stats[int(r["attrs"]["data-queryid"])][0]
+        assert int(r.by_class["calls"].replace(",", "")) <= stats[int(r.attrs["data-queryid"])][0]
 
 
 # ---------------------------------------------------------------- /indexes
 
 
 def test_indexes_page_shows_the_unused_and_duplicate_ones(full: ProjectContext) -> None:
-    page = Cells(get(full, "/indexes"))
+    page = Page(get(full, "/indexes"))
     with db(full) as conn:
         sizes = dict(conn.execute(
             "SELECT schemaname || '.' || indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes"
@@ -306,15 +252,15 @@ def test_indexes_page_shows_the_unused_and_duplicate_ones(full: ProjectContext) 
                                   " WHERE schemaname = 'public'").fetchall())
         conn.execute("SET default_transaction_read_only = on")  # index_health only reads
         health = index_health(conn)
-    findings = {(r["attrs"]["data-kind"], r["attrs"]["data-index"], r["by_class"]["size"])
-                for r in page.tables["findings"]}
+    findings = {(r.attrs["data-kind"], r.attrs["data-index"], r.by_class["size"])
+                for r in page.rows("findings")}
     assert findings == {(f.kind, f.index, size(f.size_bytes)) for f in health.findings}
     kinds = {(k, ix) for k, ix, _ in findings}
     assert ("duplicate", "public.orders_status_ix") in kinds or ("duplicate", "public.orders_status_copy") in kinds
     assert {("unused", "public.orders_status_ix"), ("unused", "public.orders_status_copy")} <= kinds
     for _, ix, shown in findings:
         assert shown == size(sizes[ix])
-    listed = {r["attrs"]["data-index"]: (r["by_class"]["size"], r["by_class"]["scans"]) for r in page.tables["indexes"]}
+    listed = {r.attrs["data-index"]: (r.by_class["size"], r.by_class["scans"]) for r in page.rows("indexes")}
     assert listed == {ix: (size(sizes[ix]), str(scans[ix])) for ix in sizes}
     assert page.by_id["tile-duplicate"] == "1" and page.by_id["tile-unused"] == str(
         sum(1 for f in health.findings if f.kind == "unused"))
@@ -341,7 +287,7 @@ def test_cost_page_equals_the_run_costs(full: ProjectContext) -> None:
         html = get(full, "/cost")
         later = cost_report(conn, cfg)
         rows = _cost_rows(conn, month)
-    page = Cells(html)
+    page = Page(html)
     assert rows and {j for j, *_ in rows} >= {"orders"}
 
     def priced(cpu: float, dbs: float | None) -> float:
@@ -352,22 +298,22 @@ def test_cost_page_equals_the_run_costs(full: ProjectContext) -> None:
     for job, day, cpu, dbs, _ in rows:
         jobs.setdefault(job, []).append(priced(cpu, dbs))
         days[(day, job)] = days.get((day, job), 0.0) + priced(cpu, dbs)
-    shown = {r["attrs"]["data-job"]: (r["by_class"]["runs"], r["by_class"]["total"]) for r in page.tables["jobs"]}
+    shown = {r.attrs["data-job"]: (r.by_class["runs"], r.by_class["total"]) for r in page.rows("jobs")}
     assert shown == {j: (str(len(v)), usd(sum(v))) for j, v in jobs.items()}
     assert any(float(t.strip("$")) > 0.01 for _, t in shown.values())  # the prices make them show
     per_day = {}
-    for r in page.tables["days"]:
-        cells = r["cells"][1:1 + len(jobs)]
+    for r in page.rows("days"):
+        cells = r.cells[1:1 + len(jobs)]
         for job, cell in zip([j.job for j in earlier.jobs], cells, strict=True):
             if cell:
-                per_day[(r["attrs"]["data-day"], job)] = cell
+                per_day[(r.attrs["data-day"], job)] = cell
     assert per_day == {k: usd(v) for k, v in days.items()}
     assert page.by_id["tile-runs"] == usd(sum(sum(v) for v in jobs.values()))
     gb = sum(p for *_, p in rows) / 2**30
     assert page.by_id["tile-per-gb"].startswith(usd(sum(sum(v) for v in jobs.values()) / gb))
     mtd = float(page.by_id["tile-mtd"].strip("$").replace(",", ""))
     assert earlier.mtd_usd - 0.005 <= mtd <= later.mtd_usd + 0.005  # instance-hours grow with the clock
-    checks = {r["attrs"]["data-check"]: r["cells"][4] for r in page.tables["checks"]}
+    checks = {r.attrs["data-check"]: r.cells[4] for r in page.rows("checks")}
     assert checks == {f"{c.source}: {c.name}": c.status for c in later.checks}
     assert checks["budget: month projected"] == "fail"  # $7,200 an hour is over any budget
     assert "<form" in html and f'value="{month}"' in html
@@ -377,10 +323,10 @@ def test_cost_page_other_months(full: ProjectContext) -> None:
     with db(full) as conn:
         now = conn.execute("SELECT now()").fetchone()[0]
     previous = (now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
-    page = Cells(get(full, f"/cost?month={previous}"))
+    page = Page(get(full, f"/cost?month={previous}"))
     assert page.by_id["month"] == f"{previous} (the whole month)"
     assert page.by_id["no-cost"].startswith("Nothing measured yet")
-    bad = Cells(get(full, "/cost?month=June"))
+    bad = Page(get(full, "/cost?month=June"))
     assert bad.by_id["problem"].startswith("month 'June': write it as YYYY-MM")
     assert bad.by_id["month"].startswith(now.strftime("%Y-%m"))
 
@@ -390,14 +336,14 @@ def test_cost_page_other_months(full: ProjectContext) -> None:
 
 def test_alerts_page_shows_every_delivery_attempt(full: ProjectContext) -> None:
     html = get(full, "/alerts?since=1d")
-    page = Cells(html)
+    page = Page(html)
     with db(full) as conn:
         firing = conn.execute("SELECT rule, subject FROM pgmill.alert_state WHERE status = 'firing'").fetchall()
         events = conn.execute("SELECT event_id, kind FROM pgmill.alert_events").fetchall()
         attempts = conn.execute("SELECT event_id, delivery_id, channel, attempt, status FROM pgmill.alert_deliveries"
                                 " ORDER BY delivery_id").fetchall()
-    assert {(r["attrs"]["data-rule"], r["attrs"]["data-subject"]) for r in page.tables["firing"]} == set(firing)
-    assert {int(r["attrs"]["data-event"]): r["cells"][1] for r in page.tables["events"]} == dict(events)
+    assert {(r.attrs["data-rule"], r.attrs["data-subject"]) for r in page.rows("firing")} == set(firing)
+    assert {int(r.attrs["data-event"]): r.cells[1] for r in page.rows("events")} == dict(events)
     shown = []
     for row in html.split('<tr data-event="')[1:]:
         event = int(row.split('"')[0])
@@ -417,7 +363,7 @@ def test_alerts_page_shows_every_delivery_attempt(full: ProjectContext) -> None:
 
 
 def test_alerts_window_is_checked(full: ProjectContext) -> None:
-    page = Cells(get(full, "/alerts?since=1y"))
+    page = Page(get(full, "/alerts?since=1y"))
     assert page.by_id["problem"] == "since='1y': choose one of 1d, 7d, 30d; showing 7d."
     assert int(page.by_id["tile-events"]) >= 2
 

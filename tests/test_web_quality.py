@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from pgmill.db.embedded import EmbeddedServer
 from pgmill.project import open_project
 from pgmill.quality.checks import run_checks
 from tests.helpers import ProjectDir, connect, run_one
+from tests.html_support import Page
 
 SCRIPT = "<script>alert('x')</script>"
 HEADER = "order_id,customer,status,total,ordered_at,note"
@@ -53,49 +53,6 @@ def write_project(project: ProjectDir, *, database: bool = False) -> None:
 
 
 # --- reading the HTML -------------------------------------------------------------------------------------
-
-@dataclass
-class Row:
-    attrs: dict[str, str]
-    cells: list[str] = field(default_factory=list)
-    cell_attrs: list[dict[str, str]] = field(default_factory=list)
-
-
-class Tables(HTMLParser):
-    """Every <table> of a page by its id (or class), as rows of cell texts with the row's attributes."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.tables: dict[str, list[Row]] = {}
-        self._table: list[Row] | None = None
-        self._cell: list[str] | None = None
-        self.feed(html)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "table":
-            self._table = self.tables.setdefault(a.get("id") or a.get("class", ""), [])
-        elif tag == "tr" and self._table is not None:
-            self._table.append(Row(a))
-        elif tag in ("td", "th") and self._table:
-            self._table[-1].cell_attrs.append(a)
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None and self._table:
-            self._table[-1].cells.append(" ".join("".join(self._cell).split()))
-            self._cell = None
-        elif tag == "table":
-            self._table = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def body_rows(rows: list[Row]) -> list[Row]:
-    return [r for r in rows if r.attrs]
-
 
 def number(text: str) -> int:
     return int(text.replace(",", ""))
@@ -185,11 +142,11 @@ def test_quarantine_counts_per_table_per_day_equal_the_table(site: Site) -> None
         " WHERE quarantined_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '29 days'"
         " GROUP BY 1, 2")}
     assert len({d for d, _ in expected}) == 3 and {t for _, t in expected} == {"public.orders", "public.orders_eu"}
-    rows = Tables(html).tables["per-day"]
+    rows = Page(html).tables["per-day"]
     head = rows[0].cells
     tables = head[1:-1]
     shown: dict[tuple[str, str], int] = {}
-    for r in body_rows(rows):
+    for r in [r for r in rows if r.attrs]:
         values = [number(c) for c in r.cells[1:]]
         assert values[-1] == sum(values[:-1])  # the day's total
         shown.update({(r.cells[0], t): v for t, v in zip(tables, values[:-1], strict=True) if v})
@@ -203,7 +160,7 @@ def test_quarantine_counts_per_table_per_day_equal_the_table(site: Site) -> None
 
 
 def test_quarantine_top_rules_equal_the_table(site: Site) -> None:
-    rows = body_rows(Tables(site.get("/quarantine")).tables["rules"])
+    rows = Page(site.get("/quarantine")).rows("rules")
     shown = {(r.attrs["data-pipeline"], r.attrs["data-column"], r.attrs["data-rule"]): number(r.cells[-1]) for r in rows}
     expected = {(p, c, rule): int(n) for p, c, rule, n in site.query(
         "SELECT q.pipeline, coalesce(v->>'column', ''), v->>'rule', count(*) FROM pgmill.quarantine q,"
@@ -218,7 +175,7 @@ def test_quarantine_samples_have_source_line_rules_and_escaped_values(site: Site
     html = site.get("/quarantine")
     assert SCRIPT not in html and "<script" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
-    rows = body_rows(Tables(html).tables["samples"])
+    rows = Page(html).rows("samples")
     ids = [int(r.attrs["data-id"]) for r in rows]
     expected = site.query("SELECT id, source_location, violations FROM pgmill.quarantine ORDER BY id DESC LIMIT 20")
     assert ids == [int(e[0]) for e in expected]
@@ -231,15 +188,15 @@ def test_quarantine_samples_have_source_line_rules_and_escaped_values(site: Site
 
 def test_quarantine_filters_by_pipeline_and_rule(site: Site) -> None:
     html = site.get("/quarantine?pipeline=orders&rule=accepted_values")
-    rows = body_rows(Tables(html).tables["samples"])
+    rows = Page(html).rows("samples")
     expected = site.query(
         "SELECT id FROM pgmill.quarantine WHERE pipeline = 'orders' AND violations @> '[{\"rule\": \"accepted_values\"}]'"
         " ORDER BY id DESC")
     assert [int(r.attrs["data-id"]) for r in rows] == [int(e[0]) for e in expected] and len(expected) == 2
-    per_day = body_rows(Tables(html).tables["per-day"])
+    per_day = Page(html).rows("per-day")
     assert sum(number(r.cells[-1]) for r in per_day) == site.query(
         "SELECT count(*) FROM pgmill.quarantine WHERE pipeline = 'orders'")[0][0]
-    assert {r.attrs["data-pipeline"] for r in body_rows(Tables(html).tables["rules"])} == {"orders"}
+    assert {r.attrs["data-pipeline"] for r in Page(html).rows("rules")} == {"orders"}
 
 
 def test_quarantine_is_read_only_without_allow_writes(site: Site) -> None:
@@ -276,7 +233,7 @@ def test_quality_rules_and_pass_rates_equal_the_table(site: Site) -> None:
     html = site.get("/quality")
     for table in ("public.orders", "public.orders_eu"):
         want = latest(site, table)
-        rows = body_rows(Tables(section(html, table)).tables["rules"])
+        rows = Page(section(html, table)).rows("rules")
         shown = {r.attrs["data-rule"]: (r.attrs["data-status"], r.cells[2], r.cells[3]) for r in rows}
         assert shown == {rule: (w[1], f"{float(w[2]):.2f}%", f"{w[3]:,} / {w[4]:,}") for rule, w in want.items()}
     # rules failing now, from the table
@@ -296,7 +253,7 @@ def test_quality_newly_failing_first_with_links(site: Site) -> None:
         " WINDOW w AS (PARTITION BY table_name, rule ORDER BY run_id)) x"
         " WHERE n = 1 AND status IN ('fail', 'error', 'warn') AND before = 'pass'")}
     assert ("public.orders", "range(total)") in newly
-    rows = body_rows(Tables(html).tables["newly-failing"])
+    rows = Page(html).rows("newly-failing")
     assert {(r.attrs["data-table"], r.attrs["data-rule"]) for r in rows} == newly
     row = next(r for r in rows if r.attrs["data-rule"] == "range(total)")
     rates = [float(x) for (x,) in site.query(
@@ -307,7 +264,7 @@ def test_quality_newly_failing_first_with_links(site: Site) -> None:
     # the rule links to its row in the table's section, which exists, and the section lists it first
     anchors = re.findall(r'<a href="#([^"]+)">range\(total\)</a>', html)
     assert anchors and f'id="{anchors[0]}"' in html
-    first = body_rows(Tables(section(html, "public.orders")).tables["rules"])
+    first = Page(section(html, "public.orders")).rows("rules")
     assert first[0].attrs["data-rule"] in {r for t, r in newly if t == "public.orders"}
     assert html.count("<polyline") >= 6  # the trend chart and sparklines of two runs
 
@@ -320,7 +277,7 @@ def test_quality_completeness_per_column_equals_the_table(site: Site) -> None:
             "SELECT c, count(*) FILTER (WHERE v IS NULL) FROM " + table + " t,"  # noqa: S608
             " LATERAL (VALUES ('order_id', t.order_id::text), ('customer', t.customer), ('status', t.status),"
             " ('total', t.total::text), ('ordered_at', t.ordered_at::text), ('note', t.note)) AS x(c, v) GROUP BY c"))
-        rows = body_rows(Tables(section(html, table)).tables["completeness"])
+        rows = Page(section(html, table)).rows("completeness")
         shown = {r.attrs["data-column"]: (r.cells[1], number(r.cells[2]), number(r.cells[3])) for r in rows}
         for column, missing in nulls.items():
             assert shown[column] == (f"{100 * (n - missing) / n:.2f}%", missing, n), (table, column)
@@ -411,7 +368,7 @@ def test_replay_of_chosen_ids(project: ProjectDir) -> None:
         assert "replayed 1 rows of orders (1 chosen rows" in res.text and "1 loaded" in res.text
     assert project.query("SELECT count(*) FROM pgmill.quarantine") == [(1,)]
     assert project.query("SELECT count(*) FROM orders") == [(1,)]
-    assert [r.attrs.get("data-id") for r in body_rows(Tables(html).tables["samples"])] == [
+    assert [r.attrs.get("data-id") for r in Page(html).rows("samples")] == [
         str(first + 1), str(first)]
 
 
