@@ -236,7 +236,7 @@ def test_the_page_shows_the_ledgers_figures(failing: Built) -> None:
         f"{(read - quarantined) / read:.2%} ({read:,} records read, {quarantined:,} quarantined")
     assert rows["data_loss"]["figure"].startswith(f"{lost:,} rows unaccounted in 1 of {runs} runs")
     assert rows["completeness"]["figure"].startswith(f"{(checked - nulls) / checked:.2%} ({nulls} missing")
-    assert rows["query_p95"]["figure"].startswith("150.0 ms worst (orders_by_customer)")
+    assert rows["query_p95"]["figure"].startswith("150 ms worst (orders_by_customer)")
     assert {k: r["badge"] for k, r in rows.items()} == {c.key: c.status for c in report_of(failing.path).criteria}
     assert rows["parallel_throughput"]["status"] == "not measured"
     assert f'id="count-fail">{len(FAILING)}<' in res.text

@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 from pgmill.config.cost import CostConfig
 from pgmill.dashboard.queries import top_statements
 from pgmill.db.embedded import EmbeddedServer
+from pgmill.figures import ms, size, usd
 from pgmill.observe.alerts import evaluate_alerts
 from pgmill.observe.cost_model import compute_usd, database_usd
 from pgmill.observe.deliver import DeliveryPolicy
@@ -29,7 +30,6 @@ from pgmill.orchestrate import run_project
 from pgmill.project import ProjectContext, open_project
 from pgmill.tune.health import index_health
 from pgmill.web.app import create_app
-from pgmill.web.templating import ms, size, usd
 from tests.helpers import ORDERS_CONTRACT, connect, orders_csv
 from tests.html_support import Page
 from tests.test_alerts import Receiver

@@ -18,12 +18,12 @@ from starlette.testclient import TestClient
 
 from pgmill.db.embedded import EmbeddedServer
 from pgmill.errors import ContractError
+from pgmill.figures import usd
 from pgmill.ingest.runner import run_pipelines
 from pgmill.orchestrate import run_project
 from pgmill.project import open_project
 from pgmill.web.app import create_app
 from pgmill.web.export import export_dashboard
-from pgmill.web.templating import usd
 from tests.helpers import ORDERS_CONTRACT, ProjectDir, connect, orders_csv
 
 EVIL = "<script>alert(1)</script>"

@@ -3,8 +3,9 @@ current month: processing and storage a month, the month's total, and cost per G
 
 from __future__ import annotations
 
+from pgmill.figures import usd
 from pgmill.observe.cost import CostReport
-from pgmill.validate.model import Criterion, usd
+from pgmill.validate.model import Criterion
 
 AREA = "Cost efficiency"
 SOURCE = "pgmill.run_costs priced with the project's `cost:` settings, as `pgmill cost` reports it"

@@ -16,8 +16,9 @@ import psycopg
 
 from pgmill.config.load import load_contract
 from pgmill.errors import ConfigError
+from pgmill.figures import pct
 from pgmill.project import ProjectContext
-from pgmill.validate.model import Criterion, judge, pct
+from pgmill.validate.model import Criterion, judge
 from pgmill.validate.reliability import LedgerWindow
 
 Conn = psycopg.Connection[Any]

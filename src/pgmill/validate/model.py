@@ -79,18 +79,6 @@ class Validation:
 # ---------------------------------------------------------------- figures for people
 
 
-def pct(x: float, digits: int = 1) -> str:
-    return f"{x * 100:.{digits}f}%"
-
-
-def ms(x: float) -> str:
-    return f"{x:,.1f} ms"
-
-
-def usd(x: float) -> str:
-    return f"${x:,.2f}" if abs(x) >= 0.1 else f"${x:,.4f}"
-
-
 def when(t: datetime | None) -> str:
     return "never" if t is None else f"{t.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 

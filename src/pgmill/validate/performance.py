@@ -16,8 +16,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgmill.figures import ms, pct
 from pgmill.tune.health import BIG_TABLE_ROWS, index_health
-from pgmill.validate.model import Criterion, judge, ms, pct, when
+from pgmill.validate.model import Criterion, judge, when
 
 Conn = psycopg.Connection[Any]
 AREA = "Query performance"

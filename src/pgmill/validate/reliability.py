@@ -15,9 +15,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgmill.figures import pct
 from pgmill.observe.success import SuccessReport
 from pgmill.retry import transient_sqlstate
-from pgmill.validate.model import Criterion, judge, pct
+from pgmill.validate.model import Criterion, judge
 
 Conn = psycopg.Connection[Any]
 AREA = "Pipeline reliability"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pgmill.dashboard.cost import cost_page
 from pgmill.errors import ConfigError
+from pgmill.figures import usd
 from pgmill.quality.svg import bar_chart
 from pgmill.web.pages.layout import page
-from pgmill.web.templating import svg, usd
+from pgmill.web.templating import svg
 from pgmill.web.view import View
 
 

@@ -4,9 +4,10 @@ regressions first, the index actions that changed them, and the top statements b
 from __future__ import annotations
 
 from pgmill.dashboard.queries import QueryTrend, queries_page
+from pgmill.figures import ms
 from pgmill.quality.svg import trend_chart
 from pgmill.web.pages.layout import page
-from pgmill.web.templating import ms, svg
+from pgmill.web.templating import svg
 from pgmill.web.view import View
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from pgmill.dashboard.run_detail import PHASES, RunDetail, Step, run_detail
+from pgmill.figures import span
 from pgmill.web.charts import Bar, gantt
 from pgmill.web.pages.layout import page
-from pgmill.web.templating import span, svg
+from pgmill.web.templating import svg
 from pgmill.web.view import PageNotFound, View
 
 MAX_LANES = 60  # steps drawn in the Gantt chart at most; the table lists them all

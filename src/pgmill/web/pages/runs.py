@@ -4,9 +4,10 @@ by status, outlined when it needed retries), filtered by pipeline and status; th
 from __future__ import annotations
 
 from pgmill.dashboard.runs import MAX_BARS, MAX_ROWS, STATUSES, WINDOWS, RunRow, runs_page
+from pgmill.figures import span, when
 from pgmill.web.charts import Bar, timeline
 from pgmill.web.pages.layout import page
-from pgmill.web.templating import span, svg, when
+from pgmill.web.templating import svg
 from pgmill.web.view import View
 
 
