@@ -159,15 +159,22 @@ class CsvReader:
         """(chunk, offset after it, physical line of its first byte, at end of file, offsets of its newlines).
 
         Each chunk is a fresh buffer read straight from the file (no concatenation or slicing copies);
-        the few bytes after its last whole record start the next one."""
+        the few bytes after its last whole record start the next one. A task with an `end_offset` is read
+        up to that byte only, as if the file ended there (a range cut at a record boundary: split.py)."""
         fh.seek(offset)
         quote = ord(self.spec.quote)
+        limit = self.task.end_offset
+        left = -1 if limit is None else max(0, limit - offset)  # bytes of the range not yet read; -1: no limit
         pending = b""
         while True:
             data = bytearray(max(self.chunk_bytes, len(pending)))
             data[: len(pending)] = pending
-            got = len(pending) + (fh.readinto(memoryview(data)[len(pending):]) or 0)
-            eof = got == len(pending) or fh.peek(1) == b""
+            stop = len(data) if left < 0 else len(pending) + left
+            with memoryview(data) as view, view[len(pending):stop] as room:
+                got = len(pending) + (fh.readinto(room) or 0)
+            if left >= 0:
+                left -= got - len(pending)
+            eof = got == len(pending) or left == 0 or fh.peek(1) == b""
             del data[got:]
             while True:
                 end, _ = _cut(data, quote, 0)
@@ -177,9 +184,13 @@ class CsvReader:
                     # an unterminated quote: give up on finding its end; the parser reports the record as bad
                     end = data.rfind(b"\n") + 1 or len(data)
                     break
-                more = fh.read(max(len(data), self.chunk_bytes))
-                if not more:
+                want = max(len(data), self.chunk_bytes)
+                more = fh.read(want if left < 0 else min(left, want))
+                if left >= 0:
+                    left -= len(more)
+                if not more or left == 0:
                     eof = True
+                if not more:
                     break
                 data += more
             if eof and end <= 0:
@@ -278,10 +289,10 @@ class CsvReader:
             self.chunk_bytes = self._chunk_size(fh, offset)
             narrow = self._narrow_columns(names)
             spans = 0  # chunks that were parsed narrow in vain (a record over several lines)
-            if not names or offset >= t.size:
+            if not names or offset >= t.size or (t.end_offset is not None and offset >= t.end_offset):
                 # empty file or header only: nothing to load, but the file is remembered as loaded
                 yield RawBatch(pa.table({}), t.display, [], [], 0,
-                               file_mark=FileMark(t.display, t.size, t.sha256, done, t.size, line, True))
+                               file_mark=FileMark(t.display, t.size, t.sha256, done, t.end, line, True))
                 return
             for chunk, end, first_line, last, line_ends in self._chunks(fh, offset, line):
                 newlines = len(line_ends)
@@ -304,7 +315,7 @@ class CsvReader:
                 yield RawBatch(
                     table, t.display, positions, bad, len(chunk) + (after_header if first_line == line_after else 0),
                     file_mark=FileMark(t.display, t.size, t.sha256, done, end,
-                                       first_line + newlines, last or end >= t.size),
+                                       first_line + newlines, last or end >= t.end),
                     csv_text=text, narrow=is_narrow,
                 )
 

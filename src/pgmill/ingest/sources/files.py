@@ -74,6 +74,12 @@ class FileTask:
     resume_offset: int = 0  # byte offset of the first record not yet committed
     resume_line: int = 1  # physical line number at that offset
     records_done: int = 0
+    end_offset: int | None = None  # read up to this byte only (a range of the file; see sources/split.py)
+
+    @property
+    def end(self) -> int:
+        """Where reading stops: the range's end, or the size the file had when it was listed."""
+        return self.size if self.end_offset is None else min(self.end_offset, self.size)
 
 
 def file_sha256(path: Path, chunk: int = 8 << 20) -> str:

@@ -71,10 +71,10 @@ class NdjsonReader:
             bom = 0
             if offset == 0 and fh.read(3) == codecs.BOM_UTF8:
                 bom = offset = 3
-            if offset >= t.size:
+            if offset >= t.end:
                 # empty (or already fully read): nothing to load, but the file is remembered as loaded
                 yield RawBatch(pa.table({}), t.display, [], [], 0,
-                               file_mark=FileMark(t.display, t.size, t.sha256, done, t.size, line, True))
+                               file_mark=FileMark(t.display, t.size, t.sha256, done, t.end, line, True))
                 return
             for chunk in self._chunks(fh, offset, line):
                 parsed = self._parse(chunk)
@@ -84,7 +84,7 @@ class NdjsonReader:
                 yield RawBatch(
                     _with_columns(parsed.table, self.columns), t.display, parsed.positions, parsed.bad, nbytes,
                     file_mark=FileMark(t.display, t.size, t.sha256, done, chunk.end,
-                                       chunk.first_line + chunk.lines, chunk.end >= t.size),
+                                       chunk.first_line + chunk.lines, chunk.end >= t.end),
                 )
 
     # ------------------------------------------------------------ chunks
@@ -98,10 +98,10 @@ class NdjsonReader:
 
     def _chunks(self, fh: BinaryIO, offset: int, line: int) -> Iterator[_Chunk]:
         """Chunks of whole lines, up to the size the file had when it was hashed, so that a file being
-        appended to is read exactly as it was identified."""
+        appended to is read exactly as it was identified (or up to the task's `end_offset`: a range)."""
         read_size = self._read_size(fh, offset)
         fh.seek(offset)
-        remaining = self.task.size - offset
+        remaining = self.task.end - offset
         data = b""
         while True:
             data, remaining = self._fill(fh, data, remaining, read_size)
