@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from pgmill.config.alerts import Alerts
 from pgmill.config.base import StrictModel, is_identifier
@@ -60,6 +60,18 @@ class RowRule(StrictModel):
     on_failure: Policy | None = None
 
 
+#: the column types a range partition may be keyed on
+PARTITION_TYPES = ("date", "timestamptz", "timestamp")
+
+
+class PartitionSpec(StrictModel):
+    """Range partitioning of the table on a date or timestamp column (list and hash partitioning: not yet)."""
+
+    by: str = Field(description="the partition column: a not_null contract column of type date, timestamptz or timestamp")
+    interval: Literal["day", "week", "month", "year"] = Field(description="the range of one partition (weeks start on Monday)")
+    premake: int = Field(2, ge=0, le=366, description="partitions kept ready ahead of the current one")
+
+
 class Contract(StrictModel):
     """The contract of one table: its columns, key and rules, and what to do with rows that break them."""
 
@@ -72,6 +84,9 @@ class Contract(StrictModel):
         description="source fields not in the contract: ignore them (default), add them to the table "
         "as text (evolve), or quarantine rows that carry a value in them",
     )
+    partition: PartitionSpec | None = Field(
+        None, description="range-partition the table on a date/timestamp column, e.g. {by: ordered_at, interval: month}"
+    )
 
     @field_validator("columns")
     @classmethod
@@ -81,6 +96,31 @@ class Contract(StrictModel):
         for name in v:
             if not is_identifier(name):
                 raise ValueError(f"column name {name!r} is not a plain SQL identifier (letters, digits, _)")
+        return v
+
+    @field_validator("partition")
+    @classmethod
+    def _partition(cls, v: PartitionSpec | None, info: ValidationInfo) -> PartitionSpec | None:
+        columns: dict[str, ColumnSpec] | None = info.data.get("columns")
+        if v is None or not columns:
+            return v
+        col = columns.get(v.by)
+        if col is None:
+            raise ValueError(f"partition column {v.by!r} is not a column of the contract (columns: {', '.join(columns)})")
+        if parse_type(col.type).sql not in PARTITION_TYPES:
+            raise ValueError(f"partition column {v.by!r} is {col.type}; a range partition needs one of: "
+                             f"{', '.join(PARTITION_TYPES)}")
+        if not (col.not_null or col.primary_key):
+            # no default partition: a NULL has nowhere to go, so the contract quarantines it up front
+            raise ValueError(f"partition column {v.by!r} must be declared not_null: true (a row without a "
+                             "value has no partition)")
+        key = [n for n, c in columns.items() if c.primary_key]
+        if key and v.by not in key:
+            raise ValueError(
+                f"the primary key ({', '.join(key)}) does not include the partition column {v.by!r}: PostgreSQL "
+                f"enforces a key on a partitioned table only if it includes the partition column; add "
+                f"primary_key: true to {v.by!r} or partition on a key column"
+            )
         return v
 
     @property

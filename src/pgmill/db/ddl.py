@@ -7,7 +7,7 @@ from psycopg import sql
 
 from pgmill.config.spec import Contract
 from pgmill.config.types import parse_type
-from pgmill.db import catalog
+from pgmill.db import catalog, partition
 
 # `as` re-exports them for ingest/writer.py, ingest/runner.py and mcp/server.py (outside this change, and
 # the first two being edited on another branch) until those import db.catalog
@@ -28,7 +28,10 @@ def create_table_sql(table: str | sql.Composable, contract: Contract, extra_text
     cols += [sql.SQL("{} text").format(sql.Identifier(c)) for c in extra_text_columns]
     if contract.primary_key:
         cols.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, contract.primary_key))))
-    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(target, sql.SQL(", ").join(cols))
+    stmt = sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(target, sql.SQL(", ").join(cols))
+    if contract.partition:
+        stmt = sql.SQL("{} PARTITION BY RANGE ({})").format(stmt, sql.Identifier(contract.partition.by))
+    return stmt
 
 
 def ensure_table(conn: psycopg.Connection[object], table: str, contract: Contract) -> list[str]:
@@ -40,7 +43,21 @@ def ensure_table(conn: psycopg.Connection[object], table: str, contract: Contrac
     have = catalog.columns(conn, schema, rel)
     if not have:
         conn.execute(create_table_sql(table, contract))
+        _premake(conn, table, contract)
         return []
+    if contract.partition:
+        kind = conn.execute(
+            "SELECT relkind FROM pg_catalog.pg_class"
+            " WHERE oid = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text))",
+            (schema, rel),
+        ).fetchone()
+        if isinstance(kind, tuple) and kind[0] != "p":
+            raise ContractError(
+                f"{table} exists as a plain table but the contract partitions it by "
+                f"{contract.partition.by}; pgmill does not convert an existing table yet: load into a new table, "
+                "or drop the partition section"
+            )
+        _premake(conn, table, contract)
     added = []
     for name, spec in contract.columns.items():
         if name in have:
@@ -58,6 +75,13 @@ def ensure_table(conn: psycopg.Connection[object], table: str, contract: Contrac
         )
         added.append(name)
     return added
+
+
+def _premake(conn: psycopg.Connection[object], table: str, contract: Contract) -> None:
+    """The current partition and `premake` ones after it (the caller's transaction)."""
+    spec = contract.partition
+    if spec:
+        partition.ensure_partitions(conn, table, spec, contract.columns[spec.by].type, partition.ahead(spec))
 
 
 _SYNONYMS = {

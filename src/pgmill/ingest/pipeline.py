@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pgmill.config.base import MAX_IDENT_LENGTH
 from pgmill.config.load import load_contract
 from pgmill.config.spec import Pipeline
 from pgmill.config.types import parse_type
+from pgmill.db.partition import name_fits
 from pgmill.errors import ConfigError
 from pgmill.project import ProjectContext
 from pgmill.quality.validate import CompiledContract
@@ -26,6 +28,15 @@ class PipelinePlan:
         self.key = self.contract.primary_key
         if self.spec.mode == "merge" and not self.key:
             raise ConfigError(f"pipeline {name}: mode merge needs a primary key in {self.spec.contract}")
+        part = self.contract.partition
+        if part and self.spec.mode == "replace":
+            raise ConfigError(f"pipeline {name}: mode replace is not supported yet on a partitioned table "
+                              f"({self.spec.contract} has a partition section); use append or merge")
+        if part and not name_fits(self.spec.table):
+            raise ConfigError(f"pipeline {name}: table name {self.spec.table!r} is too long for partition names "
+                              f"(<name>_pYYYYMMDD must fit in {MAX_IDENT_LENGTH} bytes)")
+        #: (spec, column type) of a range-partitioned table, for the writer
+        self.partition = (part, self.contract.columns[part.by].type) if part else None
         cur = self.spec.cursor
         if cur is not None and cur not in self.contract.columns:
             raise ConfigError(f"pipeline {name}: cursor {cur!r} is not a column of {self.spec.contract}")
@@ -33,7 +44,8 @@ class PipelinePlan:
         self.columns = list(self.contract.columns)
         self.source_columns = [self.compiled.source_name(c) for c in self.columns]
         # what a narrow read must parse: the columns a rule reads, the key and the cursor
-        checked = set(self.compiled.checked_columns()) | set(self.key) | ({cur} if cur else set())
+        checked = (set(self.compiled.checked_columns()) | set(self.key) | ({cur} if cur else set())
+                   | ({part.by} if part else set()))
         # (at least one column: a frame without columns has no rows to count)
         self.checked = [c for c in self.columns if c in checked] or self.columns[:1]
         self.row_identity = [*self.key, *([cur] if cur and cur not in self.key else [])] or self.checked[:1]

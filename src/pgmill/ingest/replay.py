@@ -56,7 +56,8 @@ def replay(ctx: ProjectContext, pipeline: str, ids: list[int] | None = None) -> 
                 v = pipe.compiled.validate(table)
                 good_ids = [replayable[i][0] for i in v.good_rows.to_list()]
                 good, kept = dedupe(v.good, pipe.key, pipe.spec.cursor)
-                writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, mode, pipe.spec.cursor)
+                writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, mode, pipe.spec.cursor,
+                                     pipe.partition)
                 res = writer.write(good)
                 rejected = {good_ids[int(kept[i])] if kept is not None else good_ids[i] for i, _ in res.rejected}
                 passed = [i for i in good_ids if i not in rejected]

@@ -252,7 +252,8 @@ def _load(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, progress: Progre
 
 def _load_stream(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, stream: Stream,
                  progress: ProgressFn | None, prog: Progress, lock: threading.Lock | None = None) -> None:
-    writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, pipe.spec.mode, pipe.spec.cursor)
+    writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, pipe.spec.mode, pipe.spec.cursor,
+                         pipe.partition)
     started = datetime.now(UTC)
     total = Counts()
     phases = Phases()
@@ -270,6 +271,9 @@ def _load_stream(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int,
             for prep in _prefetch(_prepare(pipe, run_id, stream.open(), phases)):
                 t = time.perf_counter()
                 if not uncommitted:
+                    # new partitions first, in a short transaction of their own: the checkpoint's must not
+                    # hold the parent's partition lock while it writes
+                    writer.ensure_partitions(prep.good)
                     tx.enter_context(conn.transaction())
                 counts = _checkpoint(conn, pipe, run_id, writer, prep)
                 ledger.add_counts(conn, run_id, counts)

@@ -25,6 +25,8 @@ import psycopg
 from psycopg import errors as pgerr
 from psycopg import sql
 
+from pgmill.config.spec import PartitionSpec
+from pgmill.db import partition as partitions
 from pgmill.db.catalog import qualified, split_table
 from pgmill.db.ddl import create_table_sql
 from pgmill.ingest.sources.base import csv_lines_table
@@ -88,8 +90,10 @@ class TableWriter:
     """Writes batches for one pipeline run on one connection."""
 
     def __init__(self, conn: psycopg.Connection[Any], table: str, columns: list[str], key: list[str],
-                 mode: str, cursor: str | None) -> None:
+                 mode: str, cursor: str | None, partition: tuple[PartitionSpec, str] | None = None) -> None:
         self.conn = conn
+        self.partition = partition  # (spec, column type) of a range-partitioned table
+        self._partitions: set[str] = set()  # partitions seen to exist
         self.table = table
         self.columns = columns
         self.key = key
@@ -165,11 +169,26 @@ class TableWriter:
 
     # ------------------------------------------------------------ batches
 
+    def ensure_partitions(self, df: pl.DataFrame) -> list[str]:
+        """Create the partitions the rows of `df` need that the table lacks (in a transaction of their own
+        when the connection is not in one); return their names."""
+        if self.partition is None or df.height == 0:
+            return []
+        spec, column_type = self.partition
+        days = df.get_column(spec.by).drop_nulls()
+        if isinstance(days.dtype, pl.Datetime):
+            if days.dtype.time_zone is not None:  # bounds of timestamptz partitions are in UTC
+                days = days.dt.convert_time_zone("UTC")
+            days = days.dt.date()
+        starts = {partitions.period_start(d, spec.interval) for d in days.unique().to_list()}
+        return partitions.ensure_partitions(self.conn, self.table, spec, column_type, starts, self._partitions)
+
     def write(self, df: pl.DataFrame, payload: CopyData | None = None) -> WriteResult:
         """Write `df` (typed, key-unique) or, when given, `payload`: the same rows as COPY bytes, which may
         hold columns `df` lacks (`df` then only counts and orders the rows)."""
         if df.height == 0:
             return WriteResult()
+        self.ensure_partitions(df)  # a no-op when the caller made them before its transaction
         if payload is None and df.columns != self.columns:
             # evolved columns this batch does not carry arrive as NULL
             df = df.select([c for c in self.columns if c in df.columns])
@@ -254,6 +273,19 @@ class TableWriter:
             action: sql.Composable = sql.SQL("DO UPDATE SET {} WHERE {}").format(sets, cond)
         else:
             action = sql.SQL("DO NOTHING")
+        if self.partition is not None:
+            # a partitioned table cannot return xmax (PostgreSQL 15): count the new keys before the upsert
+            new_keys = self.conn.execute(sql.SQL(
+                "SELECT count(*) FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {dest} t WHERE ({tk}) = ({sk}))"
+            ).format(stage=self.stage, dest=self.dest,
+                     tk=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in self.key),
+                     sk=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in self.key))).fetchone()
+            cur = self.conn.execute(sql.SQL(
+                "INSERT INTO {dest} AS t ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({key}) {action}"
+            ).format(dest=self.dest, cols=self.cols_sql, stage=self.stage, key=key_sql, action=action))
+            changed = max(cur.rowcount, 0)
+            ins = min(int(new_keys[0]) if new_keys else 0, changed)  # a concurrent load may have added some
+            return WriteResult(inserted=ins, updated=changed - ins, unchanged=df.height - changed)
         stmt = sql.SQL(
             "WITH up AS (INSERT INTO {dest} AS t ({cols}) SELECT {cols} FROM {stage}"
             " ON CONFLICT ({key}) {action} RETURNING (xmax = 0) AS ins)"

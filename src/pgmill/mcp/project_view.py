@@ -27,6 +27,8 @@ def contracts(ctx: ProjectContext) -> dict[str, dict[str, Any]]:
             entry["primary_key"] = contract.primary_key
             entry["on_failure"] = contract.on_failure
             entry["extra_columns"] = contract.extra_columns
+            if contract.partition:
+                entry["partition"] = contract.partition.model_dump()
             entry["columns"] = {c: spec_.model_dump(exclude_defaults=True) for c, spec_ in contract.columns.items()}
             entry["rules"] = [r.model_dump(exclude_defaults=True) for r in contract.rules]
         out[name] = entry
