@@ -45,7 +45,7 @@ PROJECT_COMMANDS = [
     ["db", "start"], ["db", "stop"], ["db", "status"], ["db", "url"], ["mcp"],
     ["tune"], ["indexes"], ["explain", "SELECT 1"],
     ["serve", "--once"], ["metrics"], ["alerts"], ["alerts", "test"], ["cost"], ["status", "--since", "30d"],
-    ["dashboard", "--export", "site"], ["validate"],
+    ["dashboard", "--export", "site"], ["validate"], ["retention"],
 ]
 NO_PROJECT_NEEDED = {"init", "schema", "demo"}
 # the commands that connect to the database (`db status` reports a dead server with exit 1 instead)

@@ -4,6 +4,7 @@
     shell.py       what every command shares: the one error guard, the consoles, the common options
     project.py     init, schema
     run.py         run, status, demo
+    storage.py     retention
     transform.py   transform, graph
     quality.py     check, report
     tune.py        tune, indexes, explain (a database is enough: no project needed)

@@ -70,6 +70,25 @@ class PartitionSpec(StrictModel):
     by: str = Field(description="the partition column: a not_null contract column of type date, timestamptz or timestamp")
     interval: Literal["day", "week", "month", "year"] = Field(description="the range of one partition (weeks start on Monday)")
     premake: int = Field(2, ge=0, le=366, description="partitions kept ready ahead of the current one")
+    retain: int | None = Field(
+        None, ge=1, description="keep this many whole periods before the current one, in the partition's own "
+        "unit: `24 months` (or 24) with interval month; `pgmill retention` detaches and drops older partitions")
+    archive: Literal["parquet"] | None = Field(
+        None, description="before dropping an expired partition, write it to a Parquet file in `archive_dir`")
+    archive_dir: str = Field("archive", description="directory of the archives, relative to the project folder")
+
+    @field_validator("retain", mode="before")
+    @classmethod
+    def _retain(cls, v: object, info: ValidationInfo) -> object:
+        """`24 months` -> 24; the unit must be the partition's (a partition is kept or dropped whole)."""
+        if not isinstance(v, str):
+            return v
+        m = re.fullmatch(r"\s*(\d+)\s*([a-z]+?)s?\s*", v.lower())
+        interval = info.data.get("interval")
+        if m is None or (interval is not None and m.group(2) != interval):
+            raise ValueError(f"retain {v!r}: give a whole number of the partition's periods, e.g. "
+                             f"'24 {interval or 'month'}s' (partitions are kept or dropped whole)")
+        return int(m.group(1))
 
 
 class Contract(StrictModel):
@@ -87,6 +106,9 @@ class Contract(StrictModel):
     partition: PartitionSpec | None = Field(
         None, description="range-partition the table on a date/timestamp column, e.g. {by: ordered_at, interval: month}"
     )
+    distribution_key: str | None = Field(
+        None, description="the column a sharded PostgreSQL (Citus) would distribute on: the primary key must "
+        "include it, so moving the table there later is mechanical (docs/scaling.md)")
 
     @field_validator("columns")
     @classmethod
@@ -120,6 +142,29 @@ class Contract(StrictModel):
                 f"the primary key ({', '.join(key)}) does not include the partition column {v.by!r}: PostgreSQL "
                 f"enforces a key on a partitioned table only if it includes the partition column; add "
                 f"primary_key: true to {v.by!r} or partition on a key column"
+            )
+        return v
+
+    @field_validator("distribution_key")
+    @classmethod
+    def _distribution(cls, v: str | None, info: ValidationInfo) -> str | None:
+        columns: dict[str, ColumnSpec] | None = info.data.get("columns")
+        if v is None or not columns:
+            return v
+        col = columns.get(v)
+        if col is None:
+            raise ValueError(f"distribution_key {v!r} is not a column of the contract (columns: {', '.join(columns)})")
+        if not (col.not_null or col.primary_key):
+            raise ValueError(f"distribution_key {v!r} must be declared not_null: true (a sharded table places "
+                             "every row by it)")
+        key = [n for n, c in columns.items() if c.primary_key]
+        if key and v not in key:
+            # the partition column is in the key already (see _partition); a sharded table can enforce a
+            # unique key only on each shard, so it must hold the distribution column too
+            raise ValueError(
+                f"the primary key ({', '.join(key)}) does not include the distribution_key {v!r}: a distributed "
+                f"table can enforce a key only if it includes the distribution column; add primary_key: true "
+                f"to {v!r}"
             )
         return v
 

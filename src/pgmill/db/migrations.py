@@ -545,6 +545,24 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX IF NOT EXISTS run_costs_invocation ON pgmill.run_costs (invocation);
         """,
     ),
+    (
+        12,
+        "archives: expired partitions written to Parquet before they were dropped",
+        """
+        CREATE TABLE IF NOT EXISTS pgmill.archives (
+            archive_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            table_name text NOT NULL,
+            partition_name text NOT NULL,
+            bounds text NOT NULL,
+            rows bigint NOT NULL,
+            bytes bigint NOT NULL,
+            sha256 text NOT NULL,
+            path text NOT NULL,
+            archived_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX IF NOT EXISTS archives_table ON pgmill.archives (table_name, archived_at);
+        """,
+    ),
 )
 
 _LOCK_KEY = 0x70676D696C6C  # "pgmill"
