@@ -227,3 +227,14 @@ def test_distribution_key_missing_from_the_key_is_a_config_error(project: Projec
     project.contract("orders", doc)
     project.write("data/orders.csv", orders_csv([(1, 10, "F", "10.00", TODAY.isoformat(), None)]))
     assert run_one().counts.rows_inserted == 1
+
+
+def test_retention_is_a_job_kind(project: ProjectDir) -> None:
+    from pgmill.schedule.jobs import scheduled_jobs
+
+    setup(project, old_rows=1)
+    doc = open_project(project.path).config.model_dump(exclude_none=True)
+    project.config(doc["pipelines"], jobs={"retention": {"schedule": "30 3 * * *"}})
+    job = scheduled_jobs(open_project(project.path).config)["retention"]
+    assert job.command == ("retention",)
+    assert job.timetable.spec.schedule == "30 3 * * *"

@@ -28,7 +28,7 @@ from pydantic import Field, field_validator, model_validator
 from pgmill.config.base import StrictModel
 from pgmill.config.duration import Duration
 
-JOB_KINDS = ("models", "checks", "tune")
+JOB_KINDS = ("models", "checks", "tune", "retention")
 
 
 class Scheduled(StrictModel):
@@ -88,3 +88,5 @@ class Jobs(StrictModel):
     models: Scheduled | None = Field(None, description="build the models in models/ (as `pgmill transform`)")
     checks: Scheduled | None = Field(None, description="run the contracts' table checks (as `pgmill check`)")
     tune: Scheduled | None = Field(None, description="re-tune the indexes (as `pgmill tune --apply`)")
+    retention: Scheduled | None = Field(
+        None, description="detach, archive and drop partitions past their contract's `retain` (as `pgmill retention`)")

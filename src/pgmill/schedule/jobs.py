@@ -1,4 +1,4 @@
-"""The jobs of a project: each scheduled pipeline, and `models`, `checks` and `tune` from `jobs:`.
+"""The jobs of a project: each scheduled pipeline, and `models`, `checks`, `tune` and `retention` from `jobs:`.
 
 A job's id is what pgmill.expected_runs and the metrics call it: `pipeline:NAME` for a pipeline, the
 job's kind for the others. A scheduled pipeline runs as `pgmill run NAME --no-transform` (its load and its
@@ -31,7 +31,7 @@ class Job:
         return self.id.removeprefix(PIPELINE_PREFIX) if self.id.startswith(PIPELINE_PREFIX) else None
 
 
-_COMMANDS = {"models": ("transform",), "checks": ("check",), "tune": ("tune", "--apply")}
+_COMMANDS = {"models": ("transform",), "checks": ("check",), "tune": ("tune", "--apply"), "retention": ("retention",)}
 
 
 def scheduled_jobs(config: Project) -> dict[str, Job]:
