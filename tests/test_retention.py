@@ -137,6 +137,18 @@ def test_archive_then_reload_equals_the_detached_partition(project: ProjectDir) 
         assert path == f"cold/public.orders/{Path(path).name}"
         assert f.stat().st_size == size and sha256_of(f) == sha
     assert pq.ParquetFile(project.path / ledger[0][6]).metadata.num_rows == 2001
+    # pgmill status: storage per table and partition, and what was archived
+    res = CliRunner().invoke(app, ["status", "--storage", "--json"])
+    assert res.exit_code == 0, res.output
+    [orders] = json.loads(res.stdout)["tables"]
+    assert (orders["table"], orders["partitioned"], [p["name"] for p in orders["partitions"]]) == (
+        "public.orders", True, [CURRENT])
+    assert orders["bytes"] == project.scalar("SELECT pg_total_relation_size(%s::regclass)", (CURRENT,)) > 0
+    assert (orders["archived_files"], orders["archived_bytes"], orders["archived_rows"]) == (
+        2, ledger[0][4] + ledger[1][4], 4002)
+    res = CliRunner().invoke(app, ["status"])
+    assert res.exit_code == 0, res.output
+    assert "public.orders: " in res.stdout and " in 1 partitions; archived 2 files, " in res.stdout
     # an ordinary pipeline loads an archive back
     plain = copy.deepcopy(ORDERS_CONTRACT)
     plain["columns"]["ordered_at"]["primary_key"] = True

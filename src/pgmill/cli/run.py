@@ -85,20 +85,63 @@ def status(
         "--since", metavar="DURATION",
         help="success rate over this window instead (e.g. 30d): runs, successes, retries that saved a run, "
         "late and missed slots, per pipeline and job and overall")] = None,
+    storage: Annotated[bool, typer.Option(
+        "--storage", help="storage instead: bytes and estimated rows per table and per partition, and what "
+        "retention archived")] = False,
 ) -> None:
-    """Recent runs from the ledger (pgmill.runs), or with --since the success rate over a window."""
+    """Recent runs from the ledger (pgmill.runs) and a line per partitioned table's storage; with --since the
+    success rate over a window, with --storage the storage of every table and partition."""
     from pgmill.observe.ledger import recent_runs
 
     if since is not None:
         _success(project, since, as_json)
         return
+    if storage:
+        _storage(project, as_json)
+        return
     records = read(project, lambda conn: recent_runs(conn, pipeline, limit))
     if as_json:
         out.print_json(json.dumps([r.as_dict() for r in records]))
-    elif not records:
+        return
+    if not records:
         out.print("no runs yet: `pgmill run` loads the project's pipelines")
     else:
         print_runs(records)
+    for t in _tables_storage(project):
+        if t.partitioned:
+            out.print(_storage_line(t), markup=False)
+
+
+def _tables_storage(project: Path | None) -> list[Any]:
+    from pgmill.db.catalog import table_key
+    from pgmill.db.storage import table_storage
+
+    tables = sorted({table_key(p.table) for p in open_project(project).config.pipelines.values()})
+    return read(project, lambda conn: table_storage(conn, tables))
+
+
+def _storage_line(t: Any) -> str:
+    from pgmill.figures import size
+
+    line = f"{t.table}: {size(t.bytes)}, ~{t.rows_estimate:,} rows"
+    if t.partitioned:
+        line += f" in {len(t.partitions)} partitions"
+    if t.archived_files:
+        line += f"; archived {t.archived_files} files, {size(t.archived_bytes)}, {t.archived_rows:,} rows"
+    return line if t.exists else f"{t.table}: not created yet"
+
+
+def _storage(project: Path | None, as_json: bool) -> None:
+    from pgmill.figures import size
+
+    tables = _tables_storage(project)
+    if as_json:
+        out.print_json(json.dumps({"tables": [t.as_dict() for t in tables]}))
+        return
+    for t in tables:
+        out.print(_storage_line(t), markup=False)
+        for p in t.partitions:
+            out.print(f"  {p.name} {p.bounds}: {size(p.bytes)}, ~{p.rows_estimate:,} rows", markup=False)
 
 
 def _success(project: Path | None, since: str, as_json: bool) -> None:
