@@ -1,6 +1,7 @@
 """The 10x benchmark: the demo shop at 1x and 10x, plain and partitioned by month, loaded and queried.
 
-    python bench/bench_scale.py [--quick] [--reps N]   # quick: scales 1 and 2, into bench/out/; full: 1 and 10
+    python bench/bench_scale.py [--quick] [--reps N]   # full: 1x and 10x, 3 loads (~15 min on 2 busy cores)
+                                                       # quick: 1x and 2x, 1 load, into bench/out/ (~7 min)
     python bench/bench_scale.py --render               # RESULTS_scale.md again from results_scale.json
 
 Each scale writes the demo project once (pgmill.demo.write_demo_project) and a second project over the same
@@ -356,7 +357,7 @@ def render(doc: dict[str, Any]) -> str:
                 f"{h['threshold_ms']:g} ms."]
     out += ["", "## Rerun", "", "```sh",
             "flock /tmp/pgmill-bench.lock .venv/bin/python bench/bench_scale.py            # 1x and 10x, 3 loads each",
-            "flock /tmp/pgmill-bench.lock .venv/bin/python bench/bench_scale.py --quick    # 1x and 2x, into bench/out/",
+            "flock /tmp/pgmill-bench.lock .venv/bin/python bench/bench_scale.py --quick    # 1x and 2x, 1 load, into bench/out/",
             "```"]
     return "\n".join(out) + "\n"
 
@@ -364,7 +365,8 @@ def render(doc: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="scales 1 and 2, results into bench/out/")
-    ap.add_argument("--reps", type=int, default=3, help="loads per variant and scale (median reported)")
+    ap.add_argument("--reps", type=int, default=None, help="loads per variant and scale, median reported "
+                    "(default 3; --quick: 1)")
     ap.add_argument("--render", action="store_true", help="rewrite RESULTS_scale.md from results_scale.json")
     args = ap.parse_args()
     if args.render:
@@ -374,7 +376,8 @@ def main() -> None:
         MD.write_text(render(doc))
         return
     scales = [1.0, 2.0] if args.quick else [1.0, 10.0]
-    results = [run_scale(s, args.reps) for s in scales]
+    reps = args.reps or (1 if args.quick else 3)
+    results = [run_scale(s, reps) for s in scales]
     doc = {"measured_at": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "quick": args.quick,
            "scales": results, "goals": goals(results), "query_p95_at_10x": headline(results)}
     text = render(doc)
