@@ -1,7 +1,7 @@
 """The 10x benchmark: the demo shop at 1x and 10x, plain and partitioned by month, loaded and queried.
 
     python bench/bench_scale.py [--quick] [--reps N]   # full: 1x and 10x, 3 loads (~15 min on 2 busy cores)
-                                                       # quick: 1x and 2x, 1 load, into bench/out/ (~7 min)
+                                                       # quick: 1x and 2x, 1 load, into bench/out/ (3-7 min)
     python bench/bench_scale.py --render               # RESULTS_scale.md again from results_scale.json
 
 Each scale writes the demo project once (pgmill.demo.write_demo_project) and a second project over the same
