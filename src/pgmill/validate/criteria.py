@@ -4,6 +4,7 @@ source, the threshold and pass / fail / not measured, in the brief's order."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,9 +21,11 @@ Conn = psycopg.Connection[Any]
 DEFAULT_SINCE = timedelta(days=30)
 
 
-def validate(conn: Conn, ctx: ProjectContext, since: timedelta = DEFAULT_SINCE) -> Validation:
+def validate(conn: Conn, ctx: ProjectContext, since: timedelta = DEFAULT_SINCE, *,
+             scale_results: Path | None = None) -> Validation:
     """The criteria as of the database's clock; the ledger's and the checks' over the last `since`. Reads
-    only: schema pgmill must be in place (pgmill.db.migrations.migrate)."""
+    only: schema pgmill must be in place (pgmill.db.migrations.migrate). The 10x criterion reads the
+    benchmark's figures from `scale_results` (default: bench/results_scale.json in the project folder)."""
     _require_schema(conn)
     rates = success_rate(conn, since)
     now = rates.as_of
@@ -45,7 +48,7 @@ def validate(conn: Conn, ctx: ProjectContext, since: timedelta = DEFAULT_SINCE) 
         data_quality.completeness(checks, window),
         data_quality.duplicates(checks, ledger, window),
         *cost_criteria(cost_report(conn, ctx.config.cost, now=now)),
-        performance.scale_10x(),
+        performance.scale_10x(scale_results or ctx.dir / performance.SCALE_RESULTS),
     ]
     return Validation(ctx.dir.name, ctx.target.display_url, now, __version__, since, criteria)
 
