@@ -147,3 +147,15 @@ def test_a_failed_range_resumes_alone_and_the_plan_is_kept(project: ProjectDir,
     assert project.query("SELECT complete, records_done FROM pgmill.files WHERE pipeline = 'split'") == \
         [(True, ROWS)]
     assert run_one(pipeline="split").counts.rows_read == 0
+
+
+def test_replace_never_splits(project: ProjectDir) -> None:
+    project.write("data/orders.csv", _csv())
+    project.contract("orders", ORDERS_CONTRACT)
+    source = {"kind": "csv", "path": "data/orders.csv", "split": {"min_bytes": 1, "parts": 3}}
+    project.config({"split": {"source": source, "table": "public.orders_split", "contract": "contracts/orders.yaml",
+                              "mode": "replace", "batch_rows": BATCH_ROWS}})
+    run = run_one(pipeline="split")
+    assert run.counts.rows_read == ROWS
+    assert _load_steps(project, run.run_id) == ["load data/orders.csv"]
+    assert project.scalar("SELECT count(*) FROM pgmill.file_ranges") == 0

@@ -90,7 +90,7 @@ def open_streams(
     """Streams for what is left to load from `pipe.source`, resuming after the committed state.
     `columns` are the source's names for the contract columns; `columns_by_name` maps contract names to them;
     `needed` (source names) are the columns the loader checks: a CSV source may parse only those (see
-    sources.csv.CsvReader); `parts`: the ranges a large file may be cut into, where its source says `split`."""
+    sources.csv.CsvReader); `parts`: the ranges a large file may be cut into, where its source says `split` (0: none)."""
     cursor = pipe.cursor
     if cursor is not None:
         cursor = (columns_by_name or {}).get(cursor, cursor)

@@ -192,7 +192,8 @@ class StreamRequest:
     columns: list[str]  # the source's names of the contract's columns
     needed: list[str] | None = None  # the source names the loader checks: a reader may parse only these
     cursor: str | None = None  # the source's name of the pipeline's cursor column
-    parts: int = 1  # ranges a large file may be split into (its `split` setting decides which are large)
+    # ranges a large file is split into unless its `split` setting says; 0: never split (a replace)
+    parts: int = 1
 
 
 SpecT = TypeVar("SpecT", contravariant=True)

@@ -65,9 +65,9 @@ def split_file(path: Path, spec: CsvSource | NdjsonSource, parts: int, *,
 
 def splitter(spec: CsvSource | NdjsonSource, parts: int) -> Splitter | None:
     """How the source's files are cut into ranges: into `split.parts` (default: `parts`, the loader's
-    workers) when at least `split.min_bytes`; None when the source is not split."""
+    workers) when at least `split.min_bytes`; None when the source is not split or `parts` is 0."""
     cfg = spec.split
-    if cfg is None:
+    if cfg is None or parts < 1:
         return None
     n = parts if cfg.parts is None else cfg.parts
     if n <= 1:
