@@ -198,6 +198,8 @@ class BenchProject:
             self.sql("DELETE FROM pgmill.files WHERE pipeline = %s", (pipeline,))
             self.sql("DELETE FROM pgmill.state WHERE pipeline = %s", (pipeline,))
             self.sql("DELETE FROM pgmill.quarantine WHERE pipeline = %s", (pipeline,))
+        if self.sql("SELECT to_regclass('pgmill.file_ranges')")[0][0] is not None:
+            self.sql("DELETE FROM pgmill.file_ranges WHERE pipeline = %s", (pipeline,))
         self.sql("CHECKPOINT")
 
     def run_pgmill(self, pipeline: str, timeout: float = 3600) -> dict[str, Any]:

@@ -306,6 +306,30 @@ def test_csv_load_survives_sigkill(project: ProjectDir, mode: str) -> None:
     crash_trials(project, mode, 7, "csv", write_data, configure)
 
 
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_split_csv_load_survives_sigkill(project: ProjectDir, mode: str) -> None:
+    """One large file in 3 byte ranges loading at once, each with its own checkpoint: killed, then rerun."""
+    def write_data(rng: random.Random) -> Dataset:
+        for p in project.path.glob("data/*.csv"):
+            p.unlink()
+        ds = make_orders(rng, mode, n_files=1, rows_per_file=N_FILES * ROWS_PER_FILE)
+        for path, text in ds.files.items():
+            project.write(path, text)
+        return ds
+
+    def configure() -> None:
+        kw: dict[str, Any] = {"batch_rows": BATCH_ROWS}
+        if mode == "merge":
+            kw["cursor"] = "updated_at"
+        source = {"kind": "csv", "path": "data/orders_*.csv", "split": {"min_bytes": 1, "parts": 3}}
+        project.orders_pipeline(mode=mode, source=source, **kw)
+
+    crash_trials(project, mode, 5, "split csv", write_data, configure)
+    with connect(project.db_url) as c:
+        ranges = c.execute("SELECT count(*), bool_and(complete) FROM pgmill.file_ranges").fetchone()
+    assert ranges == (3, True)
+
+
 def test_expected_data_is_sane(project: ProjectDir) -> None:
     """The checker itself: a plain uninterrupted load passes it, and a tampered target fails it."""
     rng = random.Random(1)

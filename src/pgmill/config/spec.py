@@ -176,6 +176,14 @@ class Contract(StrictModel):
 # ---------------------------------------------------------------- sources
 
 
+class SplitSpec(StrictModel):
+    """Large files cut into byte ranges at record boundaries, each loaded (and checkpointed) on its own."""
+
+    min_bytes: int = Field(256 << 20, ge=1, description="files at least this large (bytes) are split")
+    parts: int | None = Field(None, ge=1, le=64,
+                              description="ranges per file; default: the project's workers")
+
+
 class CsvSource(StrictModel):
     kind: Literal["csv"]
     path: str = Field(description="file path or glob, relative to the project folder")
@@ -184,11 +192,13 @@ class CsvSource(StrictModel):
     header: bool = True
     encoding: str = Field("utf-8", description="file encoding; a BOM is always removed")
     null_values: list[str] = Field(default_factory=lambda: [""], description="strings read as NULL")
+    split: SplitSpec | None = Field(None, description="load large files as byte ranges, in parallel")
 
 
 class NdjsonSource(StrictModel):
     kind: Literal["ndjson"]
     path: str
+    split: SplitSpec | None = Field(None, description="load large files as byte ranges, in parallel")
 
 
 class ParquetSource(StrictModel):

@@ -563,6 +563,30 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX IF NOT EXISTS archives_table ON pgmill.archives (table_name, archived_at);
         """,
     ),
+    (
+        13,
+        "split files: one checkpoint per byte range",
+        """
+        -- the ranges a large file was cut into (planned once per content, committed with the first range's
+        -- first checkpoint) and each range's progress; pgmill.files gets the file's row, complete when
+        -- every range is
+        CREATE TABLE IF NOT EXISTS pgmill.file_ranges (
+            pipeline     text NOT NULL,
+            path         text NOT NULL,
+            sha256       text NOT NULL,
+            range_start  bigint NOT NULL,
+            range_end    bigint NOT NULL,
+            first_line   bigint NOT NULL,
+            records_done bigint NOT NULL DEFAULT 0,
+            byte_offset  bigint NOT NULL,
+            next_line    bigint NOT NULL,
+            complete     boolean NOT NULL DEFAULT false,
+            run_id       bigint,
+            loaded_at    timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (pipeline, path, sha256, range_start)
+        );
+        """,
+    ),
 )
 
 _LOCK_KEY = 0x70676D696C6C  # "pgmill"

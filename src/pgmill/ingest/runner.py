@@ -227,8 +227,10 @@ def _load(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, progress: Progre
         st = state.load_state(conn, pipe.name)
         if pipe.spec.mode == "replace":
             st = SourceState({}, None, {})  # a replace rebuilds the table from the whole source, every run
+        # a replace loads its streams one after another in one transaction: nothing to gain from ranges
+        parts = 0 if pipe.spec.mode == "replace" else workers
         streams = open_streams(ctx.dir, pipe.spec, pipe.source_columns, st,
-                               dict(zip(pipe.columns, pipe.source_columns, strict=True)), pipe.needed)
+                               dict(zip(pipe.columns, pipe.source_columns, strict=True)), pipe.needed, parts)
         sizes = [s.size_bytes for s in streams]
         if all(s is not None for s in sizes) and prog.total_bytes is None:
             prog.total_bytes = prog.bytes + sum(s or 0 for s in sizes)

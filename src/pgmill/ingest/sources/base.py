@@ -27,8 +27,29 @@ class BadRecord:
 
 
 @dataclass(frozen=True)
+class ByteRange:
+    """Bytes [start, end) of a file: whole records, the first of them on physical line `first_line`."""
+
+    start: int
+    end: int  # exclusive
+    first_line: int  # 1-based
+
+
+@dataclass(frozen=True)
+class RangeState:
+    """A committed range of a split file (pgmill.file_ranges): where its next record starts."""
+
+    range: ByteRange
+    records_done: int
+    complete: bool
+    byte_offset: int
+    next_line: int
+
+
+@dataclass(frozen=True)
 class FileMark:
-    """Progress through one file, committed with the batch, so that a rerun resumes right after it."""
+    """Progress through one file, or through one range of a split file, committed with the batch, so that a
+    rerun resumes right after it."""
 
     path: str  # as displayed (relative to the project)
     size: int
@@ -36,7 +57,9 @@ class FileMark:
     records_done: int
     byte_offset: int  # where the next record starts
     next_line: int  # physical line number at byte_offset
-    complete: bool
+    complete: bool  # the file (or the range) is read to its end
+    range: ByteRange | None = None  # the range of a split file this mark is in
+    plan: tuple[ByteRange, ...] = ()  # every range of that file, committed with its first checkpoint
 
 
 @dataclass(frozen=True)
@@ -146,6 +169,8 @@ class SourceState:
     cursor_value: str | None
     # (path, sha256) -> (records_done, complete, byte_offset, next_line)
     files: dict[tuple[str, str], tuple[int, bool, int, int]]
+    # (path, sha256) -> the ranges a split file was planned as, in file order
+    ranges: dict[tuple[str, str], list[RangeState]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -167,6 +192,8 @@ class StreamRequest:
     columns: list[str]  # the source's names of the contract's columns
     needed: list[str] | None = None  # the source names the loader checks: a reader may parse only these
     cursor: str | None = None  # the source's name of the pipeline's cursor column
+    # ranges a large file is split into unless its `split` setting says; 0: never split (a replace)
+    parts: int = 1
 
 
 SpecT = TypeVar("SpecT", contravariant=True)

@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 
 from pgmill.config.spec import CsvSource
 from pgmill.errors import SourceError
-from pgmill.ingest.sources.base import BadRecord, CsvText, FileMark, RawBatch, Stream, StreamRequest
+from pgmill.ingest.sources.base import BadRecord, CsvText, RawBatch, Stream, StreamRequest
 from pgmill.ingest.sources.files import FileTask, file_streams
 
 MAX_RECORD_BYTES = 256 << 20  # a record larger than this ends the search for its closing quote
@@ -292,7 +292,7 @@ class CsvReader:
             if not names or offset >= t.size or (t.end_offset is not None and offset >= t.end_offset):
                 # empty file or header only: nothing to load, but the file is remembered as loaded
                 yield RawBatch(pa.table({}), t.display, [], [], 0,
-                               file_mark=FileMark(t.display, t.size, t.sha256, done, t.end, line, True))
+                               file_mark=t.mark(done, t.end, line, True))
                 return
             for chunk, end, first_line, last, line_ends in self._chunks(fh, offset, line):
                 newlines = len(line_ends)
@@ -314,8 +314,7 @@ class CsvReader:
                                    tuple(self.spec.null_values))
                 yield RawBatch(
                     table, t.display, positions, bad, len(chunk) + (after_header if first_line == line_after else 0),
-                    file_mark=FileMark(t.display, t.size, t.sha256, done, end,
-                                       first_line + newlines, last or end >= t.end),
+                    file_mark=t.mark(done, end, first_line + newlines, last or end >= t.end),
                     csv_text=text, narrow=is_narrow,
                 )
 
@@ -382,9 +381,11 @@ def read_csv_file(spec: CsvSource, task: FileTask, columns_hint: list[str], batc
 
 
 def streams(spec: CsvSource, request: StreamRequest) -> list[Stream]:
-    """One stream per file left to load."""
+    """One stream per file left to load, or per range of a large file (`split`)."""
+
+    from pgmill.ingest.sources.split import splitter  # split.py reads headers with this module's reader
 
     def read(task: FileTask) -> Iterator[RawBatch]:
         return read_csv_file(spec, task, request.columns, request.batch_rows, request.needed)
 
-    return file_streams(request, spec.path, read)
+    return file_streams(request, spec.path, read, splitter(spec, request.parts))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import glob
 import hashlib
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgmill.errors import SourceError
-from pgmill.ingest.sources.base import RawBatch, Stream, StreamRequest
+from pgmill.ingest.sources.base import ByteRange, FileMark, RangeState, RawBatch, Stream, StreamRequest
+
+Splitter = Callable[[Path], list[ByteRange]]  # a file's ranges (one range: do not split it)
 
 
 class Digest:
@@ -75,11 +78,30 @@ class FileTask:
     resume_line: int = 1  # physical line number at that offset
     records_done: int = 0
     end_offset: int | None = None  # read up to this byte only (a range of the file; see sources/split.py)
+    range: ByteRange | None = None  # the range of a split file this task reads
+    plan: tuple[ByteRange, ...] = ()  # every range of that file
 
     @property
     def end(self) -> int:
         """Where reading stops: the range's end, or the size the file had when it was listed."""
         return self.size if self.end_offset is None else min(self.end_offset, self.size)
+
+    @property
+    def label(self) -> str:
+        """The file as the user wrote it, and the range's bytes when it is one."""
+        r = self.range
+        return self.display if r is None else f"{self.display} bytes {r.start}-{r.end}"
+
+    def for_range(self, r: ByteRange, plan: tuple[ByteRange, ...] = ()) -> FileTask:
+        """This task restricted to range `r` of `plan`, from its start: its reader yields the range's
+        records only."""
+        return dataclasses.replace(self, resume_offset=r.start, resume_line=r.first_line, records_done=0,
+                                   end_offset=r.end, range=r if plan else None, plan=plan)
+
+    def mark(self, records_done: int, byte_offset: int, next_line: int, complete: bool) -> FileMark:
+        """The progress to commit after a batch of this task."""
+        return FileMark(self.display, self.size, self.sha256, records_done, byte_offset, next_line, complete,
+                        self.range, self.plan)
 
 
 def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
@@ -109,38 +131,58 @@ def expand(project_dir: Path, pattern: str) -> list[tuple[Path, str]]:
 
 
 def pending_files(
-    project_dir: Path, pattern: str, done: dict[tuple[str, str], tuple[int, bool, int, int]]
+    project_dir: Path, pattern: str, done: dict[tuple[str, str], tuple[int, bool, int, int]],
+    ranges: dict[tuple[str, str], list[RangeState]] | None = None, split: Splitter | None = None,
 ) -> list[FileTask]:
-    """Files not yet completely loaded, with resume points; `done` maps (display, sha256) to
-    (records_done, complete, byte_offset, line).
+    """Files (or ranges of split files) not yet completely loaded, with resume points; `done` maps
+    (display, sha256) to (records_done, complete, byte_offset, line), `ranges` to a split file's ranges.
 
     A path seen before is hashed now: its digest decides whether it is loaded, resumed or skipped. A path
     never seen is loaded from the start whatever its content, so its digest is computed alongside the load.
+    A file with no committed progress is cut into ranges by `split`; a file with committed ranges resumes
+    those same ranges, whatever `split` says now, and one with committed unsplit progress resumes unsplit.
     """
-    seen = {display for display, _ in done}
+    ranges = ranges or {}
+    seen = {display for display, _ in done} | {display for display, _ in ranges}
     tasks = []
     later: list[Digest] = []
     for path, display in expand(project_dir, pattern):
         size = path.stat().st_size
         if display not in seen:
             later.append(Digest(path))
-            tasks.append(FileTask(path, display, size, later[-1]))
+            tasks += _planned(FileTask(path, display, size, later[-1]), split)
             continue
         digest = file_sha256(path)
         prev = done.get((display, digest))
         if prev is not None and prev[1]:
             continue
-        if prev is not None:
+        stored = ranges.get((display, digest))
+        if stored:
+            plan = tuple(s.range for s in stored)
+            whole = FileTask(path, display, size, digest)
+            tasks += [dataclasses.replace(whole.for_range(s.range, plan), resume_offset=s.byte_offset,
+                                          resume_line=s.next_line, records_done=s.records_done)
+                      for s in stored if not s.complete]
+        elif prev is not None:
             tasks.append(FileTask(path, display, size, digest, prev[2], prev[3], prev[0]))
         else:
-            tasks.append(FileTask(path, display, size, digest))
+            tasks += _planned(FileTask(path, display, size, digest), split)
     _hash_in_order(later)
     return tasks
 
 
+def _planned(task: FileTask, split: Splitter | None) -> list[FileTask]:
+    """The task, or one task per range when `split` cuts the file in more than one."""
+    plan = tuple(split(task.path)) if split is not None else ()
+    if len(plan) <= 1:
+        return [task]
+    return [task.for_range(r, plan) for r in plan]
+
+
 def file_streams(request: StreamRequest, pattern: str,
-                 read: Callable[[FileTask], Iterator[RawBatch]]) -> list[Stream]:
-    """One stream per file of `pattern` not completely loaded (so files load in parallel), each resuming
-    where the committed state left it; `read` gives one file's batches."""
-    tasks = pending_files(request.project_dir, pattern, request.state.files)
-    return [Stream(t.display, functools.partial(read, t), t.size - t.resume_offset) for t in tasks]
+                 read: Callable[[FileTask], Iterator[RawBatch]], split: Splitter | None = None) -> list[Stream]:
+    """One stream per file of `pattern` not completely loaded, or per range of a split one (so files and
+    ranges load in parallel), each resuming where the committed state left it; `read` gives one file's (or
+    range's) batches."""
+    tasks = pending_files(request.project_dir, pattern, request.state.files, request.state.ranges, split)
+    return [Stream(t.label, functools.partial(read, t), t.end - t.resume_offset) for t in tasks]

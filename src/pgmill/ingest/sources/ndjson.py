@@ -28,8 +28,9 @@ import pyarrow as pa
 
 from pgmill.config.spec import NdjsonSource
 from pgmill.errors import SourceError
-from pgmill.ingest.sources.base import BadRecord, FileMark, RawBatch, Stream, StreamRequest
+from pgmill.ingest.sources.base import BadRecord, RawBatch, Stream, StreamRequest
 from pgmill.ingest.sources.files import FileTask, file_streams
+from pgmill.ingest.sources.split import splitter
 
 MAX_LINE_BYTES = 256 << 20  # a longer line is quarantined unread rather than held in memory
 MAX_CHUNK_BYTES = 64 << 20  # a batch holds fewer than `batch_rows` lines rather than more bytes than this
@@ -74,7 +75,7 @@ class NdjsonReader:
             if offset >= t.end:
                 # empty (or already fully read): nothing to load, but the file is remembered as loaded
                 yield RawBatch(pa.table({}), t.display, [], [], 0,
-                               file_mark=FileMark(t.display, t.size, t.sha256, done, t.end, line, True))
+                               file_mark=t.mark(done, t.end, line, True))
                 return
             for chunk in self._chunks(fh, offset, line):
                 parsed = self._parse(chunk)
@@ -83,8 +84,7 @@ class NdjsonReader:
                 offset, bom = chunk.end, 0
                 yield RawBatch(
                     _with_columns(parsed.table, self.columns), t.display, parsed.positions, parsed.bad, nbytes,
-                    file_mark=FileMark(t.display, t.size, t.sha256, done, chunk.end,
-                                       chunk.first_line + chunk.lines, chunk.end >= t.end),
+                    file_mark=t.mark(done, chunk.end, chunk.first_line + chunk.lines, chunk.end >= t.end),
                 )
 
     # ------------------------------------------------------------ chunks
@@ -283,9 +283,9 @@ def read_ndjson_file(
 
 
 def streams(spec: NdjsonSource, request: StreamRequest) -> list[Stream]:
-    """One stream per file left to load."""
+    """One stream per file left to load, or per range of a large file (`split`)."""
 
     def read(task: FileTask) -> Iterator[RawBatch]:
         return read_ndjson_file(spec, task, request.batch_rows, request.columns)
 
-    return file_streams(request, spec.path, read)
+    return file_streams(request, spec.path, read, splitter(spec, request.parts))

@@ -13,27 +13,17 @@ is the same parity rule the reader uses to cut its own chunks. In NDJSON every n
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from pgmill.config.spec import CsvSource, NdjsonSource
 from pgmill.errors import SourceError
+from pgmill.ingest.sources.base import ByteRange
 from pgmill.ingest.sources.csv import CsvReader, _count
-from pgmill.ingest.sources.files import FileTask
+from pgmill.ingest.sources.files import FileTask, Splitter
 
 MIN_SPLIT_BYTES = 64 << 20  # a smaller file is one range: a unit's fixed costs outweigh the parallelism
 _BLOCK = 16 << 20
-
-
-@dataclass(frozen=True)
-class ByteRange:
-    """Bytes [start, end) of a file: whole records, the first of them on physical line `first_line`."""
-
-    start: int
-    end: int  # exclusive
-    first_line: int  # 1-based
 
 
 def split_file(path: Path, spec: CsvSource | NdjsonSource, parts: int, *,
@@ -73,10 +63,21 @@ def split_file(path: Path, spec: CsvSource | NdjsonSource, parts: int, *,
     return ranges
 
 
+def splitter(spec: CsvSource | NdjsonSource, parts: int) -> Splitter | None:
+    """How the source's files are cut into ranges: into `split.parts` (default: `parts`, the loader's
+    workers) when at least `split.min_bytes`; None when the source is not split or `parts` is 0."""
+    cfg = spec.split
+    if cfg is None or parts < 1:
+        return None
+    n = parts if cfg.parts is None else cfg.parts
+    if n <= 1:
+        return None
+    return lambda path: split_file(path, spec, n, min_bytes=cfg.min_bytes)
+
+
 def range_task(task: FileTask, r: ByteRange) -> FileTask:
     """`task` restricted to the range: its reader yields the range's records only."""
-    return dataclasses.replace(task, resume_offset=r.start, resume_line=r.first_line, records_done=0,
-                               end_offset=r.end)
+    return task.for_range(r)
 
 
 def _cuts(fh: BinaryIO, start: int, targets: list[int], quote: int | None) -> list[tuple[int, int]]:
@@ -139,3 +140,6 @@ def _boundary(buf: bytes, i: int, parity: int, quote: int | None) -> tuple[int, 
             if k < 0:
                 return (-1, 0, n) if nl < 0 else (nl + 1, 0, n + 1)
             i, parity = k + 1, 1
+
+
+__all__ = ["ByteRange", "range_task", "split_file", "splitter"]
