@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pyarrow.parquet as pq
 import pytest
+from psycopg import sql
 from typer.testing import CliRunner
 
 from pgmill.cli.root import app
@@ -176,7 +177,8 @@ def test_an_interrupted_detach_is_finished(project: ProjectDir) -> None:
 
     def detach() -> None:
         try:
-            detacher.execute(f"ALTER TABLE orders DETACH PARTITION {OLD[0]} CONCURRENTLY")
+            detacher.execute(sql.SQL("ALTER TABLE orders DETACH PARTITION {} CONCURRENTLY").format(
+                sql.Identifier(OLD[0])))
         except psycopg.errors.QueryCanceled as exc:
             failure.append(exc)
 

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from pgmill.ingest.replay import replay
 from pgmill.project import ProjectContext
@@ -106,14 +107,15 @@ def quarantine(conn: Conn, ctx: ProjectContext, now: datetime, pipeline: str | N
 def _top_rules(conn: Conn, since: datetime, pipeline: str | None) -> tuple[list[RuleCount], int]:
     """The rules broken most often among the newest RULES_OVER rows of the window (a backward scan of the
     primary key, or of (pipeline, id)), and how many rows that was."""
-    recent = ("SELECT pipeline, target_table, violations FROM pgmill.quarantine WHERE quarantined_at >= %(since)s"
-              " AND (%(p)s::text IS NULL OR pipeline = %(p)s) ORDER BY id DESC LIMIT %(n)s")
+    recent = sql.SQL(
+        "SELECT pipeline, target_table, violations FROM pgmill.quarantine WHERE quarantined_at >= %(since)s"
+        " AND (%(p)s::text IS NULL OR pipeline = %(p)s) ORDER BY id DESC LIMIT %(n)s")
     args = {"since": since, "p": pipeline, "n": RULES_OVER}
-    rows = conn.execute(
-        f"WITH q AS MATERIALIZED ({recent})"  # noqa: S608 - a constant
+    rows = conn.execute(sql.SQL(
+        "WITH q AS MATERIALIZED ({})"
         " SELECT (SELECT count(*) FROM q), q.pipeline, q.target_table, coalesce(v->>'column', ''), v->>'rule',"
         "  count(*) FROM q, jsonb_array_elements(q.violations) v GROUP BY 2, 3, 4, 5"
-        " ORDER BY 6 DESC, 2, 3, 4, 5 LIMIT %(top)s", {**args, "top": TOP_RULES}).fetchall()
+        " ORDER BY 6 DESC, 2, 3, 4, 5 LIMIT %(top)s").format(recent), {**args, "top": TOP_RULES}).fetchall()
     if not rows:
         return [], 0
     return [RuleCount(str(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5])) for r in rows], int(rows[0][0])
@@ -121,13 +123,13 @@ def _top_rules(conn: Conn, since: datetime, pipeline: str | None) -> tuple[list[
 
 def samples(conn: Conn, pipeline: str | None = None, rule: str | None = None) -> list[Sample]:
     """The newest quarantined rows (of `pipeline`; that broke `rule`)."""
-    newest = ("SELECT * FROM pgmill.quarantine WHERE (%(p)s::text IS NULL OR pipeline = %(p)s)"
-              " ORDER BY id DESC LIMIT %(scan)s")
-    rows = conn.execute(
-        f"SELECT id, run_id, pipeline, target_table, source_location, left(jsonb_pretty(record), %(chars)s),"  # noqa: S608
-        f" left(raw_text, %(chars)s), violations, quarantined_at FROM ({newest}) q"
+    newest = sql.SQL("SELECT * FROM pgmill.quarantine WHERE (%(p)s::text IS NULL OR pipeline = %(p)s)"
+                     " ORDER BY id DESC LIMIT %(scan)s")
+    rows = conn.execute(sql.SQL(
+        "SELECT id, run_id, pipeline, target_table, source_location, left(jsonb_pretty(record), %(chars)s),"
+        " left(raw_text, %(chars)s), violations, quarantined_at FROM ({}) q"
         " WHERE (%(rule)s::text IS NULL OR violations @> jsonb_build_array(jsonb_build_object('rule', %(rule)s::text)))"
-        " ORDER BY id DESC LIMIT %(n)s",
+        " ORDER BY id DESC LIMIT %(n)s").format(newest),
         {"p": pipeline, "rule": rule, "scan": RULE_SCAN if rule else SAMPLES, "n": SAMPLES,
          "chars": SHOWN_CHARS}).fetchall()
     return [Sample(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], list(r[7]), r[8]) for r in rows]
