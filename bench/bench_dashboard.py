@@ -19,13 +19,12 @@ import json
 import shutil
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_metrics import FILL as LEDGER_FILL  # noqa: E402
+from bench_metrics import fill, timed  # noqa: E402
 from common import OUT_DIR, RESULTS_JSON, BenchProject, log, machine, save_to  # noqa: E402
 
 MD = Path(__file__).resolve().parent / "RESULTS_dashboard.md"
@@ -80,24 +79,6 @@ FROM generate_series(0, 2) g
 ]
 
 
-def fill(bp: BenchProject, sizes: dict[str, int]) -> dict[str, float]:
-    from pgmill.db.migrations import migrate
-
-    conn = bp.conn()
-    migrate(conn)
-    seconds = {}
-    conn.execute("ALTER TABLE pgmill.runs DISABLE TRIGGER USER")
-    for table, text in [*LEDGER_FILL, *EXTRA_FILL]:
-        started = time.perf_counter()
-        conn.execute(text.encode(), sizes)
-        seconds[table] = round(time.perf_counter() - started, 2)
-    conn.execute("ALTER TABLE pgmill.runs ENABLE TRIGGER USER")
-    conn.execute("SELECT pgmill.run_totals_rebuild()")
-    conn.execute("VACUUM ANALYZE")
-    log(f"dashboard bench: filled {sizes} in {sum(seconds.values()):.1f} s")
-    return seconds
-
-
 def project(name: str) -> BenchProject:
     bp = BenchProject(name).fresh()
     pipes = {f"pipeline_{i:02d}": {"source": {"kind": "csv", "path": f"data/p{i}/*.csv"},
@@ -105,16 +86,6 @@ def project(name: str) -> BenchProject:
                                    **({"every": "5m"} if i < 10 else {})} for i in range(PIPELINES)}
     bp.configure(pipes, {"t": "columns:\n  id: {type: bigint, primary_key: true}\n"})
     return bp
-
-
-def timed(fn: Any, reps: int) -> list[float]:
-    fn()  # warm-up
-    out = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - started)
-    return out
 
 
 def measure(bp: BenchProject, reps: int, chromium: str | None) -> dict[str, Any]:
@@ -138,7 +109,7 @@ def measure(bp: BenchProject, reps: int, chromium: str | None) -> dict[str, Any]
             for name, path in paths.items():
                 r = client.get(base + path)
                 assert r.status_code == 200, (name, r.status_code, r.text[:300])
-                out["bytes"][name] = len(r.content)
+                out["bytes"][name] = len(r.content)  # and the warm-up
                 times = timed(lambda p=path: client.get(base + p).raise_for_status(), reps)
                 out["server_ms"][name] = round(statistics.median(times) * 1000, 1)
         if chromium:
@@ -180,7 +151,7 @@ def main() -> None:
     for label, sizes in (("day", day), ("year", year)):
         bp = project(f"dashboard_{label}")
         try:
-            fill_s = fill(bp, sizes)
+            fill_s = fill(bp, sizes, EXTRA_FILL, "dashboard")
             results[label] = {"sizes": sizes, "fill_seconds": fill_s, **measure(bp, args.reps, chromium),
                               "postgres": bp.server_version()}
         finally:

@@ -143,18 +143,20 @@ class Recorder:
         return getattr(self.conn, name)
 
 
-def fill(bp: BenchProject, sizes: dict[str, int]) -> dict[str, float]:
+def fill(bp: BenchProject, sizes: dict[str, int], extra: list[tuple[str, str]] | None = None,
+         label: str = "metrics") -> dict[str, float]:
+    """The year-sized ledger (FILL, then `extra` statements of another bench), totals rebuilt, analyzed."""
     from pgmill.db.migrations import migrate
 
     conn = bp.conn()
     migrate(conn)
     seconds = {}
     conn.execute("ALTER TABLE pgmill.runs DISABLE TRIGGER USER")  # a year of runs ended one at a time: their
-    for table, text in FILL:                                        # totals come from one pass afterwards
+    for table, text in [*FILL, *(extra or [])]:                     # totals come from one pass afterwards
         started = time.perf_counter()
         conn.execute(text.encode(), sizes)
         seconds[table] = round(time.perf_counter() - started, 2)
-        log(f"metrics bench: {table} filled in {seconds[table]} s")
+        log(f"{label} bench: {table} filled in {seconds[table]} s")
     conn.execute("ALTER TABLE pgmill.runs ENABLE TRIGGER USER")
     started = time.perf_counter()
     conn.execute("SELECT pgmill.run_totals_rebuild()")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from pgmill.db.embedded import EmbeddedServer
-from tests.helpers import ProjectDir, connect
+from tests.helpers import ProjectDir, connect, drop_database, new_database
 
 
 @pytest.fixture(scope="session")
@@ -25,12 +23,9 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServ
 
 @pytest.fixture
 def db_url(pg_server: EmbeddedServer) -> Iterator[str]:
-    name = "t_" + uuid.uuid4().hex[:12]
-    with connect(pg_server.url()) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield pg_server.url(name)
-    with connect(pg_server.url()) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    url = new_database(pg_server)
+    yield url
+    drop_database(pg_server, url)
 
 
 @pytest.fixture

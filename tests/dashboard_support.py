@@ -5,7 +5,6 @@ a delivered and a failed delivery, and the cost of the runs. The dashboard's tes
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any
 
 from pgmill.ingest.runner import run_pipelines
@@ -15,18 +14,11 @@ from pgmill.orchestrate import run_project
 from pgmill.project import ProjectContext, open_project
 from pgmill.quality.checks import run_checks
 from pgmill.tune.run import run_tune
-from tests.helpers import ProjectDir, orders_csv
+from tests.helpers import ORDERS_CONTRACT, ProjectDir, closed_port, orders_csv
 from tests.test_alerts import Receiver
 
 CONTRACT: dict[str, Any] = {
-    "columns": {
-        "order_id": {"type": "bigint", "primary_key": True},
-        "customer_id": {"type": "bigint", "not_null": True},
-        "status": {"type": "text", "accepted_values": ["F", "O", "P"]},
-        "total": {"type": "numeric(12,2)", "min": 0},
-        "ordered_at": {"type": "date", "not_null": True},
-        "updated_at": {"type": "timestamptz"},
-    },
+    **ORDERS_CONTRACT,
     "checks": {
         "unique": ["order_id"],
         "completeness": {"total": 95},
@@ -41,14 +33,6 @@ QUERY = """-- name: orders_of_customer
 SELECT * FROM public.orders WHERE customer_id = $1 ORDER BY ordered_at DESC LIMIT 20
 """
 FAST = DeliveryPolicy(attempts=2, timeout_s=1.0, backoff_initial_s=0.01, backoff_max_s=0.02)
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
 
 def orders_rows(n: int, start: int = 1) -> list[tuple[Any, ...]]:

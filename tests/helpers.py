@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import psycopg
 import yaml
 from psycopg import sql
 
+from pgmill.db.embedded import EmbeddedServer
 from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources.files import FileTask, file_sha256
 from pgmill.observe.ledger import RunRecord
@@ -76,6 +79,30 @@ class ProjectDir:
 def connect(db_url: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[Any, ...]]:
     """A connection for a test's own setup and checks (autocommit unless asked), to use in a `with` block."""
     return psycopg.connect(db_url, autocommit=autocommit)
+
+
+def new_database(server: EmbeddedServer) -> str:
+    """A fresh database on the test session's server: its URL."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    with connect(server.url()) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return server.url(name)
+
+
+def drop_database(server: EmbeddedServer, url: str) -> None:
+    """Drop a database `new_database` made, closing whatever still uses it."""
+    name = str(psycopg.conninfo.conninfo_to_dict(url)["dbname"])
+    with connect(server.url()) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
 
 
 def execute(db_url: str, q: str | sql.Composable, params: Any = None) -> None:

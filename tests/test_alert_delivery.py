@@ -5,7 +5,6 @@ secrets never reach pgmill's tables; send_test; the heartbeat; the hooks of the 
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from pgmill.observe.heartbeat import ping_heartbeat
 from pgmill.observe.hooks import AlertHook, HeartbeatHook, service_hooks
 from pgmill.project import open_project
 from pgmill.schedule.service import Service
-from tests.helpers import ProjectDir
+from tests.helpers import ProjectDir, closed_port
 from tests.test_alerts import POLICY, Receiver, alert_project, run
 from tests.test_schedule_service import FakeRunner
 
@@ -33,14 +32,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
 
 def attempts(conn: psycopg.Connection[Any], event_id: int) -> dict[str, list[tuple[Any, ...]]]:

@@ -282,11 +282,14 @@ def crash_trials(project: ProjectDir, mode: str, n_trials: int, label: str,
 # ---------------------------------------------------------------- file trials
 
 
-def _csv_project(project: ProjectDir, mode: str) -> tuple[Any, Any]:
+def _csv_project(project: ProjectDir, mode: str, *, split: bool = False) -> tuple[Any, Any]:
+    """Writing the data and the pipeline of a trial; `split`: the same rows in one file, loaded as 3 byte
+    ranges at once, each with its own checkpoint."""
     def write_data(rng: random.Random) -> Dataset:
         for p in project.path.glob("data/*.csv"):
             p.unlink()
-        ds = make_orders(rng, mode)
+        shape = {"n_files": 1, "rows_per_file": N_FILES * ROWS_PER_FILE} if split else {}
+        ds = make_orders(rng, mode, **shape)
         for path, text in ds.files.items():
             project.write(path, text)
         return ds
@@ -295,7 +298,10 @@ def _csv_project(project: ProjectDir, mode: str) -> tuple[Any, Any]:
         kw: dict[str, Any] = {"batch_rows": BATCH_ROWS}
         if mode == "merge":
             kw["cursor"] = "updated_at"
-        project.orders_pipeline(mode=mode, path="data/orders_*.csv", **kw)
+        source: dict[str, Any] = {"kind": "csv", "path": "data/orders_*.csv"}
+        if split:
+            source["split"] = {"min_bytes": 1, "parts": 3}
+        project.orders_pipeline(mode=mode, source=source, **kw)
 
     return write_data, configure
 
@@ -309,21 +315,7 @@ def test_csv_load_survives_sigkill(project: ProjectDir, mode: str) -> None:
 @pytest.mark.parametrize("mode", ["append", "merge"])
 def test_split_csv_load_survives_sigkill(project: ProjectDir, mode: str) -> None:
     """One large file in 3 byte ranges loading at once, each with its own checkpoint: killed, then rerun."""
-    def write_data(rng: random.Random) -> Dataset:
-        for p in project.path.glob("data/*.csv"):
-            p.unlink()
-        ds = make_orders(rng, mode, n_files=1, rows_per_file=N_FILES * ROWS_PER_FILE)
-        for path, text in ds.files.items():
-            project.write(path, text)
-        return ds
-
-    def configure() -> None:
-        kw: dict[str, Any] = {"batch_rows": BATCH_ROWS}
-        if mode == "merge":
-            kw["cursor"] = "updated_at"
-        source = {"kind": "csv", "path": "data/orders_*.csv", "split": {"min_bytes": 1, "parts": 3}}
-        project.orders_pipeline(mode=mode, source=source, **kw)
-
+    write_data, configure = _csv_project(project, mode, split=True)
     crash_trials(project, mode, 5, "split csv", write_data, configure)
     with connect(project.db_url) as c:
         ranges = c.execute("SELECT count(*), bool_and(complete) FROM pgmill.file_ranges").fetchone()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import unescape
@@ -16,7 +15,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.types.json import Jsonb
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
@@ -28,7 +26,7 @@ from pgmill.project import open_project
 from pgmill.validate import Validation, render_markdown, validate
 from pgmill.validate.reliability import transient_error
 from pgmill.web.app import create_app
-from tests.helpers import ORDERS_CONTRACT, ProjectDir, orders_csv, run_one
+from tests.helpers import ORDERS_CONTRACT, ProjectDir, drop_database, new_database, orders_csv, run_one
 from tests.test_metrics import connect, insert_runs
 
 runner = CliRunner()
@@ -88,10 +86,7 @@ class Built:
 
 @pytest.fixture(scope="module")
 def failing(pg_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    name = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(pg_server.url(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = pg_server.url(name)
+    url = new_database(pg_server)
     path = tmp_path_factory.mktemp("failing")
     p = ProjectDir(path, url)
     p.contract("orders", ORDERS_CONTRACT)
@@ -126,8 +121,7 @@ def failing(pg_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory)
     with pytest.MonkeyPatch.context() as mp:  # PGMILL_DATABASE_URL would override the project's own URL
         mp.delenv("PGMILL_DATABASE_URL", raising=False)
         yield Built(path, url)
-    with psycopg.connect(pg_server.url(), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_database(pg_server, url)
 
 
 def test_a_project_built_to_fail_reports_each_criterion_failed(failing: Built) -> None:

@@ -18,7 +18,8 @@ from pgmill.web.app import create_app
 from pgmill.web.export import export_dashboard
 from pgmill.web.pages import PAGES
 from tests.dashboard_support import HOSTILE, build_rich_project
-from tests.helpers import ProjectDir
+from tests.helpers import ProjectDir, new_database
+from tests.html_support import Page
 from tests.test_alerts import Receiver
 
 TOKEN = "a-long-enough-secret-token-123"
@@ -26,14 +27,7 @@ TOKEN = "a-long-enough-secret-token-123"
 
 @pytest.fixture(scope="module")
 def rich(tmp_path_factory: pytest.TempPathFactory, pg_server: Any) -> Iterator[tuple[ProjectContext, str]]:
-    import uuid
-
-    from psycopg import sql
-
-    name = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(pg_server.url(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = pg_server.url(name)
+    url = new_database(pg_server)
     mp = pytest.MonkeyPatch()
     mp.setenv("PGMILL_DATABASE_URL", url)
     receiver = Receiver()
@@ -47,13 +41,6 @@ def rich(tmp_path_factory: pytest.TempPathFactory, pg_server: Any) -> Iterator[t
 
 def client(ctx: ProjectContext, **kw: Any) -> TestClient:
     return TestClient(create_app(ctx, token=kw.pop("token", None), **kw), base_url="http://localhost")
-
-
-def cells(html: str, row_name: str) -> list[str]:
-    """The text of each cell of the overview row for `row_name`."""
-    m = re.search(rf'<tr data-name="{re.escape(row_name)}">(.*?)</tr>', html, re.S)
-    assert m, row_name
-    return [" ".join(re.sub(r"<[^>]+>", " ", c).split()) for c in re.findall(r"<td[^>]*>(.*?)</td>", m.group(1), re.S)]
 
 
 def test_the_project_has_what_the_pages_show(rich: tuple[ProjectContext, str]) -> None:
@@ -96,7 +83,8 @@ def test_overview_figures_equal_the_ledger(rich: tuple[ProjectContext, str]) -> 
         n, ok = c.execute("SELECT count(*), count(*) FILTER (WHERE status = 'succeeded') FROM pgmill.runs"
                           " WHERE status <> 'running'").fetchone()
         firing = c.execute("SELECT count(*) FROM pgmill.alert_state WHERE status = 'firing'").fetchone()[0]
-    broken, orders = cells(html, "broken"), cells(html, "orders")
+    rows = {r.attrs["data-name"]: r.cells for r in Page(html).rows("health")}
+    broken, orders = rows["broken"], rows["orders"]
     assert broken[0].startswith("red") and f"#{last['broken']} failed" in broken[3]
     assert orders[0].startswith("green") and f"#{last['orders']} succeeded" in orders[3]
     assert re.search(r'id="tile-red">(\d+)<', html).group(1) == "1"  # type: ignore[union-attr]

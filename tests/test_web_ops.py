@@ -6,8 +6,6 @@ figure is read back from the HTML and compared with pgmill's tables, queried her
 from __future__ import annotations
 
 import re
-import socket
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-from psycopg import sql
 from psycopg.types.json import Jsonb
 from starlette.testclient import TestClient
 
@@ -30,7 +27,7 @@ from pgmill.orchestrate import run_project
 from pgmill.project import ProjectContext, open_project
 from pgmill.tune.health import index_health
 from pgmill.web.app import create_app
-from tests.helpers import ORDERS_CONTRACT, connect, orders_csv
+from tests.helpers import ORDERS_CONTRACT, closed_port, connect, new_database, orders_csv
 from tests.html_support import Page
 from tests.test_alerts import Receiver
 
@@ -46,21 +43,6 @@ QUERY = ("-- name: orders_by_customer\n-- target_ms: 50\n-- params: [[3], [17], 
 def _project(root: Path, url: str, doc: dict[str, Any]) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "pgmill.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
-def _database(server: EmbeddedServer) -> str:
-    name = "t_" + uuid.uuid4().hex[:12]
-    with connect(server.url()) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return server.url(name)
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
 
 def client(ctx: ProjectContext) -> TestClient:
@@ -86,7 +68,7 @@ def full(pg_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory,
          receiver: Receiver) -> Iterator[ProjectContext]:
     """A loaded, metered, tuned project with an unused and a duplicate index and a delivered (and a failed)
     alert about a run whose error holds markup."""
-    url = _database(pg_server)
+    url = new_database(pg_server)
     root = tmp_path_factory.mktemp("ops")
     _project(root, url, {
         "pipelines": {"orders": {"source": {"kind": "csv", "path": "data/orders*.csv"}, "table": "public.orders",
@@ -139,7 +121,7 @@ def _later_regressed_run(conn: Any, tuned: int) -> None:
 
 @pytest.fixture(scope="module")
 def empty(pg_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectContext]:
-    url = _database(pg_server)
+    url = new_database(pg_server)
     root = tmp_path_factory.mktemp("empty")
     _project(root, url, {"pipelines": {}})
     with pytest.MonkeyPatch.context() as mp:

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from pgmill.db.embedded import EmbeddedServer
 from pgmill.project import open_project
 from pgmill.quality.checks import run_checks
-from tests.helpers import ProjectDir, connect, run_one
+from tests.helpers import ProjectDir, connect, drop_database, new_database, run_one
 from tests.html_support import Page
 
 SCRIPT = "<script>alert('x')</script>"
@@ -84,14 +84,9 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(pg_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    import uuid
-
     from pgmill.web.app import create_app
 
-    name = "t_" + uuid.uuid4().hex[:12]
-    with connect(pg_server.url()) as c:
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    project = ProjectDir(tmp_path_factory.mktemp("webq"), pg_server.url(name))
+    project = ProjectDir(tmp_path_factory.mktemp("webq"), new_database(pg_server))
     write_project(project, database=True)
     project.write("data/orders/1.csv", csv([
         (1, "José García", "F", "10.00", "2024-01-01", "a"),
@@ -128,8 +123,7 @@ def site(pg_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) ->
     client = TestClient(create_app(ctx, token=None), base_url="http://localhost")
     yield Site(project, client)
     client.close()
-    with connect(pg_server.url()) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_database(pg_server, project.db_url)
 
 
 # --- quarantine ------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pgmill.orchestrate import run_project
 from pgmill.project import open_project
 from pgmill.web.app import create_app
 from pgmill.web.export import export_dashboard
-from tests.helpers import ORDERS_CONTRACT, ProjectDir, connect, orders_csv
+from tests.helpers import ORDERS_CONTRACT, ProjectDir, drop_database, new_database, orders_csv
 
 EVIL = "<script>alert(1)</script>"
 
@@ -41,10 +40,7 @@ class Runs:
 
 @pytest.fixture(scope="module")
 def runs(pg_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    name = "t_" + uuid.uuid4().hex[:12]
-    with connect(pg_server.url()) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    project = ProjectDir(tmp_path_factory.mktemp("runs"), pg_server.url(name))
+    project = ProjectDir(tmp_path_factory.mktemp("runs"), new_database(pg_server))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PGMILL_DATABASE_URL", project.db_url)
         project.contract("orders", {**ORDERS_CONTRACT, "checks": {"row_count": {"min": 1}}})
@@ -81,8 +77,7 @@ def runs(pg_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) ->
                 " now() - interval '3 days' + interval '5 seconds') RETURNING run_id").fetchall()
         with TestClient(create_app(ctx, token=None), base_url="http://localhost") as client:
             yield Runs(project, client, orders, done.transform.run_id, broken, old)
-    with connect(pg_server.url()) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_database(pg_server, project.db_url)
 
 
 def get(r: Runs, path: str, status: int = 200) -> str:

@@ -22,6 +22,8 @@ from urllib.parse import quote
 import psycopg
 from psycopg.rows import dict_row
 
+from pgmill.quality.results import worst_status
+
 Conn = psycopg.Connection[Any]
 RUNS = 30  # past results per rule in the trends
 MAX_TABLES = 100
@@ -126,35 +128,11 @@ class Completeness:
 
 
 @dataclass
-class TableQuality:
-    table: str
-    run_id: int  # the latest check run of the table
-    measured_at: datetime
-    rows: int | None
-    rules: list[RuleRow]  # newly failing, then failing, then the rest
-    completeness: list[Completeness]
-    runs: list[tuple[int, int, int]] = field(default_factory=list)  # (run_id, rules passing, rules), oldest first
-
-    @property
-    def anchor(self) -> str:
-        return anchor(self.table)
-
-    @property
-    def status(self) -> str:
-        states = {r.status for r in self.rules}
-        return "fail" if states & {"fail", "error"} else "warn" if "warn" in states else "pass"
-
-    @property
-    def duplicates(self) -> list[RuleRow]:
-        return [r for r in self.rules if r.kind in DUPLICATE_KINDS]
-
-
-@dataclass
 class TableSummary:
     """A checked table's latest check, from its rules' last two results."""
 
     table: str
-    run_id: int
+    run_id: int  # the latest check run of the table
     measured_at: datetime
     rules: list[RuleRow]  # the rules of the latest check run
 
@@ -164,12 +142,25 @@ class TableSummary:
 
     @property
     def status(self) -> str:
-        states = {r.status for r in self.rules}
-        return "fail" if states & {"fail", "error"} else "warn" if "warn" in states else "pass"
+        return worst_status(r.status for r in self.rules)
 
     @property
     def failing(self) -> list[RuleRow]:
         return [r for r in self.rules if r.failing]
+
+
+@dataclass
+class TableQuality(TableSummary):
+    """A table shown in detail: its rules' trends (newly failing first, then failing, then the rest), row
+    count, completeness per column, and rules passing per run."""
+
+    rows: int | None = None
+    completeness: list[Completeness] = field(default_factory=list)
+    runs: list[tuple[int, int, int]] = field(default_factory=list)  # (run_id, rules passing, rules), oldest first
+
+    @property
+    def duplicates(self) -> list[RuleRow]:
+        return [r for r in self.rules if r.kind in DUPLICATE_KINDS]
 
 
 @dataclass
@@ -244,9 +235,8 @@ def table_quality(conn: Conn, table: str) -> TableQuality | None:
     count = next((r for r in latest if r["kind"] == "row_count"), None)
     rows = int(count["value"]) if count is not None and count["value"] is not None else None
     non_null = (count["detail"] or {}).get("non_null", []) if count is not None else []
-    return TableQuality(table, run_id, latest[0]["measured_at"], rows, rules,
-                        [Completeness(str(c), int(n), rows or 0) for c, n in non_null],
-                        _runs(rules))
+    return TableQuality(table, run_id, latest[0]["measured_at"], rules, rows,
+                        [Completeness(str(c), int(n), rows or 0) for c, n in non_null], _runs(rules))
 
 
 def _runs(rules: list[RuleRow]) -> list[tuple[int, int, int]]:

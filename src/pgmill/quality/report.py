@@ -12,6 +12,7 @@ from typing import Any
 
 from pgmill.project import ProjectContext
 from pgmill.quality.history import checked_tables, latest_run, trend
+from pgmill.quality.results import worst_status
 from pgmill.quality.schema import ensure_quality_schema
 from pgmill.quality.svg import sparkline, trend_chart
 
@@ -48,8 +49,7 @@ class TableSection:
 
     @property
     def status(self) -> str:
-        states = {r["status"] for r in self.results}
-        return "fail" if states & {"fail", "error"} else "warn" if "warn" in states else "pass"
+        return worst_status(r["status"] for r in self.results)
 
     def summary(self) -> dict[str, Any]:
         count = {s: sum(1 for r in self.results if r["status"] == s) for s in ("pass", "warn", "fail", "error")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,12 @@ class QualityCheckFailed(PgmillError):
     """A table check of severity `error` failed (or could not run): downstream work must not use the table."""
 
     exit_code = 9
+
+
+def worst_status(statuses: Iterable[str]) -> str:
+    """A table's status from its rules': fail (or error) over warn over pass."""
+    states = set(statuses)
+    return "fail" if states & {"fail", "error"} else "warn" if "warn" in states else "pass"
 
 
 @dataclass

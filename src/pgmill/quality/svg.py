@@ -60,32 +60,6 @@ def trend_chart(title: str, labels: list[str], values: list[float], *, percent: 
     )
 
 
-def bar_chart(title: str, labels: list[str], values: list[float], *, fmt: Callable[[float], str],
-              color: str = "#2563eb", w: int = 640, h: int = 150) -> str:
-    """One bar per label (e.g. per day), from zero up; each bar's label and value in its tooltip."""
-    if not values:
-        return ""
-    pad, left = 24.0, 64.0
-    hi = max(max(values), 0.0) or 1.0
-    slot = (w - left - pad) / len(values)
-    bars = "".join(
-        f'<rect x="{left + i * slot + slot * 0.1:.1f}" y="{h - pad - v / hi * (h - 2 * pad):.1f}"'
-        f' width="{slot * 0.8:.1f}" height="{max(v, 0.0) / hi * (h - 2 * pad):.1f}" fill="{color}">'
-        f"<title>{escape(labels[i])}: {escape(fmt(v))}</title></rect>" for i, v in enumerate(values))
-    grid = "".join(
-        f'<line x1="{left}" x2="{w - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>'
-        f'<text x="{left - 6}" y="{y + 3:.1f}" text-anchor="end" class="axis">{escape(fmt(v))}</text>'
-        for v, y in ((0.0, h - pad), (hi, pad)))
-    return (
-        f'<figure class="chart"><figcaption>{escape(title)}</figcaption>'
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img"'
-        f' aria-label="{escape(title)}">{grid}{bars}'
-        f'<text x="{left}" y="{h - 6}" class="axis">{escape(labels[0])}</text>'
-        f'<text x="{w - pad}" y="{h - 6}" text-anchor="end" class="axis">{escape(labels[-1])}</text>'
-        f"</svg></figure>"
-    )
-
-
 def sparkline(values: list[float], *, w: int = 90, h: int = 22) -> str:
     """Pass rate (0-100) over past runs, with the latest point marked."""
     if len(values) < 2:

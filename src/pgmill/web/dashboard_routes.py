@@ -6,8 +6,10 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from html import escape
 
 import psycopg
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -63,8 +65,6 @@ def routes(reader: Reader, *, allow_writes: bool, csrf: str, actions: tuple[Acti
             if not hmac.compare_digest(form.get("csrf", "").encode(), csrf.encode()):
                 return HTMLResponse(_problem("Refused", "missing or wrong CSRF token: reload the page and retry"),
                                     status_code=403, headers=HEADERS)
-            from starlette.concurrency import run_in_threadpool
-
             def act() -> Response:
                 try:
                     notice = action.run(reader.ctx, form)
@@ -82,8 +82,6 @@ def routes(reader: Reader, *, allow_writes: bool, csrf: str, actions: tuple[Acti
 
 
 def _problem(title: str, detail: str) -> str:
-    from html import escape
-
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)} · pgmill</title></head>"
             f"<body><h1>{escape(title)}</h1><p>{escape(detail)}</p><p><a href=\"/\">Overview</a></p>"
             f"<p><small>{datetime.now(UTC):%Y-%m-%d %H:%M:%SZ}</small></p></body></html>")
