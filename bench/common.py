@@ -142,6 +142,19 @@ def pgmill_env() -> dict[str, str]:
     return env
 
 
+def run_project_json(folder: Path, args: tuple[str, ...] = (), timeout: float = 7200) -> tuple[Measured, list[dict[str, Any]]]:
+    """`python -m pgmill run --project FOLDER --json ARGS`, measured; its loads, every one succeeded."""
+    cmd = [sys.executable, "-m", "pgmill", "run", "--project", str(folder), "--json", *args]
+    m = run_measured(cmd, env=pgmill_env(), timeout=timeout)
+    if m.returncode != 0:
+        raise RuntimeError(f"pgmill run failed ({m.returncode}):\n{m.stderr[-3000:]}\n{m.stdout[-2000:]}")
+    loads: list[dict[str, Any]] = json.loads(m.stdout)["loads"]
+    bad = [r for r in loads if r["status"] != "succeeded"]
+    if bad:
+        raise RuntimeError(f"pgmill run: {[(r['pipeline'], r['status'], r.get('error')) for r in bad]}")
+    return m, loads
+
+
 class BenchProject:
     """A pgmill project folder under bench/out/ with its own fresh embedded PostgreSQL."""
 
@@ -202,12 +215,13 @@ class BenchProject:
             self.sql("DELETE FROM pgmill.file_ranges WHERE pipeline = %s", (pipeline,))
         self.sql("CHECKPOINT")
 
-    def run_pgmill(self, pipeline: str, timeout: float = 3600) -> dict[str, Any]:
-        """`python -m pgmill run PIPELINE --json` as a measured subprocess: the ledger's figures and peak RSS."""
+    def run_pgmill(self, pipeline: str, timeout: float = 3600, args: tuple[str, ...] = ()) -> dict[str, Any]:
+        """`python -m pgmill run PIPELINE --json [ARGS]` as a measured subprocess: the ledger's figures and peak
+        RSS (of pgmill and its child processes)."""
         import resource
 
         load = loadavg()
-        cmd = [sys.executable, "-m", "pgmill", "run", pipeline, "--project", str(self.dir), "--json"]
+        cmd = [sys.executable, "-m", "pgmill", "run", pipeline, "--project", str(self.dir), "--json", *args]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         m = run_measured(cmd, env=pgmill_env(), timeout=timeout)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)

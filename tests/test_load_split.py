@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pgmill.errors import PgmillError
-from pgmill.ingest import runner
+from pgmill.ingest import stream_load
 from tests.helpers import ORDERS_CONTRACT, ProjectDir, orders_csv, run_one, table_checksum
 
 ROWS = 900
@@ -109,7 +109,7 @@ def test_a_failed_range_resumes_alone_and_the_plan_is_kept(project: ProjectDir,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     project.write("data/orders.csv", _csv())
     _pipelines(project, {"kind": "csv", "path": "data/orders.csv"}, {"min_bytes": 1, "parts": 3})
-    real = runner._checkpoint
+    real = stream_load._checkpoint
     seen: dict[int, int] = {}
 
     def failing(conn: Any, pipe: Any, run_id: int, writer: Any, prep: Any) -> Any:
@@ -121,7 +121,7 @@ def test_a_failed_range_resumes_alone_and_the_plan_is_kept(project: ProjectDir,
                 raise RuntimeError("injected failure in the middle range")
         return real(conn, pipe, run_id, writer, prep)
 
-    monkeypatch.setattr(runner, "_checkpoint", failing)
+    monkeypatch.setattr(stream_load, "_checkpoint", failing)
     with pytest.raises(PgmillError, match="injected failure in the middle range"):
         run_one(pipeline="split", ok=False)
     state = project.query("SELECT range_start, complete, records_done FROM pgmill.file_ranges"
@@ -130,7 +130,7 @@ def test_a_failed_range_resumes_alone_and_the_plan_is_kept(project: ProjectDir,
     done_before = state[1][2]
     assert done_before > 0  # three batches of the middle range committed before it failed
     assert project.query("SELECT complete FROM pgmill.files WHERE pipeline = 'split'") == [(False,)]
-    monkeypatch.setattr(runner, "_checkpoint", real)
+    monkeypatch.setattr(stream_load, "_checkpoint", real)
 
     # the rerun keeps the committed plan, whatever the setting says now, and reads only the middle range's rest
     _pipelines(project, {"kind": "csv", "path": "data/orders.csv"}, {"min_bytes": 1, "parts": 2})

@@ -32,11 +32,17 @@ def run(
                                             help="build the models in models/ after the loads")] = True,
     check: Annotated[bool, typer.Option("--check/--no-check",
                                         help="run the contracts' table checks on the loaded tables")] = True,
+    executor: Annotated[str | None, typer.Option(
+        "--executor", help="where files and ranges load: threads, processes[:N] or dask://HOST:PORT "
+        "(default: the project's executor:)")] = None,
 ) -> None:
     """Load the pipelines (every row validated, committed in checkpoints, accounted for), then build the models."""
+    from pgmill.execute.executors import parse_executor
     from pgmill.orchestrate import run_project
 
     ctx = open_project(project)
+    if executor is not None:
+        ctx.config = ctx.config.model_copy(update={"executor": parse_executor(executor)})
     settle_for_bulk_work()
     progress = _ProgressPrinter(as_json)
     try:

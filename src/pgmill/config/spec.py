@@ -299,6 +299,29 @@ class Retry(StrictModel):
     max_s: float = Field(30.0, gt=0)
 
 
+class ExecutorSpec(StrictModel):
+    """Where a pipeline's units (files, ranges of split files) load: on threads of the `pgmill run` process,
+    on a pool of local processes (parsing and validating are CPU-bound: processes escape the GIL), or on
+    the workers of a Dask cluster (`pip install 'pgmill[dask]'`). Each unit commits its own checkpoints, so
+    one that runs twice (a worker lost, a retry) resumes where its last checkpoint left it."""
+
+    kind: Literal["threads", "processes", "dask"] = Field("threads", description="threads, processes or dask")
+    address: str | None = Field(
+        None, description="the Dask scheduler, tcp://HOST:PORT (or tls://); required with kind dask")
+    workers: int | None = Field(
+        None, ge=1, le=256, description="processes in the pool (kind processes); default: the project's workers")
+
+    @model_validator(mode="after")
+    def _address(self) -> ExecutorSpec:
+        if self.kind == "dask" and not self.address:
+            raise ValueError("executor kind dask needs the scheduler's address: address: tcp://HOST:8786")
+        if self.kind != "dask" and self.address:
+            raise ValueError(f"executor address is for kind dask, not {self.kind}")
+        if self.address and not re.match(r"^(tcp|tls|inproc|ucx)://\S+$", self.address):
+            raise ValueError(f"executor address {self.address!r} must look like tcp://HOST:PORT")
+        return self
+
+
 class Project(StrictModel):
     """pgmill.yaml"""
 
@@ -306,6 +329,8 @@ class Project(StrictModel):
     pipelines: dict[str, Pipeline] = Field(default_factory=dict)
     retry: Retry = Field(default_factory=Retry)
     workers: int = Field(2, ge=1, le=64, description="pipelines (and files) loaded at once")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec,
+                                   description="where files and ranges load: threads, processes or a Dask cluster")
     models: ModelsConfig = Field(default_factory=ModelsConfig, description="SQL transformations in models/")
     tune: TuneConfig = Field(default_factory=TuneConfig, description="query tuning for queries/ and observed SQL")
     jobs: Jobs = Field(default_factory=Jobs, description="models, checks and tuning on schedules of their own")

@@ -194,6 +194,10 @@ class StreamRequest:
     cursor: str | None = None  # the source's name of the pipeline's cursor column
     # ranges a large file is split into unless its `split` setting says; 0: never split (a replace)
     parts: int = 1
+    # the one stream wanted (by label) by a unit running elsewhere: other files are not hashed for it
+    only: str | None = None
+    # the streams are only listed (to hand them out as units), never opened: new files are not hashed
+    listing: bool = False
 
 
 SpecT = TypeVar("SpecT", contravariant=True)

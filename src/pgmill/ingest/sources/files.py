@@ -133,6 +133,7 @@ def expand(project_dir: Path, pattern: str) -> list[tuple[Path, str]]:
 def pending_files(
     project_dir: Path, pattern: str, done: dict[tuple[str, str], tuple[int, bool, int, int]],
     ranges: dict[tuple[str, str], list[RangeState]] | None = None, split: Splitter | None = None,
+    only: str | None = None, listing: bool = False,
 ) -> list[FileTask]:
     """Files (or ranges of split files) not yet completely loaded, with resume points; `done` maps
     (display, sha256) to (records_done, complete, byte_offset, line), `ranges` to a split file's ranges.
@@ -141,12 +142,16 @@ def pending_files(
     never seen is loaded from the start whatever its content, so its digest is computed alongside the load.
     A file with no committed progress is cut into ranges by `split`; a file with committed ranges resumes
     those same ranges, whatever `split` says now, and one with committed unsplit progress resumes unsplit.
+    `only`: keep the task with this label alone (a unit loading one file or range elsewhere); `listing`: the
+    tasks are handed out, not read, so new files are not hashed here.
     """
     ranges = ranges or {}
     seen = {display for display, _ in done} | {display for display, _ in ranges}
     tasks = []
     later: list[Digest] = []
     for path, display in expand(project_dir, pattern):
+        if only is not None and only != display and not only.startswith(f"{display} bytes "):
+            continue  # another unit's file: not even hashed here
         size = path.stat().st_size
         if display not in seen:
             later.append(Digest(path))
@@ -167,7 +172,11 @@ def pending_files(
             tasks.append(FileTask(path, display, size, digest, prev[2], prev[3], prev[0]))
         else:
             tasks += _planned(FileTask(path, display, size, digest), split)
-    _hash_in_order(later)
+    if only is not None:
+        tasks = [t for t in tasks if t.label == only]
+    if not listing:
+        mine = {id(t.sha256) for t in tasks}
+        _hash_in_order([d for d in later if id(d) in mine])
     return tasks
 
 
@@ -184,5 +193,6 @@ def file_streams(request: StreamRequest, pattern: str,
     """One stream per file of `pattern` not completely loaded, or per range of a split one (so files and
     ranges load in parallel), each resuming where the committed state left it; `read` gives one file's (or
     range's) batches."""
-    tasks = pending_files(request.project_dir, pattern, request.state.files, request.state.ranges, split)
+    tasks = pending_files(request.project_dir, pattern, request.state.files, request.state.ranges, split,
+                          request.only, request.listing)
     return [Stream(t.label, functools.partial(read, t), t.end - t.resume_offset) for t in tasks]
