@@ -113,6 +113,32 @@ def test_dask_cluster_loads_the_same_table_as_threads(project: ProjectDir, clust
     _same_as_reference(project, run, records)
 
 
+def test_dask_cluster_loads_parquet_row_group_ranges(project: ProjectDir, cluster: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = list(range(1, 2001))
+    (project.path / "data").mkdir()
+    pq.write_table(pa.table({"id": ids, "v": [f"v{i}" for i in ids]}), project.path / "data/t.parquet",
+                   row_group_size=250)
+    project.contract("t", {"columns": {"id": {"type": "bigint"}, "v": {"type": "text"}}})
+    common = {"contract": "contracts/t.yaml", "mode": "append", "batch_rows": 100}
+    project.config({
+        "units": {"source": {"kind": "parquet", "path": "data/t.parquet", "split": {"min_bytes": 1, "parts": 4}},
+                  "table": "public.t_units", **common},
+        "reference": {"source": {"kind": "parquet", "path": "data/t.parquet"}, "table": "public.t_ref", **common},
+    })
+    _run("reference")
+    _not_in_this_process(monkeypatch)
+    run = _run("units", ExecutorSpec(kind="dask", address=cluster.scheduler_address))
+    assert run.counts.rows_read == 2000
+    assert table_checksum(project.db_url, "t_units", "id") == table_checksum(project.db_url, "t_ref", "id")
+    steps = project.query("SELECT name FROM pgmill.run_steps WHERE run_id = %s AND name LIKE 'load %%'"
+                          " ORDER BY name", (run.run_id,))
+    assert [s[0] for s in steps] == [f"load data/t.parquet rows {a}-{a + 500}" for a in (0, 1000, 1500, 500)]
+
+
 def test_dask_worker_killed_mid_load_loses_and_duplicates_nothing(project: ProjectDir, cluster: Any) -> None:
     from distributed import Client
 

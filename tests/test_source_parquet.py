@@ -208,3 +208,63 @@ def test_a_file_that_is_not_parquet_fails_with_its_name(tmp_path: Path) -> None:
     path.write_text("id,qty\n1,2\n")
     with pytest.raises(SourceError, match=r"nope\.parquet: not a readable Parquet file"):
         read_all(path, 10)
+
+
+# ---------------------------------------------------------------- ranges of row groups (`split:`)
+
+
+def test_row_group_ranges_cover_every_row_once(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(typed_table(range(1, 1001)), path, row_group_size=90)  # 12 groups, the last of 10 rows
+    ranges = parquet.row_group_ranges(path, 3, 1)
+    assert len(ranges) == 3 and ranges[0].start == 0 and ranges[-1].end == 1000
+    assert all(a.end == b.start for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(r.start % 90 == 0 and r.first_line == r.start + 1 for r in ranges)  # whole row groups
+    assert parquet.row_group_ranges(path, 3, 1 << 40) == [parquet.ByteRange(0, 1000, 1)]  # under min_bytes
+    pq.write_table(typed_table(range(1, 11)), path)
+    assert len(parquet.row_group_ranges(path, 3, 1)) == 1  # one row group: nothing to cut
+
+
+def test_split_parquet_loads_as_ranges_and_a_failed_range_resumes_alone(
+        project: ProjectDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgmill.ingest import stream_load
+
+    table = typed_table(range(1, 1201))
+    table = table.set_column(1, "qty", pa.array([-1 if i % 101 == 0 else i % 7 for i in range(1, 1201)], pa.int32()))
+    write_parquet(project, "data/big.parquet", table, row_group_size=100)
+    project.contract("t", CONTRACT)
+    common = {"contract": "contracts/t.yaml", "mode": "merge", "batch_rows": 40}
+    project.config({
+        "split": {"source": {"kind": "parquet", "path": "data/big.parquet", "split": {"min_bytes": 1, "parts": 3}},
+                  "table": "public.t_split", **common},
+        "plain": {"source": {"kind": "parquet", "path": "data/big.parquet"}, "table": "public.t_plain", **common},
+    })
+    run_one(pipeline="plain")
+    real = stream_load._checkpoint
+    calls = {"n": 0}
+
+    def failing(conn: Any, pipe: Any, run_id: int, writer: Any, prep: Any) -> Any:
+        r = prep.raw.file_mark.range
+        if r is not None and r.start == 400:  # the middle range, rows 400-800
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise RuntimeError("injected failure in the middle range")
+        return real(conn, pipe, run_id, writer, prep)
+
+    monkeypatch.setattr(stream_load, "_checkpoint", failing)
+    with pytest.raises(Exception, match="injected failure"):
+        run_one(pipeline="split", ok=False)
+    state = project.query("SELECT range_start, range_end, complete, records_done FROM pgmill.file_ranges"
+                          " WHERE pipeline = 'split' ORDER BY range_start")
+    assert [(s[0], s[1], s[2]) for s in state] == [(0, 400, True), (400, 800, False), (800, 1200, True)]
+    assert state[1][3] == 3 * 40  # three batches of the middle range committed
+    monkeypatch.setattr(stream_load, "_checkpoint", real)
+    run = run_one(pipeline="split")
+    assert run.counts.rows_read == 400 - 3 * 40  # the rest of the middle range alone
+    steps = project.query("SELECT name FROM pgmill.run_steps WHERE run_id = %s AND name LIKE 'load %%'",
+                          (run.run_id,))
+    assert steps == [("load data/big.parquet rows 400-800",)]
+    assert table_checksum(project.db_url, "t_split", "id") == table_checksum(project.db_url, "t_plain", "id")
+    q = "SELECT array_agg(source_location ORDER BY source_location) FROM pgmill.quarantine WHERE pipeline = %s"
+    assert project.scalar(q, ("split",)) == project.scalar(q, ("plain",))
+    assert project.scalar("SELECT complete FROM pgmill.files WHERE pipeline = 'split'") is True

@@ -204,6 +204,8 @@ class NdjsonSource(StrictModel):
 class ParquetSource(StrictModel):
     kind: Literal["parquet"]
     path: str
+    split: SplitSpec | None = Field(
+        None, description="load large files as ranges of whole row groups, in parallel (min_bytes: file size)")
 
 
 class HttpPagination(StrictModel):

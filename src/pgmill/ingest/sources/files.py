@@ -80,6 +80,7 @@ class FileTask:
     end_offset: int | None = None  # read up to this byte only (a range of the file; see sources/split.py)
     range: ByteRange | None = None  # the range of a split file this task reads
     plan: tuple[ByteRange, ...] = ()  # every range of that file
+    range_word: str = "bytes"  # what a range counts: bytes (CSV, NDJSON) or rows (Parquet's row groups)
 
     @property
     def end(self) -> int:
@@ -90,7 +91,7 @@ class FileTask:
     def label(self) -> str:
         """The file as the user wrote it, and the range's bytes when it is one."""
         r = self.range
-        return self.display if r is None else f"{self.display} bytes {r.start}-{r.end}"
+        return self.display if r is None else f"{self.display} {self.range_word} {r.start}-{r.end}"
 
     def for_range(self, r: ByteRange, plan: tuple[ByteRange, ...] = ()) -> FileTask:
         """This task restricted to range `r` of `plan`, from its start: its reader yields the range's
@@ -133,7 +134,7 @@ def expand(project_dir: Path, pattern: str) -> list[tuple[Path, str]]:
 def pending_files(
     project_dir: Path, pattern: str, done: dict[tuple[str, str], tuple[int, bool, int, int]],
     ranges: dict[tuple[str, str], list[RangeState]] | None = None, split: Splitter | None = None,
-    only: str | None = None, listing: bool = False,
+    only: str | None = None, listing: bool = False, range_word: str = "bytes",
 ) -> list[FileTask]:
     """Files (or ranges of split files) not yet completely loaded, with resume points; `done` maps
     (display, sha256) to (records_done, complete, byte_offset, line), `ranges` to a split file's ranges.
@@ -150,12 +151,12 @@ def pending_files(
     tasks = []
     later: list[Digest] = []
     for path, display in expand(project_dir, pattern):
-        if only is not None and only != display and not only.startswith(f"{display} bytes "):
+        if only is not None and only != display and not only.startswith(f"{display} {range_word} "):
             continue  # another unit's file: not even hashed here
         size = path.stat().st_size
         if display not in seen:
             later.append(Digest(path))
-            tasks += _planned(FileTask(path, display, size, later[-1]), split)
+            tasks += _planned(FileTask(path, display, size, later[-1], range_word=range_word), split)
             continue
         digest = file_sha256(path)
         prev = done.get((display, digest))
@@ -164,14 +165,14 @@ def pending_files(
         stored = ranges.get((display, digest))
         if stored:
             plan = tuple(s.range for s in stored)
-            whole = FileTask(path, display, size, digest)
+            whole = FileTask(path, display, size, digest, range_word=range_word)
             tasks += [dataclasses.replace(whole.for_range(s.range, plan), resume_offset=s.byte_offset,
                                           resume_line=s.next_line, records_done=s.records_done)
                       for s in stored if not s.complete]
         elif prev is not None:
             tasks.append(FileTask(path, display, size, digest, prev[2], prev[3], prev[0]))
         else:
-            tasks += _planned(FileTask(path, display, size, digest), split)
+            tasks += _planned(FileTask(path, display, size, digest, range_word=range_word), split)
     if only is not None:
         tasks = [t for t in tasks if t.label == only]
     if not listing:
@@ -188,11 +189,12 @@ def _planned(task: FileTask, split: Splitter | None) -> list[FileTask]:
     return [task.for_range(r, plan) for r in plan]
 
 
-def file_streams(request: StreamRequest, pattern: str,
-                 read: Callable[[FileTask], Iterator[RawBatch]], split: Splitter | None = None) -> list[Stream]:
+def file_streams(request: StreamRequest, pattern: str, read: Callable[[FileTask], Iterator[RawBatch]],
+                 split: Splitter | None = None, range_word: str = "bytes") -> list[Stream]:
     """One stream per file of `pattern` not completely loaded, or per range of a split one (so files and
     ranges load in parallel), each resuming where the committed state left it; `read` gives one file's (or
     range's) batches."""
     tasks = pending_files(request.project_dir, pattern, request.state.files, request.state.ranges, split,
-                          request.only, request.listing)
-    return [Stream(t.label, functools.partial(read, t), t.end - t.resume_offset) for t in tasks]
+                          request.only, request.listing, range_word)
+    return [Stream(t.label, functools.partial(read, t),
+                   t.end - t.resume_offset if t.range is None or range_word == "bytes" else None) for t in tasks]

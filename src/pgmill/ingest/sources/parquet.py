@@ -7,11 +7,17 @@ before it, so nothing is read twice into the table and nothing is skipped.
 
 The committed byte offset is an estimate (the share of rows done, times the file size): Parquet has no
 byte position per row, and the offset only feeds progress reporting; resuming uses the row count.
+
+With `split:`, a large file is cut into ranges of whole row groups, rows [start, end) (`row_group_ranges`),
+each a stream with its own checkpoint in pgmill.file_ranges, like a CSV file's byte ranges: there a range's
+committed `byte_offset` is the next row to read (0-based), not a byte.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -19,7 +25,7 @@ import pyarrow.parquet as pq
 
 from pgmill.config.spec import ParquetSource
 from pgmill.errors import SourceError
-from pgmill.ingest.sources.base import FileMark, RawBatch, Stream, StreamRequest
+from pgmill.ingest.sources.base import ByteRange, FileMark, RawBatch, Stream, StreamRequest
 from pgmill.ingest.sources.files import FileTask, file_streams
 
 
@@ -32,6 +38,9 @@ class ParquetReader:
 
     def batches(self) -> Iterator[RawBatch]:
         t = self.task
+        if t.range is not None:
+            yield from self._range_batches()
+            return
         done = t.records_done
         if t.size == 0:
             # an empty placeholder file: nothing to load, but it is remembered as loaded
@@ -54,11 +63,33 @@ class ParquetReader:
         except (pa.ArrowInvalid, pa.ArrowException) as exc:
             raise SourceError(f"{self.task.display}: not a readable Parquet file ({exc})") from exc
 
-    def _tables(self, pf: Any, skip: int) -> Iterator[pa.Table]:
-        """Tables of up to `batch_rows` rows, after the first `skip` rows of the file."""
+    def _range_batches(self) -> Iterator[RawBatch]:
+        """Rows [resume_offset, end_offset) of a range of whole row groups; each mark names the next row."""
+        t = self.task
+        assert t.range is not None and t.end_offset is not None
+        row, end, done = t.resume_offset, t.end_offset, t.records_done
+        if row >= end:
+            yield self._range_batch(pa.table({}), row, done, end)
+            return
+        with self._open() as pf:
+            for table in self._tables(pf, row, end - row):
+                row, done = row + table.num_rows, done + table.num_rows
+                yield self._range_batch(table, row - table.num_rows, done, end)
+
+    def _range_batch(self, table: pa.Table, first: int, done: int, end: int) -> RawBatch:
+        t = self.task
+        nxt = first + table.num_rows
+        rows_in_file = t.plan[-1].end if t.plan else end
+        nbytes = t.size * table.num_rows // max(rows_in_file, 1)
+        return RawBatch(table, t.display, list(range(first + 1, nxt + 1)), [], nbytes,
+                        file_mark=t.mark(done, nxt, nxt + 1, nxt >= end), position_word="row")
+
+    def _tables(self, pf: Any, skip: int, limit: int | None = None) -> Iterator[pa.Table]:
+        """Tables of up to `batch_rows` rows, after the first `skip` rows of the file (at most `limit` rows)."""
         groups, skip = _groups_after(pf.metadata, skip)
         if not groups:
             return
+        left = limit
         try:
             for batch in pf.iter_batches(batch_size=self.batch_rows, row_groups=groups, use_threads=True):
                 if skip >= batch.num_rows:
@@ -66,7 +97,13 @@ class ParquetReader:
                     continue
                 if skip:
                     batch, skip = batch.slice(skip), 0
-                yield pa.Table.from_batches([batch])
+                if left is not None:
+                    batch = batch.slice(0, left)
+                    left -= batch.num_rows
+                if batch.num_rows:
+                    yield pa.Table.from_batches([batch])
+                if left == 0:
+                    return
         except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
             raise SourceError(f"{self.task.display}: cannot read Parquet data ({exc})") from exc
 
@@ -98,10 +135,37 @@ def read_parquet_file(spec: ParquetSource, task: FileTask, batch_rows: int) -> I
     return ParquetReader(task, batch_rows).batches()
 
 
+def row_group_ranges(path: Path, parts: int, min_bytes: int) -> list[ByteRange]:
+    """The file's rows in at most `parts` ranges of whole row groups with about equal rows, in file order:
+    rows [start, end), 0-based (`first_line`: the first row's number, 1-based). A file under `min_bytes`, or
+    with fewer row groups than that, is one range (loaded unsplit)."""
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"{path}: not a readable Parquet file ({exc})") from exc
+    total = meta.num_rows
+    if parts < 2 or path.stat().st_size < min_bytes or meta.num_row_groups < 2:
+        return [ByteRange(0, total, 1)]
+    out: list[ByteRange] = []
+    start = row = 0
+    for g in range(meta.num_row_groups):
+        row += meta.row_group(g).num_rows
+        if row >= total * (len(out) + 1) / parts and row < total:
+            out.append(ByteRange(start, row, start + 1))
+            start = row
+    out.append(ByteRange(start, total, start + 1))
+    return out
+
+
 def streams(spec: ParquetSource, request: StreamRequest) -> list[Stream]:
-    """One stream per file left to load."""
+    """One stream per file left to load, or per range of row groups of a large file (`split`)."""
 
     def read(task: FileTask) -> Iterator[RawBatch]:
         return read_parquet_file(spec, task, request.batch_rows)
 
-    return file_streams(request, spec.path, read)
+    cfg = spec.split
+    split = None
+    if cfg is not None and request.parts >= 1:
+        n = request.parts if cfg.parts is None else cfg.parts
+        split = functools.partial(row_group_ranges, parts=n, min_bytes=cfg.min_bytes)
+    return file_streams(request, spec.path, read, split, range_word="rows")
