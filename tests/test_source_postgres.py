@@ -261,3 +261,35 @@ def test_without_a_cursor_every_run_reads_everything(project: ProjectDir, source
     assert run.counts.rows_read == 2
     assert project.query("SELECT id, customer FROM orders ORDER BY id") == [(1, "c1"), (2, "c2")]
     assert project.query("SELECT state FROM pgmill.state") in ([], [({},)])
+
+
+def test_partitions_load_as_units_each_with_its_own_resume_point(project: ProjectDir, source: str) -> None:
+    execute(source, "CREATE TABLE shop.events (id bigint, customer text, total numeric(12,2),"
+            " updated_at timestamptz NOT NULL) PARTITION BY RANGE (id)")
+    for name, lo, hi in (("events_a", 0, 100), ("events_b", 100, 200), ("events_c", 200, 300)):
+        execute(source, sql.SQL("CREATE TABLE shop.{} PARTITION OF shop.events FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(name), sql.Literal(lo), sql.Literal(hi)))
+    # partition c holds the newest cursor values; a and b older ones
+    execute(source, "INSERT INTO shop.events SELECT i, 'c' || i, i, timestamptz '2024-01-01' + i * interval '1 hour'"
+            " FROM generate_series(1, 250) i")
+    pipeline(project, {"table": "shop.events", "partitions": True}, batch_rows=20)
+    first = run_one()
+    assert (first.counts.rows_read, first.counts.rows_inserted) == (250, 250)
+    steps = project.query("SELECT name FROM pgmill.run_steps WHERE run_id = %s AND name LIKE 'load %%' ORDER BY name",
+                          (first.run_id,))
+    assert [s[0] for s in steps] == [f"load shop.events partition shop.events_{p}" for p in "abc"]
+    # new rows in partition a, newer than its own last cursor value but older than partition c's: still read
+    execute(source, "INSERT INTO shop.events VALUES (0, 'late', 1, '2024-01-06'), (99, 'late', 1, '2024-01-06')")
+    execute(source, "UPDATE shop.events SET updated_at = '2024-03-01', total = 7 WHERE id = 150")
+    second = run_one()
+    assert (second.counts.rows_read, second.counts.rows_inserted, second.counts.rows_updated) == (3, 1, 2)
+    assert project.query("SELECT count(*), sum(total) FROM orders") == [
+        (251, Decimal(sum(range(1, 251)) - 150 + 7 - 99 + 1 + 1))]
+    assert run_one().counts.rows_read == 0
+
+
+def test_partitions_of_a_plain_table_is_a_clear_error(project: ProjectDir, source: str) -> None:
+    pipeline(project, {"table": "shop.orders", "partitions": True})
+    with pytest.raises(SourceError, match="postgres:shop.orders: partitions: true, but the table is not partitioned"):
+        run_one()
+    assert project.query("SELECT status, error LIKE '%not partitioned%' FROM pgmill.runs") == [("failed", True)]

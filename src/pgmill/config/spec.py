@@ -239,11 +239,16 @@ class PostgresSource(StrictModel):
     query: str | None = Field(None, description="a SELECT; or name a table")
     table: str | None = None
     batch_rows: int = Field(50_000, ge=1, description="rows fetched per round trip (at most the pipeline's batch_rows)")
+    partitions: bool = Field(
+        False, description="read each partition of a partitioned source `table` as a unit of its own, with its "
+        "own resume point (they load in parallel, on threads, processes or Dask workers)")
 
     @model_validator(mode="after")
     def _one_of(self) -> PostgresSource:
         if (self.query is None) == (self.table is None):
             raise ValueError("give exactly one of `query` or `table`")
+        if self.partitions and self.table is None:
+            raise ValueError("partitions: true reads the partitions of a `table`, not of a query")
         return self
 
 

@@ -26,10 +26,18 @@ value (numeric digits, JSON as written) for the contract to check. A date or tim
 
 A `table` is 'name' or 'schema.name', taken literally (case-sensitive, no quotes needed). A row is named
 "postgres:<table or query>:row n", n counting the rows of this read, in cursor order when there is one.
+
+Partitions as units (`partitions: true` on a partitioned `table`): one stream per leaf partition, each read
+as above from the partition itself, with its own resume point (checkpoint key "postgres:<partition>"), so
+partitions load in parallel and one that fails resumes alone. A partition with no resume point of its own
+starts from the whole table's (a pipeline that read the table as one stream before), else from the start:
+never from the newest cursor value loaded, which another partition may have reached first. Its rows are
+named "postgres:<partition>:row n".
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
@@ -69,21 +77,51 @@ _ARROW: dict[int, pa.DataType] = {
 }
 
 
-def read_postgres(spec: PostgresSource, state: SourceState, cursor: str | None, batch_rows: int) -> Iterator[RawBatch]:
-    """Batches of the rows of `spec` not loaded yet: all of them without a cursor, else those after the
-    committed cursor value, in cursor order, each batch ending at a change of cursor value."""
+def read_postgres(spec: PostgresSource, state: SourceState, cursor: str | None, batch_rows: int,
+                  partition: tuple[str, str] | None = None) -> Iterator[RawBatch]:
+    """Batches of the rows of `spec` (or of its `partition`, schema and name) not loaded yet: all of them
+    without a cursor, else those after the committed cursor value, in cursor order, each batch ending at a
+    change of cursor value."""
     source, origin = _source_sql(spec)
+    key = CHECKPOINT_KEY
+    if partition is not None:
+        source, origin, key = sql.Identifier(*partition), f"postgres:{'.'.join(partition)}", f"postgres:{'.'.join(partition)}"
+    conn = _connect(_url(spec, origin), spec.url_env)
+    try:
+        yield from _read(conn, spec, source, origin, state, cursor, batch_rows, key)
+    finally:
+        conn.close()
+
+
+def _url(spec: PostgresSource, origin: str) -> str:
     url = os.environ.get(spec.url_env)
     if not url:
         raise SourceError(
             f"{origin}: environment variable {spec.url_env} is not set; it must hold the source database URL "
             "(postgresql://user@host:port/dbname; the password in it or in PGPASSWORD)"
         )
-    conn = _connect(url, spec.url_env)
+    return url
+
+
+def _partitions(spec: PostgresSource) -> list[tuple[str, str]]:
+    """The leaf partitions of the source table, (schema, name), in the order of their bounds."""
+    source, origin = _source_sql(spec)
+    assert spec.table is not None  # the spec requires a table with partitions: true
+    conn = _connect(_url(spec, origin), spec.url_env)
     try:
-        yield from _read(conn, spec, source, origin, state, cursor, batch_rows)
+        rows = conn.execute(
+            "SELECT n.nspname, c.relname, c.relkind FROM pg_partition_tree(%s::regclass) t"
+            " JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE t.isleaf ORDER BY pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT', c.relname",
+            (source.as_string(conn),)).fetchall()
+        conn.rollback()
+    except psycopg.Error as exc:
+        _raise_for(origin, exc)
     finally:
         conn.close()
+    if not rows or (len(rows) == 1 and rows[0][1] == spec.table.split(".")[-1] and rows[0][2] == "r"):
+        raise SourceError(f"{origin}: partitions: true, but the table is not partitioned (or has no partitions)")
+    return [(r[0], r[1]) for r in rows]
 
 
 # ---------------------------------------------------------------- what to read
@@ -184,7 +222,7 @@ def _connect(url: str, env: str) -> psycopg.Connection[Any]:
 
 
 def _read(conn: psycopg.Connection[Any], spec: PostgresSource, source: sql.Composable, origin: str,
-          state: SourceState, cursor: str | None, batch_rows: int) -> Iterator[RawBatch]:
+          state: SourceState, cursor: str | None, batch_rows: int, ckey: str) -> Iterator[RawBatch]:
     try:
         columns = _describe(conn, source, origin)
     except psycopg.Error as exc:
@@ -206,7 +244,7 @@ def _read(conn: psycopg.Connection[Any], spec: PostgresSource, source: sql.Compo
     if cursor is not None:
         cursor_oid = dict(columns)[cursor]
         col = sql.Identifier(cursor)
-        after, nulls_done = _resume_point(state, cursor)
+        after, nulls_done = _resume_point(state, cursor, ckey)
         if after is not None:
             query = sql.SQL("{} WHERE src.{} > %s").format(query, col)
             params.append(after)
@@ -244,8 +282,8 @@ def _read(conn: psycopg.Connection[Any], spec: PostgresSource, source: sql.Compo
                 checkpoint = None
                 if cursor_at >= 0:
                     # NULLs come first and a value's rows are never split: all NULLs are behind us
-                    checkpoint = {CHECKPOINT_KEY: {"cursor": cursor, "nulls_done": True,
-                                                   "last_cursor": _as_text(out[-1][cursor_at])}}
+                    checkpoint = {ckey: {"cursor": cursor, "nulls_done": True,
+                                         "last_cursor": _as_text(out[-1][cursor_at])}}
                 table = _to_arrow(names, oids, out)
                 positions = list(range(row_no + 1, row_no + n + 1))
                 row_no += n
@@ -268,13 +306,17 @@ def _describe(conn: psycopg.Connection[Any], source: sql.Composable, origin: str
     return cols
 
 
-def _resume_point(state: SourceState, cursor: str) -> tuple[str | None, bool]:
-    """(the cursor value to read after, whether NULL cursors were read): this source's checkpoint when it
-    was made for the same cursor column, else the newest cursor value the runner committed."""
-    mine = state.checkpoint.get(CHECKPOINT_KEY)
-    if isinstance(mine, dict) and mine.get("cursor") == cursor:
-        last = mine.get("last_cursor")
-        return (str(last) if last is not None else None), bool(mine.get("nulls_done"))
+def _resume_point(state: SourceState, cursor: str, key: str = CHECKPOINT_KEY) -> tuple[str | None, bool]:
+    """(the cursor value to read after, whether NULL cursors were read): this stream's checkpoint (`key`)
+    when it was made for the same cursor column; for a partition, else the whole table's; else, for the
+    table, the newest cursor value the runner committed (a partition starts from the beginning)."""
+    for k in dict.fromkeys((key, CHECKPOINT_KEY)):
+        mine = state.checkpoint.get(k)
+        if isinstance(mine, dict) and mine.get("cursor") == cursor:
+            last = mine.get("last_cursor")
+            return (str(last) if last is not None else None), bool(mine.get("nulls_done"))
+    if key != CHECKPOINT_KEY:
+        return None, False
     return state.cursor_value, state.cursor_value is not None
 
 
@@ -349,6 +391,12 @@ def _raise_for(origin: str, exc: psycopg.Error) -> NoReturn:
 
 
 def streams(spec: PostgresSource, request: StreamRequest) -> list[Stream]:
-    """One stream: the rows after the committed cursor value (all of them without a cursor)."""
+    """One stream: the rows after the committed cursor value (all of them without a cursor); with
+    `partitions`, one such stream per partition of the table."""
+    if spec.partitions:
+        return [Stream(f"{spec.table} partition {'.'.join(p)}",
+                       functools.partial(read_postgres, spec, request.state, request.cursor, request.batch_rows, p),
+                       None)
+                for p in _partitions(spec)]
     return [Stream(spec.table or "query",
                    lambda: read_postgres(spec, request.state, request.cursor, request.batch_rows), None)]
