@@ -4,6 +4,7 @@ built ON ONLY + CONCURRENTLY per partition + ATTACH, valid everywhere, read by t
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ from pgmill.tune import partitioned, store
 from pgmill.tune.advisor import advise
 from pgmill.tune.apply import apply_advice, drop_invalid_leftovers
 from pgmill.tune.candidates import Candidate
+from pgmill.tune.health import index_health
 from pgmill.tune.run import rollback_run, run_tune
 from pgmill.tune.snapshot import load_snapshot
 from pgmill.tune.whatif import plan_indexes
@@ -110,6 +112,14 @@ def test_tune_apply_indexes_the_parent_and_every_partition(project: ProjectDir) 
     assert later
     assert project.scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (name,)) == \
         len(partitions(project))
+
+    # pgmill indexes: the parent's index once, its size its partitions' indexes', none of those on its own
+    with project.connect() as conn:
+        health = index_health(conn)
+    listed = {x["index"]: x for x in health.indexes}
+    assert listed[f"public.{name}"]["size_bytes"] >= kept[0].size_bytes
+    assert "public.orders_pkey" in listed
+    assert not [n for n in [*listed, *(f.index for f in health.findings)] if re.search(r"orders_p\d", n)]
 
     result = rollback_run(Target(project.db_url), TuneConfig(), report.run_id)
     assert result["dropped"] == [f"public.{name}"]
