@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from pgmill.retry import RetryPolicy
-from pgmill.tune import store
+from pgmill.tune import partitioned, store
 from pgmill.tune.advisor import Advice, Recommendation
 from pgmill.tune.candidates import Candidate
 from pgmill.tune.measure import Latency, improved, measure, regressed
@@ -81,10 +81,13 @@ def _invalid(conn: psycopg.Connection[Any], schema: str, name: str) -> bool:
 
 
 def drop_index(conn: psycopg.Connection[Any], schema: str, name: str, lock_timeout: str) -> bool:
-    """DROP INDEX CONCURRENTLY, retried with backoff when a lock is not granted in time; False if it
-    never was."""
+    """DROP INDEX CONCURRENTLY (a partitioned table's index: DROP INDEX, which PostgreSQL cannot do
+    concurrently; its partitions' indexes go with it), retried with backoff when a lock is not granted in
+    time; False if it never was."""
     _set_lock_timeout(conn, lock_timeout)
-    drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+    concurrently = sql.SQL("") if partitioned.relkind(conn, schema, name) == "I" else sql.SQL("CONCURRENTLY ")
+    drop = sql.SQL("DROP INDEX {}IF EXISTS {}.{}").format(concurrently, sql.Identifier(schema),
+                                                          sql.Identifier(name))
     try:
         _DROP.call(lambda: conn.execute(drop), retry_if=lambda exc: isinstance(exc, _LOCK_WAIT))
     except _LOCK_WAIT:
@@ -93,9 +96,12 @@ def drop_index(conn: psycopg.Connection[Any], schema: str, name: str, lock_timeo
 
 
 def create_index(conn: psycopg.Connection[Any], rec: Recommendation, lock_timeout: str) -> str | None:
-    """CREATE INDEX CONCURRENTLY; on failure drop what it left INVALID. Returns the error, or None."""
+    """CREATE INDEX CONCURRENTLY (on a partitioned table: ON ONLY, CONCURRENTLY per partition, ATTACH); on
+    failure drop what it left. Returns the error, or None."""
     c = rec.candidate
     _set_lock_timeout(conn, lock_timeout)
+    if partitioned.relkind(conn, c.schema, c.table) == "p":
+        return _create_partitioned(conn, c, lock_timeout)
     try:
         conn.execute(c.ddl(concurrently=True))
         return None
@@ -106,12 +112,28 @@ def create_index(conn: psycopg.Connection[Any], rec: Recommendation, lock_timeou
     return message
 
 
+def _create_partitioned(conn: psycopg.Connection[Any], c: Candidate, lock_timeout: str) -> str | None:
+    built: list[tuple[str, str]] = []
+    try:
+        partitioned.build(conn, c, built)
+        return None
+    except psycopg.Error as exc:
+        message = str(exc).strip().splitlines()[0]
+    # the parent's index first: the partition indexes attached to it go with it, the rest one by one
+    left = [f"{s}.{n}" for s, n in built if not drop_index(conn, s, n, lock_timeout)]
+    if left:
+        return f"{message}; {', '.join(left)} could not be dropped yet (the next tune drops them)"
+    return message
+
+
 def drop_invalid_leftovers(conn: psycopg.Connection[Any], run_id: int, lock_timeout: str) -> list[str]:
-    """INVALID indexes that an earlier interrupted pgmill build left behind."""
+    """INVALID indexes that an earlier interrupted pgmill build left behind, and a partition's pgmill index
+    that was built but never attached to its parent's. Partitioned indexes go first (with what they hold)."""
     rows = conn.execute(
         "SELECT n.nspname, c.relname, t.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
         " JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE NOT i.indisvalid AND c.relname LIKE 'pgmill\\_%%' ORDER BY 1, 2").fetchall()
+        " WHERE c.relname LIKE 'pgmill\\_%%' AND (NOT i.indisvalid OR (t.relispartition AND NOT c.relispartition))"
+        " ORDER BY c.relkind <> 'I', 1, 2").fetchall()
     dropped = []
     for schema, name, table in rows:
         if drop_index(conn, schema, name, lock_timeout):
@@ -121,15 +143,9 @@ def drop_invalid_leftovers(conn: psycopg.Connection[Any], run_id: int, lock_time
     return dropped
 
 
-def _size(conn: psycopg.Connection[Any], schema: str, name: str) -> int | None:
-    row = conn.execute(
-        "SELECT pg_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = %s", (schema, name)).fetchone()
-    return int(row[0]) if row else None
-
-
 def plan_users(conn: psycopg.Connection[Any], queries: list[WorkloadQuery]) -> dict[str, set[str]]:
-    """Index name -> the queries whose plan (for any of a few parameter sets) reads it."""
+    """Index name -> the queries whose plan (for any of a few parameter sets) reads it. A plan reads a
+    partitioned table's index through its partitions' indexes: those count for the parent's index."""
     users: dict[str, set[str]] = {}
     for q in queries:
         if not q.runnable:
@@ -138,7 +154,11 @@ def plan_users(conn: psycopg.Connection[Any], queries: list[WorkloadQuery]) -> d
         for i in range(min(COST_SAMPLES, len(sets))):
             for name in plan_indexes(explain_json(conn, q, sets[(i * len(sets)) // COST_SAMPLES])):
                 users.setdefault(name, set()).add(q.name)
-    return users
+    roots = partitioned.root_names(conn, set(users))
+    merged: dict[str, set[str]] = {}
+    for name, qs in users.items():
+        merged.setdefault(roots[name], set()).update(qs)
+    return merged
 
 
 def _confirmed_slower(conn: psycopg.Connection[Any], q: WorkloadQuery, before: Latency,
@@ -170,7 +190,7 @@ def apply_advice(connect: Connect, advice: Advice, run_id: int, *, executions: i
                 store.record(ddl, run_id, "failed", rec.candidate.schema, rec.name, rec.table,
                              definition=rec.definition, reason=error)
             else:
-                o.size_bytes = _size(ddl, rec.candidate.schema, rec.name)
+                o.size_bytes = partitioned.index_bytes(ddl, rec.candidate.schema, rec.name)
                 store.record(ddl, run_id, "create", rec.candidate.schema, rec.name, rec.table,
                              definition=rec.definition, size=o.size_bytes, reason="recommended",
                              detail={"queries": rec.queries})
@@ -237,7 +257,7 @@ def _try_lean(ddl: psycopg.Connection[Any], mconn: psycopg.Connection[Any], run_
         o.status, o.reason = "failed", error
         store.record(ddl, run_id, "failed", schema, o.name, o.table, definition=o.definition, reason=error)
         return o
-    o.size_bytes = _size(ddl, schema, o.name)
+    o.size_bytes = partitioned.index_bytes(ddl, schema, o.name)
     store.record(ddl, run_id, "create", schema, o.name, o.table, definition=o.definition, size=o.size_bytes,
                  reason=f"leaner alternative to {wide.name}: measured in its place")
     drop_index(ddl, schema, wide.name, lock_timeout)

@@ -40,14 +40,18 @@ class Candidate:
         stem = "_".join(("pgmill", self.table, *self.keys))[:50]
         return f"{stem}_{digest}"
 
-    def ddl(self, *, concurrently: bool = False, name: str | None = None) -> sql.Composed:
+    def ddl(self, *, concurrently: bool = False, name: str | None = None, only: bool = False,
+            on: tuple[str, str] | None = None) -> sql.Composed:
+        """CREATE INDEX for this candidate; `only`: ON ONLY a partitioned table (its partitions get none), `on`:
+        (schema, table) of a partition to build it on instead of the candidate's table."""
+        schema, table = on or (self.schema, self.table)
         keys = sql.SQL(", ").join(
             sql.SQL("{}{}").format(sql.Identifier(k), sql.SQL(" DESC" if d else ""))
             for k, d in zip(self.keys, self.desc, strict=True))
         parts: list[sql.Composable] = [
-            sql.SQL("CREATE INDEX {}{} ON {}.{} ({})").format(
-                sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""),
-                sql.Identifier(name or self.name), sql.Identifier(self.schema), sql.Identifier(self.table), keys)]
+            sql.SQL("CREATE INDEX {}{} ON {}{}.{} ({})").format(
+                sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""), sql.Identifier(name or self.name),
+                sql.SQL("ONLY ") if only else sql.SQL(""), sql.Identifier(schema), sql.Identifier(table), keys)]
         if self.include:
             parts.append(sql.SQL(" INCLUDE ({})").format(sql.SQL(", ").join(map(sql.Identifier, self.include))))
         if self.where:

@@ -121,13 +121,14 @@ def index_health(conn: psycopg.Connection[Any]) -> Health:
 
 
 def _pgmill_usage(conn: psycopg.Connection[Any]) -> tuple[int, int]:
-    """pgmill-kept indexes that still exist, and how many of them have been scanned since creation."""
+    """pgmill-kept indexes that still exist, and how many of them have been scanned since creation (a
+    partitioned table's index: through any of its partitions' indexes)."""
     if conn.execute("SELECT to_regclass('pgmill.index_actions')").fetchone() == (None,):
         return 0, 0
     row = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE coalesce(s.idx_scan, 0) > 0)"
+        "SELECT count(*), count(*) FILTER (WHERE (SELECT coalesce(sum(s.idx_scan), 0) FROM pg_stat_user_indexes s"
+        "   WHERE s.indexrelid = c.oid OR s.indexrelid IN (SELECT relid FROM pg_partition_tree(c.oid))) > 0)"
         " FROM (SELECT DISTINCT schema_name, index_name FROM pgmill.index_actions WHERE action = 'keep') k"
         " JOIN pg_namespace n ON n.nspname = k.schema_name"
-        " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = k.index_name"
-        " LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = c.oid").fetchone()
+        " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = k.index_name").fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)

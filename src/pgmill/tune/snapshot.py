@@ -14,14 +14,31 @@ TableKey = tuple[str, str]  # (schema, table)
 
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pgmill", "pg_toast")
 
+# A partitioned table (relkind 'p') holds no rows itself: its rows, pages, size and activity are those of its
+# leaf partitions (pg_partition_tree), and its partitions are not tables of their own here (queries name the
+# parent, and pgmill indexes the parent). It counts as analyzed once ANALYZE ran on the parent (which
+# autovacuum never does), as only that fills its pg_stats rows with inherited = true.
 _TABLES = """
-SELECT c.oid, n.nspname, c.relname, greatest(c.reltuples, 0)::float8, c.relpages,
-       pg_table_size(c.oid), coalesce(s.n_live_tup, 0), coalesce(s.n_tup_ins, 0),
-       coalesce(s.n_tup_upd, 0), coalesce(s.n_tup_del, 0), coalesce(s.seq_scan, 0),
-       coalesce(s.idx_scan, 0), c.reltuples < 0 OR (s.last_analyze IS NULL AND s.last_autoanalyze IS NULL)
+SELECT c.oid, n.nspname, c.relname, greatest(coalesce(p.reltuples, c.reltuples), 0)::float8,
+       coalesce(p.relpages, c.relpages), coalesce(p.size, pg_table_size(c.oid)),
+       coalesce(p.n_live_tup, s.n_live_tup, 0), coalesce(p.n_tup_ins, s.n_tup_ins, 0),
+       coalesce(p.n_tup_upd, s.n_tup_upd, 0), coalesce(p.n_tup_del, s.n_tup_del, 0),
+       coalesce(p.seq_scan, s.seq_scan, 0), coalesce(p.idx_scan, s.idx_scan, 0),
+       c.reltuples < 0 OR (c.relkind <> 'p' AND s.last_analyze IS NULL AND s.last_autoanalyze IS NULL),
+       coalesce(p.partitions, 0)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
-WHERE c.relkind IN ('r', 'p', 'm') AND NOT (n.nspname = ANY(%s)) AND n.nspname NOT LIKE 'pg_temp%%'
+LEFT JOIN LATERAL (
+    SELECT sum(greatest(lc.reltuples, 0)) AS reltuples, sum(greatest(lc.relpages, 0))::bigint AS relpages,
+           sum(pg_table_size(lc.oid))::bigint AS size, sum(ls.n_live_tup)::bigint AS n_live_tup,
+           sum(ls.n_tup_ins)::bigint AS n_tup_ins, sum(ls.n_tup_upd)::bigint AS n_tup_upd,
+           sum(ls.n_tup_del)::bigint AS n_tup_del, sum(ls.seq_scan)::bigint AS seq_scan,
+           sum(ls.idx_scan)::bigint AS idx_scan, count(*) AS partitions
+    FROM pg_partition_tree(c.oid) pt JOIN pg_class lc ON lc.oid = pt.relid
+    LEFT JOIN pg_stat_user_tables ls ON ls.relid = lc.oid
+    WHERE pt.isleaf) p ON c.relkind = 'p'
+WHERE c.relkind IN ('r', 'p', 'm') AND NOT c.relispartition AND NOT (n.nspname = ANY(%s))
+  AND n.nspname NOT LIKE 'pg_temp%%'
 ORDER BY n.nspname, c.relname
 """
 
@@ -37,10 +54,13 @@ SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_stats st ON st.schemaname = n.nspname AND st.tablename = c.relname AND st.attname = a.attname
+     AND st.inherited = (c.relkind = 'p')
 WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
 """
 
+# A partitioned index (relkind 'I') has no storage or scans of its own: its size and scans are its leaf
+# indexes' (one per partition, attached), which plans name instead of it.
 _INDEXES = """
 SELECT i.indrelid, ic.relname, i.indexrelid, i.indnkeyatts,
        ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
@@ -48,8 +68,14 @@ SELECT i.indrelid, ic.relname, i.indexrelid, i.indnkeyatts,
              ORDER BY k.ord),
        ARRAY(SELECT (o & 1) = 1 FROM unnest(i.indoption::int2[]) o),
        pg_get_expr(i.indpred, i.indrelid), i.indisvalid, i.indisunique, i.indisprimary,
-       pg_relation_size(i.indexrelid), coalesce(s.idx_scan, 0), am.amname, pg_get_indexdef(i.indexrelid),
-       i.indexprs IS NOT NULL
+       CASE WHEN ic.relkind = 'I' THEN (SELECT coalesce(sum(pg_relation_size(pt.relid)), 0)::bigint
+                                        FROM pg_partition_tree(i.indexrelid) pt WHERE pt.isleaf)
+            ELSE pg_relation_size(i.indexrelid) END,
+       CASE WHEN ic.relkind = 'I' THEN (SELECT coalesce(sum(ls.idx_scan), 0)::bigint
+                                        FROM pg_partition_tree(i.indexrelid) pt
+                                        JOIN pg_stat_user_indexes ls ON ls.indexrelid = pt.relid WHERE pt.isleaf)
+            ELSE coalesce(s.idx_scan, 0) END,
+       am.amname, pg_get_indexdef(i.indexrelid), i.indexprs IS NOT NULL
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
 LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = i.indexrelid
 WHERE i.indrelid = ANY(%s)
@@ -113,6 +139,7 @@ class Table:
     unanalyzed: bool
     columns: dict[str, Column] = field(default_factory=dict)
     indexes: list[Index] = field(default_factory=list)
+    partitions: int = 0  # leaf partitions of a partitioned table; 0 for a plain table
 
     @property
     def key(self) -> TableKey:
@@ -156,7 +183,7 @@ def load_snapshot(conn: psycopg.Connection[Any]) -> CatalogSnapshot:
     by_oid: dict[int, Table] = {}
     for r in conn.execute(_TABLES, (list(_SYSTEM_SCHEMAS),)).fetchall():
         t = Table(int(r[0]), r[1], r[2], float(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7]), int(r[8]),
-                  int(r[9]), int(r[10]), int(r[11]), bool(r[12]))
+                  int(r[9]), int(r[10]), int(r[11]), bool(r[12]), partitions=int(r[13]))
         tables[t.key] = t
         by_oid[t.oid] = t
     oids = list(by_oid)

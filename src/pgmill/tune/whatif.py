@@ -19,6 +19,7 @@ from psycopg import sql
 
 from pgmill.db.catalog import extension_available, extension_schema
 from pgmill.tune.candidates import Candidate
+from pgmill.tune.partitioned import index_bytes
 from pgmill.tune.snapshot import CatalogSnapshot, Table
 from pgmill.tune.workload import WorkloadQuery
 
@@ -236,11 +237,9 @@ class RealWhatIf(WhatIf):
                 continue
             with self.conn.transaction(force_rollback=True):
                 self.conn.execute(c.ddl(name="pgmill_whatif"))
-                row = self.conn.execute(
-                    "SELECT pg_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                    " WHERE n.nspname = %s AND c.relname = 'pgmill_whatif'", (c.schema,)).fetchone()
-                if row:
-                    self.sizes[c] = int(row[0])
+                size = index_bytes(self.conn, c.schema, "pgmill_whatif")
+                if size is not None:
+                    self.sizes[c] = size
                 for q in users:
                     self._cache[(q.name, frozenset([c]))] = self._plan_cost(q)
 
