@@ -1,22 +1,25 @@
 """Throughput on the executor seam: the units of a load on threads, on processes and on a Dask cluster.
 
-Two workloads, each against 1 worker measured in the same run, subjects interleaved (order rotated every
+The workloads, each against 1 worker measured in the same run, subjects interleaved (order rotated every
 rep), medians:
 
 - cpu: 2 CSV files of generated orders (the 8-rule contract of bench_ingest.py, ~2% defects), one pipeline,
   append into an empty table: `--executor threads` with workers 1 (the reference) and 2, and
   `--executor processes:1` and `processes:2`. Parsing and validating are CPU work; the embedded
   PostgreSQL on the same 2 cores does the COPY.
-- latency: 16 pipelines, each paging an HTTP JSON API (tests/fake_api.py on 127.0.0.1) that answers every
-  page after 50 ms, one page at a time; each pipeline is one unit. On a Dask LocalCluster of 1, 4 and 8
-  single-threaded worker processes (pgmill drives 16 pipelines at once; the cluster's size bounds the
-  units running). Also threads with workers 1 and 8, for comparison on one machine. The figure is the
-  loads' span in the ledger (first start to last finish), so process start-up is not counted.
+- latency: waiting sources, on a Dask LocalCluster of 1, 4 and 8 single-threaded worker processes, and on
+  threads with workers 1 and 8 for comparison on one machine:
+  - http: 16 pipelines, each paging an HTTP JSON API (tests/fake_api.py on 127.0.0.1) that answers every
+    page after 50 ms, one page at a time; each pipeline is one unit (pgmill drives the 16 at once, the
+    cluster's size bounds the units running);
+  - postgres: one pipeline reading a table of 8 partitions (`partitions: true`: one unit each) through a TCP
+    proxy that holds each answer 50 ms (tests/fault_proxy.py), as a distant database would.
+  The figure is the loads' span in the ledger (first start to last finish): process start-up is not in it.
 
 Every run is `python -m pgmill run ... --json` in a subprocess. Writes bench/RESULTS_executor.md and an
 `executor` section of bench/out/results_executor.json.
 
-Usage: python bench/bench_executor.py [--rows N] [--pages N] [--reps N]
+Usage: python bench/bench_executor.py [--rows N] [--pages N] [--pg-rows N] [--reps N]
 """
 
 from __future__ import annotations
@@ -95,46 +98,116 @@ def _run_all(proj: BenchProject, args: tuple[str, ...]) -> dict[str, Any]:
     return {"span_s": round(span, 3), "wall_s": round(m.seconds, 3), "rows": sum(r["rows_inserted"] for r in loads)}
 
 
-def bench_latency(pages: int, reps: int) -> dict[str, Any]:
+SRC_ENV = "PGMILL_BENCH_SRC_URL"
+PARTITIONS = 8
+EVENTS = """\
+columns:
+  id:         {type: bigint}
+  customer:   {type: text, not_null: true}
+  total:      {type: "numeric(12,2)", min: 0}
+  updated_at: {type: timestamptz, not_null: true}
+"""
+
+
+def _source_db(proj: BenchProject, rows_each: int) -> str:
+    """A database `src` on the bench server: shop.events, range-partitioned on id into PARTITIONS tables."""
+    proj.sql("CREATE DATABASE src")
+    import psycopg
+    from psycopg import sql
+
+    url = proj.server.url("src")
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("CREATE SCHEMA shop")
+        c.execute("CREATE TABLE shop.events (id bigint, customer text, total numeric(12,2), updated_at timestamptz"
+                  " NOT NULL) PARTITION BY RANGE (id)")
+        for p in range(PARTITIONS):
+            c.execute(sql.SQL("CREATE TABLE shop.{} PARTITION OF shop.events FOR VALUES FROM ({}) TO ({})").format(
+                sql.Identifier(f"events_{p}"), sql.Literal(p * rows_each), sql.Literal((p + 1) * rows_each)))
+        c.execute("INSERT INTO shop.events SELECT i, 'c' || (i %% 977), (i %% 500) + 0.25, timestamptz '2024-01-01'"
+                  " + i * interval '1 minute' FROM generate_series(0, %s) i", (PARTITIONS * rows_each - 1,))
+        c.execute("ANALYZE shop.events")
+    return url
+
+
+def _subjects(clusters: dict[int, Any], fan: int) -> dict[str, tuple[tuple[str, ...], int]]:
+    """name: (`pgmill run` options, project workers); with Dask, pgmill drives `fan` pipelines at once."""
+    return {**{f"dask_{n}": (("--executor", c.scheduler_address), fan) for n, c in clusters.items()},
+            **{f"threads_{n}": (("--executor", "threads"), n) for n in THREAD_WORKERS}}
+
+
+def _measure(label: str, proj: BenchProject, pipes: dict[str, dict[str, Any]], contracts: dict[str, str],
+             subjects: dict[str, tuple[tuple[str, ...], int]], rows: int, reps: int) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in subjects}
+    names = list(subjects)
+    for rep in range(reps):
+        for name in names[rep % len(names):] + names[:rep % len(names)]:
+            args, workers = subjects[name]
+            proj.configure(pipes, contracts, workers)
+            for p, spec in pipes.items():
+                proj.reset(p, spec["table"])
+            r = _run_all(proj, args)
+            if r["rows"] != rows:
+                raise RuntimeError(f"{label} {name}: loaded {r['rows']} of {rows} records")
+            runs[name].append(r)
+            log(f"  [{label}] {name:10s} span {r['span_s']:6.2f}s wall {r['wall_s']:6.2f}s")
+    base = median([r["span_s"] for r in runs["dask_1"]])
+    summary = {name: {"span_s": (s := median([r["span_s"] for r in rs])), "wall_s": median([r["wall_s"] for r in rs]),
+                      "speedup_vs_dask_1": round(base / s, 2)} for name, rs in runs.items()}
+    return {"summary": summary, "runs": runs}
+
+
+def _warm(cluster: Any) -> None:
+    """Import pgmill's loader and sources on every worker once, as a long-lived cluster has: the first unit
+    on a fresh worker process would otherwise pay seconds of imports inside the measured span."""
+    import importlib
+
+    from distributed import Client
+
+    with Client(cluster.scheduler_address) as client:
+        for module in ("pgmill.ingest.units", "pgmill.ingest.sources.http", "pgmill.ingest.sources.postgres"):
+            client.run(importlib.import_module, module)
+
+
+def bench_latency(pages: int, rows_each: int, reps: int) -> dict[str, Any]:
+    """The HTTP and the remote PostgreSQL workloads, on the same clusters."""
+    import os
+
     from distributed import LocalCluster
     from tests.fake_api import FakeApi, make_records
+    from tests.fault_proxy import FaultProxy, socket_file
 
     records = pages * PAGE_SIZE - PAGE_SIZE // 2  # the last page is short: the sweep ends there
     api = FakeApi(make_records(records), style="page", page_size=PAGE_SIZE, delay_s=0.05).start()
     proj = BenchProject("executor_latency").fresh()
+    src = _source_db(proj, rows_each)
+    proxy = FaultProxy(socket_file(src), latency_s=0.05).start()
+    os.environ[SRC_ENV] = proxy.url(src)  # for `pgmill run` and the Dask workers started below
     clusters: dict[int, Any] = {}
     try:
-        pipes = {f"api{i:02d}": {"source": api.source(), "table": f"bench.items_{i:02d}",
-                                 "contract": "contracts/items.yaml", "mode": "append"} for i in range(PIPELINES)}
-        env = {**pgmill_env(), "PGMILL_DATABASE_URL": proj.url}
+        env = {**pgmill_env(), "PGMILL_DATABASE_URL": proj.url, SRC_ENV: os.environ[SRC_ENV]}
         for n in DASK_WORKERS:
             clusters[n] = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                        silence_logs=40, env=env)
-        subjects: dict[str, tuple[tuple[str, ...], int]] = {
-            **{f"dask_{n}": (("--executor", clusters[n].scheduler_address), PIPELINES) for n in DASK_WORKERS},
-            **{f"threads_{n}": (("--executor", "threads"), n) for n in THREAD_WORKERS}}
-        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in subjects}
-        names = list(subjects)
-        for rep in range(reps):
-            for name in names[rep % len(names):] + names[:rep % len(names)]:
-                args, workers = subjects[name]
-                proj.configure(pipes, {"items": ITEMS}, workers)
-                for p, spec in pipes.items():
-                    proj.reset(p, spec["table"])
-                r = _run_all(proj, args)
-                if r["rows"] != records * PIPELINES:
-                    raise RuntimeError(f"{name}: loaded {r['rows']} of {records * PIPELINES} records")
-                runs[name].append(r)
-                log(f"  [latency] {name:10s} span {r['span_s']:6.2f}s wall {r['wall_s']:6.2f}s")
-        base = median([r["span_s"] for r in runs["dask_1"]])
-        summary = {name: {"span_s": (s := median([r["span_s"] for r in rs])),
-                          "wall_s": median([r["wall_s"] for r in rs]),
-                          "speedup_vs_dask_1": round(base / s, 2)} for name, rs in runs.items()}
-        return {"input": {"pipelines": PIPELINES, "pages_each": pages, "records_each": records,
-                          "page_delay_ms": 50}, "summary": summary, "runs": runs}
+            _warm(clusters[n])
+        http = {f"api{i:02d}": {"source": api.source(), "table": f"bench.items_{i:02d}",
+                                "contract": "contracts/items.yaml", "mode": "append"} for i in range(PIPELINES)}
+        out = {"http": {"input": {"pipelines": PIPELINES, "pages_each": pages, "records_each": records,
+                                  "page_delay_ms": 50},
+                        **_measure("http", proj, http, {"items": ITEMS}, _subjects(clusters, PIPELINES),
+                                   records * PIPELINES, reps)}}
+        pg = {"events": {"source": {"kind": "postgres", "url_env": SRC_ENV, "table": "shop.events", "partitions": True,
+                                    "batch_rows": 2000},
+                         "table": "bench.events", "contract": "contracts/events.yaml", "mode": "append",
+                         "cursor": "updated_at", "batch_rows": 2000}}
+        out["postgres"] = {"input": {"partitions": PARTITIONS, "rows_each": rows_each, "fetch_rows": 2000,
+                                     "round_trip_ms": 50},
+                           **_measure("postgres", proj, pg, {"events": EVENTS}, _subjects(clusters, 1),
+                                      rows_each * PARTITIONS, reps)}
+        return out
     finally:
         for c in clusters.values():
             c.close()
+        proxy.stop()
         api.stop()
         proj.stop()
 
@@ -146,7 +219,7 @@ def render(data: dict[str, Any]) -> str:
         "# The executor seam: threads, processes and Dask",
         "",
         f"Generated by `python bench/bench_executor.py --rows {cpu['input']['orders']} --pages "
-        f"{lat['input']['pages_each']} --reps {data['reps']}` on {data['measured_at']} (figures also in "
+        f"{lat['http']['input']['pages_each']} --pg-rows {lat['postgres']['input']['rows_each']} --reps {data['reps']}` on {data['measured_at']} (figures also in "
         "`bench/out/results_executor.json`).",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; Python {m['python']}; "
         f"PostgreSQL {cpu['server_version']} (embedded, on the same cores); Dask distributed {data['distributed']}. "
@@ -161,16 +234,24 @@ def render(data: dict[str, Any]) -> str:
     for name, s in cpu["summary"].items():
         lines.append(f"| {name} | {s['seconds']:.2f} | {s['rows_per_s']:,} | {s['ratio_to_threads_w1']:.2f}x | "
                      f"{s['client_cpu_s']:.1f} | {s['peak_rss_mb']:.0f} MB |")
+    h, pg = lat["http"], lat["postgres"]
     lines += [
         "",
-        f"## Latency-bound: {lat['input']['pipelines']} HTTP pipelines x {lat['input']['pages_each']} pages, "
-        f"{lat['input']['page_delay_ms']} ms a page",
+        f"## Latency-bound: {h['input']['pipelines']} HTTP pipelines x {h['input']['pages_each']} pages, "
+        f"{h['input']['page_delay_ms']} ms a page; a remote PostgreSQL table in {pg['input']['partitions']} partitions "
+        f"of {pg['input']['rows_each']:,} rows, {pg['input']['fetch_rows']:,} rows a fetch, {pg['input']['round_trip_ms']} ms "
+        "a round trip (a TCP proxy)",
         "",
-        "| subject | span of the loads (s) | wall of `pgmill run` (s) | speed-up vs 1 Dask worker |",
-        "| --- | ---: | ---: | ---: |",
+        "The figure is the loads' span in the ledger (first start to last finish). Dask: single-threaded worker "
+        "processes of a LocalCluster; threads: the project's `workers`.",
+        "",
+        "| subject | HTTP: span (s) | HTTP: vs 1 Dask worker | PostgreSQL: span (s) | PostgreSQL: vs 1 Dask worker |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for name, s in lat["summary"].items():
-        lines.append(f"| {name} | {s['span_s']:.2f} | {s['wall_s']:.2f} | {s['speedup_vs_dask_1']:.2f}x |")
+    for name, s in h["summary"].items():
+        p = pg["summary"][name]
+        lines.append(f"| {name} | {s['span_s']:.2f} | {s['speedup_vs_dask_1']:.2f}x | {p['span_s']:.2f} | "
+                     f"{p['speedup_vs_dask_1']:.2f}x |")
     lines.append("")
     return "\n".join(lines)
 
@@ -179,12 +260,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=600_000)
     ap.add_argument("--pages", type=int, default=25)
+    ap.add_argument("--pg-rows", type=int, default=20_000, help="rows per partition of the PostgreSQL source")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", type=Path, default=OUT_DIR / "results_executor.json")
     a = ap.parse_args()
     import distributed
 
-    data = {"cpu": bench_cpu(a.rows, a.reps), "latency": bench_latency(a.pages, a.reps), "reps": a.reps,
+    data = {"cpu": bench_cpu(a.rows, a.reps), "latency": bench_latency(a.pages, a.pg_rows, a.reps), "reps": a.reps,
             "distributed": distributed.__version__}
     save_to(a.out, "executor", data)
     data["measured_at"] = json.loads(a.out.read_text())["executor"]["measured_at"]

@@ -10,8 +10,9 @@ proxy reads the startup packet itself, so it knows each connection's `applicatio
 `spare` (a predicate on those parameters) exempts connections from random drops, `doom` replaces the
 random choice with a script (connection number from 0, parameters -> byte budget or None), and
 `kill(pred)` drops live connections on demand (`client_only=True`: only towards the client, leaving the
-server's session open until the proxy stops, as a NAT or pooler that forgets a flow does). SSL and GSS
-encryption requests are answered "no" by the proxy.
+server's session open until the proxy stops, as a NAT or pooler that forgets a flow does). `latency_s`
+holds the server's first answer to each client message that long, as a round trip to a distant server
+would (the benchmarks' remote PostgreSQL source). SSL and GSS encryption requests are answered "no".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import random
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,7 @@ class Conn:
     orphaned: bool = False  # dropped towards the client only: the server's session stays open
     server: socket.socket | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    awaiting: bool = False  # a client message went out and no answer came back yet (latency_s)
 
     @property
     def application_name(self) -> str:
@@ -62,8 +65,9 @@ def socket_file(db_url: str) -> Path:
 class FaultProxy:
     def __init__(self, target: Path | str, *, drop_fraction: float = 0.0, max_bytes: int = 100_000,
                  seed: int = 0, spare: Callable[[Params], bool] | None = None,
-                 doom: Callable[[int, Params], int | None] | None = None) -> None:
+                 doom: Callable[[int, Params], int | None] | None = None, latency_s: float = 0.0) -> None:
         self.target = str(target)
+        self.latency_s = latency_s
         self.drop_fraction = drop_fraction
         self.max_bytes = max_bytes
         self.spare = spare
@@ -203,8 +207,18 @@ class FaultProxy:
                         dst.sendall(data[:keep])
                     self._drop(conn)
                     return
+                if self.latency_s:
+                    self._delay(conn, to_server=src is conn.client)
                 dst.sendall(data)
         self._close(conn, reset=False)  # orderly end of one side (or a failed write): end both
+
+    def _delay(self, conn: Conn, *, to_server: bool) -> None:
+        """A request on its way marks the connection as waiting; the first answer after it waits `latency_s`."""
+        if to_server:
+            conn.awaiting = True
+        elif conn.awaiting:
+            conn.awaiting = False
+            time.sleep(self.latency_s)
 
     def _drop(self, conn: Conn, count: bool = True) -> None:
         """Drop the connection abruptly; `count`: as a fault (else a clean-up)."""
