@@ -59,12 +59,15 @@ def name_fits(table: str) -> bool:
     return len(split_table(table)[1].encode()) + SUFFIX_LENGTH <= MAX_IDENT_LENGTH
 
 
-def ahead(spec: PartitionSpec, today: dt.date | None = None) -> list[dt.date]:
-    """Starts of the current partition and the `premake` ones after it."""
-    start = period_start(today or dt.datetime.now(dt.UTC).date(), spec.interval)
-    out = [start]
+def ahead(spec: PartitionSpec, today: dt.date | None = None, newest: dt.date | None = None) -> list[dt.date]:
+    """Starts of the partition holding max(`newest`, today) and the `premake` ones after it."""
+    now = today or dt.datetime.now(dt.UTC).date()
+    out = [period_start(max(now, newest or now), spec.interval)]
     for _ in range(spec.premake):
-        out.append(period_end(out[-1], spec.interval))
+        try:
+            out.append(period_end(out[-1], spec.interval))
+        except (ValueError, OverflowError):  # past year 9999: Python's dates end there
+            break
     return out
 
 
