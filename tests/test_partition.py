@@ -202,7 +202,7 @@ def test_an_existing_plain_table_is_not_converted(project: ProjectDir) -> None:
     project.execute("CREATE TABLE orders (order_id bigint)")
     setup(project)
     project.write("data/orders.csv", orders_csv(ROWS))
-    with pytest.raises(ContractError, match="does not convert an existing table yet"):
+    with pytest.raises(ContractError, match=r"convert it with `pgmill partition public\.orders`"):
         run_one()
 
 

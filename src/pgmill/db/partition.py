@@ -71,7 +71,7 @@ def ahead(spec: PartitionSpec, today: dt.date | None = None, newest: dt.date | N
     return out
 
 
-def _bound(day: dt.date, column_type: str) -> sql.Literal:
+def bound(day: dt.date, column_type: str) -> sql.Literal:
     # timestamptz bounds are written in UTC: the session's time zone must not move them
     text = day.isoformat() if column_type == "date" else f"{day.isoformat()} 00:00:00"
     return sql.Literal(text + ("+00" if column_type == "timestamptz" else ""))
@@ -112,12 +112,17 @@ def ensure_partitions(conn: psycopg.Connection[Any], table: str, spec: Partition
         for name, start in sorted(want.items(), key=lambda kv: kv[1]):
             if name in have:
                 continue
-            part = sql.Identifier(schema, name)
-            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
-                         .format(part, parent))
-            conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                parent, part, _bound(start, column_type), _bound(period_end(start, spec.interval), column_type)))
+            create_partition(conn, parent, sql.Identifier(schema, name), start, spec.interval, column_type)
             created.append(name)
         if known is not None:
             known |= have | set(created)
     return created
+
+
+def create_partition(conn: psycopg.Connection[Any], parent: sql.Identifier, part: sql.Identifier, start: dt.date,
+                     interval: str, column_type: str) -> None:
+    """Create `part` as a plain table shaped like `parent`, then attach it for the period from `start`."""
+    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+                 .format(part, parent))
+    conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+        parent, part, bound(start, column_type), bound(period_end(start, interval), column_type)))
