@@ -19,8 +19,7 @@ def partition_table(ctx: ProjectContext, table: str, *, dry_run: bool = False, l
     key = table_key(table)
     contracts = {p.contract for p in ctx.config.pipelines.values() if table_key(p.table) == key}
     if not contracts:
-        tables = sorted({table_key(p.table) for p in ctx.config.pipelines.values()})
-        raise ConfigError(f"no pipeline loads {key}: the project's tables are {', '.join(tables) or 'none'}")
+        raise ConfigError(f"no pipeline loads {key}: the project's tables are {', '.join(ctx.tables) or 'none'}")
     path = sorted(contracts)[0]
     spec = load_contract(ctx.dir, path).partition
     if spec is None:
