@@ -162,3 +162,14 @@ def test_a_serial_column_keeps_its_sequence(project: ProjectDir) -> None:
     project.execute("INSERT INTO orders (order_id, ordered_at) VALUES (3, '2030-02-04')")
     assert project.query("SELECT order_id, n FROM orders ORDER BY 1") == [(1, 1), (2, 2), (3, 3)]
     assert project.scalar("SELECT pg_get_serial_sequence('orders', 'n')") == "public.orders_n_seq"
+
+
+def test_writers_holding_the_table_past_the_lock_timeout(project: ProjectDir) -> None:
+    plain_table(project)
+    with project.connect(autocommit=False) as writer:
+        writer.execute("UPDATE orders SET total = total WHERE order_id = 1")  # an open load's checkpoint
+        res = runner.invoke(app, ["partition", "orders", "--lock-timeout", "0.2"])
+        writer.rollback()
+    assert res.exit_code == 7, res.output
+    assert "public.orders is busy: writers held it for more than 0.2 s; try again" in res.stderr
+    assert project.scalar("SELECT relkind FROM pg_class WHERE oid = 'orders'::regclass") == "r"

@@ -126,6 +126,7 @@ def convert(conn: psycopg.Connection[Any], table: str, spec: PartitionSpec, *, d
                 raise PipelineLocked(f"{table} is busy: writers held it for more than {lock_timeout_s:g} s; "
                                      "try again (or with a longer --lock-timeout)") from exc
             conn.execute("SELECT pg_catalog.set_config('lock_timeout', '0', true)")
+            info = _inspect(conn, table, spec)  # again, now that no one can change it
         locked = time.monotonic()
         _plan(conn, table, spec, info, plan, today)
         if dry_run:
