@@ -278,7 +278,7 @@ def _build(conn: psycopg.Connection[Any], table: str, spec: PartitionSpec, info:
     for p in plan.partitions:
         partition.create_partition(conn, new, sql.Identifier(schema, p.name), dt.date.fromisoformat(p.start),
                                    spec.interval, info.column_type)
-    # one scan routed to the partitions (measured: a scan per partition's range was 20x slower)
+    # one scan routed to the partitions (measured at 1M rows: a scan per partition's range took 13.9 s, this 4.8)
     cur = conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(new, cols, cols, old))
     if cur.rowcount != plan.rows:  # cannot happen under the lock; a guard, not a branch anyone expects
         raise ContractError(f"{table}: copied {cur.rowcount} rows, expected {plan.rows}")
