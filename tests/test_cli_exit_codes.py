@@ -45,12 +45,13 @@ PROJECT_COMMANDS = [
     ["db", "start"], ["db", "stop"], ["db", "status"], ["db", "url"], ["mcp"],
     ["tune"], ["indexes"], ["explain", "SELECT 1"],
     ["serve", "--once"], ["metrics"], ["alerts"], ["alerts", "test"], ["cost"], ["status", "--since", "30d"],
-    ["dashboard", "--export", "site"], ["validate"], ["retention"],
+    ["dashboard", "--export", "site"], ["validate"], ["retention"], ["partition", "orders"],
 ]
 NO_PROJECT_NEEDED = {"init", "schema", "demo"}
 # the commands that connect to the database (`db status` reports a dead server with exit 1 instead)
-# (`alerts test` stops at the missing channels first: a config error)
-CONNECTING = [c for c in PROJECT_COMMANDS if c[0] != "db" and c != ["alerts", "test"]]
+# (`alerts test` stops at the missing channels first, `partition` at a contract without `partition:`: config
+# errors)
+CONNECTING = [c for c in PROJECT_COMMANDS if c[0] != "db" and c not in (["alerts", "test"], ["partition", "orders"])]
 
 
 def _commands(group: typer.Typer = app, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Callable[..., Any]]]:
@@ -128,6 +129,8 @@ def test_a_broken_project_file_is_a_config_error(args: list[str], tmp_path: Path
     (["quarantine", "replay", "nope"], "no pipeline named 'nope'"),
     (["db", "start"], "this project uses an external database (postgresql://u:***@127.0.0.1:1/none"),
     (["init", "."], "already exists"),
+    (["partition", "orders"], "public.orders: its contract contracts/orders.yaml has no partition section"),
+    (["partition", "nope"], "no pipeline loads public.nope: the project's tables are public.orders"),
 ])
 def test_bad_arguments_are_config_errors(args: list[str], message: str, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,8 +43,30 @@ def test_list_tables(ctx: ProjectContext) -> None:
     assert orders["row_estimate"] == 4 and orders["total_bytes"] > 0 and orders["readable"]
     [pipe] = orders["contract"]["pipelines"]
     assert pipe == {"pipeline": "orders", "mode": "merge", "contract_file": "contracts/orders.yaml",
-                    "columns": 6, "primary_key": ["order_id"], "row_rules": 0}
+                    "columns": 6, "primary_key": ["order_id"], "row_rules": 0, "partition": None}
     assert "pgmill.runs" in tables and "public.notes" in tables
+
+
+def test_list_and_describe_show_partition_retain_and_archive(ctx: ProjectContext, project: ProjectDir) -> None:
+    doc = yaml.safe_load((project.path / "contracts/orders.yaml").read_text())
+    doc["columns"]["ordered_at"]["primary_key"] = True
+    doc["partition"] = {"by": "ordered_at", "interval": "month", "retain": "24 months", "archive": "parquet",
+                        "archive_dir": "s3://AKIDEXAMPLE:s3cr3t@cold-bucket/pgmill?token=t0ken"}
+    project.contract("events", doc)
+    pipes = yaml.safe_load((project.path / "pgmill.yaml").read_text())["pipelines"]
+    pipes["events"] = {"source": {"kind": "csv", "path": "data/events.csv"}, "table": "public.events",
+                       "contract": "contracts/events.yaml"}
+    project.config(pipes)
+    ctx = open_project(project.path)
+    expected = {"by": "ordered_at", "interval": "month", "premake": 2, "retain": "24 months", "archive": "parquet",
+                "archive_dir": "s3://AKIDEXAMPLE:***@cold-bucket/pgmill?token=***"}
+    err, text = call(server(ctx), "list_tables")
+    assert not err and "s3cr3t" not in text and "t0ken" not in text
+    tables = {t["table"]: t for t in unwrap(text)}
+    assert tables["public.events"]["contract"]["pipelines"][0]["partition"] == expected
+    assert tables["public.orders"]["contract"]["pipelines"][0]["partition"] is None
+    err, text = call(server(ctx), "describe_table", table="orders")
+    assert not err and unwrap(text)["contracts"]["orders"]["partition"] is None
 
 
 def test_describe_table(ctx: ProjectContext) -> None:

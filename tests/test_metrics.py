@@ -10,14 +10,20 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.types.json import Jsonb
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
+from pgmill.cli.root import app
 from pgmill.db.migrations import MIGRATIONS, migrate
 from pgmill.observe.metrics import render_metrics
 from pgmill.observe.success import format_success, success_rate
+from pgmill.project import open_project
+from pgmill.web import create_app
+from tests.helpers import ProjectDir, orders_csv, run_one
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ALLOWED_LABELS = {"pipeline", "status", "outcome", "job", "state", "table", "rule", "query", "channel", "component",
-                  "le"}
+                  "partition", "le"}
 
 # (pipeline, status, seconds it took (None: still running), rows read, inserted, updated, unchanged,
 #  quarantined, duplicate, bytes read, retries)
@@ -99,8 +105,8 @@ def build_ledger(conn: psycopg.Connection[Any]) -> list[int]:
     return run_ids
 
 
-def scrape(conn: psycopg.Connection[Any]) -> tuple[Samples, dict[str, str]]:
-    text = render_metrics(conn).decode()
+def scrape(conn: psycopg.Connection[Any], tables: list[str] | None = None) -> tuple[Samples, dict[str, str]]:
+    text = render_metrics(conn, tables or []).decode()
     samples: Samples = {}
     types: dict[str, str] = {}
     for family in text_string_to_metric_families(text):
@@ -305,6 +311,41 @@ def test_a_database_without_pgmill_tables(db_url: str) -> None:
     assert all(name == "pgmill_index_scan_ratio" for name, _ in samples)
 
 
+def test_storage_metrics_equal_the_catalog_and_the_archives(db_url: str) -> None:
+    with connect(db_url) as conn:
+        conn.execute("CREATE TABLE public.plain (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO public.plain SELECT g, repeat('x', 100) FROM generate_series(1, 2000) g")
+        conn.execute("CREATE TABLE public.events (d date NOT NULL, v text) PARTITION BY RANGE (d)")
+        for month in ("01", "02"):
+            conn.execute(f"CREATE TABLE public.events_p2031{month} PARTITION OF public.events"
+                         f" FOR VALUES FROM ('2031-{month}-01') TO ('2031-{month}-01'::date + interval '1 month')")
+        conn.execute("INSERT INTO public.events SELECT DATE '2031-01-01' + g % 50, 'e' FROM generate_series(1, 3000) g")
+        conn.execute("ANALYZE public.plain, public.events")
+        conn.execute("INSERT INTO pgmill.archives (table_name, partition_name, bounds, rows, bytes, sha256, path)"
+                     " VALUES ('public.events', 'events_p203011', 'x', 10, 1234, 'aa', 'a/1.parquet'),"
+                     " ('public.events', 'events_p203012', 'x', 20, 766, 'bb', 'a/2.parquet')")
+        size = dict(conn.execute("SELECT relname, pg_total_relation_size(oid) FROM pg_class"
+                                 " WHERE relname IN ('plain', 'events_p203101', 'events_p203102')").fetchall())
+        samples, types = scrape(conn, ["public.plain", "events", "public.missing"])
+        assert types["pgmill_table_bytes"] == "gauge"
+        assert value(samples, "pgmill_table_bytes", table="public.plain") == size["plain"]
+        assert value(samples, "pgmill_table_rows_estimate", table="public.plain") == 2000
+        assert value(samples, "pgmill_table_bytes", table="public.events") == (
+            size["events_p203101"] + size["events_p203102"])
+        assert value(samples, "pgmill_table_rows_estimate", table="public.events") == 3000
+        assert value(samples, "pgmill_table_partitions", table="public.events") == 2
+        assert value(samples, "pgmill_partition_bytes", table="public.events", partition="events_p203102") == (
+            size["events_p203102"])
+        assert value(samples, "pgmill_archived_partitions", table="public.events") == 2
+        assert value(samples, "pgmill_archived_bytes", table="public.events") == 2000
+        # a table not created yet has no samples; a plain one no partition count
+        assert not any(dict(labels).get("table") == "public.missing" for _, labels in samples)
+        assert ("pgmill_table_partitions", frozenset({("table", "public.plain")})) not in samples
+        # without the project's tables (a bare database): no storage families
+        assert not any(name.startswith(("pgmill_table_", "pgmill_partition_", "pgmill_archived_"))
+                       for name, _ in scrape(conn)[0])
+
+
 def test_render_inside_an_open_transaction(db_url: str) -> None:
     """`pgmill metrics` may hand over a connection already in a transaction: the scrape nests in it."""
     with connect(db_url) as conn:
@@ -366,3 +407,16 @@ def test_success_rate_of_an_empty_ledger(db_url: str) -> None:
     assert report.pipelines == () and report.jobs == ()
     assert report.overall.success_rate is None
     assert "overall" in format_success(report)
+
+
+def test_serve_and_the_command_report_the_projects_tables(project: ProjectDir) -> None:
+    """`pgmill serve`'s /metrics and `pgmill metrics` are handed the tables the project's pipelines load."""
+    project.orders_pipeline()
+    project.write("data/orders.csv", orders_csv([(1, 2, "F", "1.00", "2024-01-01", None)]))
+    run_one()
+    size = project.scalar("SELECT pg_total_relation_size('public.orders')")
+    line = f'pgmill_table_bytes{{table="public.orders"}} {float(size)}'
+    res = CliRunner().invoke(app, ["metrics"])
+    assert res.exit_code == 0 and line in res.stdout.splitlines()
+    with TestClient(create_app(open_project(project.path), token=None), base_url="http://127.0.0.1") as client:
+        assert line in client.get("/metrics").text.splitlines()

@@ -54,6 +54,8 @@ def test_partitions_appear_for_the_months_the_data_needs(project: ProjectDir) ->
     # only the months with rows (and those around now): no March, no default partition
     names = partition.existing(project.connect(), "orders")
     assert "orders_p203103" not in names
+    assert {"orders_p203105", "orders_p203106"} <= names  # premake 2 ahead of the newest row
+    assert "orders_p203107" not in names
     assert project.scalar("SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partdefid"
                           " WHERE p.partrelid = 'orders'::regclass") == 0
     bounds = project.scalar("SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = 'orders_p203102'")
@@ -82,7 +84,30 @@ def test_premake_partitions_exist_ahead_of_now(project: ProjectDir) -> None:
     names = partition.existing(project.connect(), "orders")
     for k in range(4):
         assert f"orders_p{(monday + dt.timedelta(weeks=k)):%Y%m%d}" in names
-    assert len(names) == 5  # and the week of the one row
+    # and the week of the one row (a future one) with 3 after it
+    row_weeks = {f"orders_p{(dt.date(2031, 1, 13) + dt.timedelta(weeks=k)):%Y%m%d}" for k in range(4)}
+    assert row_weeks <= names
+    assert len(names) == 8
+
+
+def test_premake_follows_the_newest_row_of_every_load(project: ProjectDir) -> None:
+    """After each load the `premake` partitions after max(newest row, now) exist, whichever is later."""
+    setup(project, contract=partitioned("year", premake=2))
+    this_year = dt.datetime.now(dt.UTC).year
+    project.write("data/orders1.csv", orders_csv([(1, 10, "F", "1.00", f"{this_year - 3}-05-01", None)]))
+    run_one()  # old data: ahead of now only
+    names = partition.existing(project.connect(), "orders")
+    assert names == {f"orders_p{y}" for y in (this_year - 3, this_year, this_year + 1, this_year + 2)}
+    project.write("data/orders2.csv", orders_csv([(2, 10, "F", "1.00", f"{this_year + 5}-05-01", None)]))
+    run_one()  # future data: ahead of it
+    names = partition.existing(project.connect(), "orders")
+    assert {f"orders_p{y}" for y in (this_year + 5, this_year + 6, this_year + 7)} <= names
+    assert f"orders_p{this_year + 8}" not in names and f"orders_p{this_year + 4}" not in names
+
+
+def test_premake_stops_at_the_end_of_python_dates() -> None:
+    spec = PartitionSpec(by="d", interval="year", premake=3)
+    assert partition.ahead(spec, newest=dt.date(9998, 6, 1)) == [dt.date(9998, 1, 1), dt.date(9999, 1, 1)]
 
 
 def test_merge_reload_updates_in_place(project: ProjectDir) -> None:
@@ -177,7 +202,7 @@ def test_an_existing_plain_table_is_not_converted(project: ProjectDir) -> None:
     project.execute("CREATE TABLE orders (order_id bigint)")
     setup(project)
     project.write("data/orders.csv", orders_csv(ROWS))
-    with pytest.raises(ContractError, match="does not convert an existing table yet"):
+    with pytest.raises(ContractError, match=r"convert it with `pgmill partition public\.orders`"):
         run_one()
 
 

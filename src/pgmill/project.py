@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pgmill.config.load import find_project_dir, load_project
 from pgmill.config.spec import Project
+from pgmill.db.catalog import table_key
 from pgmill.db.connect import ENV_URL, Target, resolve_target
 from pgmill.errors import ConfigError
 
@@ -21,6 +22,11 @@ class ProjectContext:
     @property
     def state_dir(self) -> Path:
         return self.dir / ".pgmill"
+
+    @property
+    def tables(self) -> list[str]:
+        """The tables the project's pipelines load, as schema.name, sorted."""
+        return sorted({table_key(p.table) for p in self.config.pipelines.values()})
 
 
 @dataclass

@@ -84,7 +84,8 @@ def metrics(project: ProjectOpt = None) -> None:
     """Print the Prometheus metrics once, as `pgmill serve` answers them at /metrics."""
     from pgmill.observe.metrics import render_metrics
 
-    text = read(project, render_metrics)
+    tables = open_project(project).tables
+    text = read(project, lambda conn: render_metrics(conn, tables))
     out.print(text.decode(), markup=False, end="")
 
 

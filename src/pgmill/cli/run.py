@@ -119,10 +119,9 @@ def status(
 
 
 def _tables_storage(project: Path | None) -> list[Any]:
-    from pgmill.db.catalog import table_key
     from pgmill.db.storage import table_storage
 
-    tables = sorted({table_key(p.table) for p in open_project(project).config.pipelines.values()})
+    tables = open_project(project).tables
     return read(project, lambda conn: table_storage(conn, tables))
 
 

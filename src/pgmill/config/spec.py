@@ -75,7 +75,9 @@ class PartitionSpec(StrictModel):
         "unit: `24 months` (or 24) with interval month; `pgmill retention` detaches and drops older partitions")
     archive: Literal["parquet"] | None = Field(
         None, description="before dropping an expired partition, write it to a Parquet file in `archive_dir`")
-    archive_dir: str = Field("archive", description="directory of the archives, relative to the project folder")
+    archive_dir: str = Field("archive", description="directory of the archives, relative to the project folder, or "
+                             "an object store URL (s3://bucket/prefix, gs://..., any fsspec filesystem; needs "
+                             "pip install 'pgmill[archive]')")
 
     @field_validator("retain", mode="before")
     @classmethod

@@ -1,9 +1,12 @@
 """A detached partition written to a Parquet file, batch by batch, and the ledger row (pgmill.archives).
 
 The rows come through a server-side cursor, `batch_rows` at a time, and go out as one row group each: memory
-holds one batch, whatever the partition's size. The file is written under a temporary name, fsynced, then
-renamed (and the directory fsynced), so a file at the final path is always whole; its sha256 is read back
-from the disk. Columns keep their types (integers, floats, decimals up to 38 digits, dates, timestamps in
+holds one batch, whatever the partition's size. In a local directory the file is written under a temporary
+name, fsynced, then renamed (and the directory fsynced), so a file at the final path is always whole. At an
+object store URL (`s3://bucket/prefix`, `gs://...`, `memory://...`: any filesystem fsspec knows, the
+optional extra `pgmill[archive]`) it is written to its key directly: an object store publishes an object
+only when its upload completes, so no reader sees half of it. Either way the sha256 and size are read back
+from what was stored. Columns keep their types (integers, floats, decimals up to 38 digits, dates, timestamps in
 UTC, booleans); any other type (numeric without precision, uuid, json, ...) is written as its text, which
 the contract casts back when the file is loaded with `source: {kind: parquet}`.
 """
@@ -22,14 +25,45 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from pgmill.config.types import parse_type
+from pgmill.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class ArchiveFile:
-    path: Path
+    path: str  # a local path or a URL
     rows: int
     bytes: int
     sha256: str
+
+
+def is_url(location: str) -> bool:
+    """`scheme://...` (an fsspec filesystem), as opposed to a local directory."""
+    return "://" in location
+
+
+def location(project_dir: Path, archive_dir: str, schema: str, table: str, partition: str) -> tuple[str, str]:
+    """Where a partition's archive goes, and how the ledger shows it: the URL itself, or for a local
+    `archive_dir` the absolute path and the path relative to the project."""
+    if is_url(archive_dir):
+        url = f"{archive_dir.rstrip('/')}/{schema}.{table}/{partition}.parquet"
+        return url, url
+    shown = Path(archive_dir) / f"{schema}.{table}" / f"{partition}.parquet"
+    return str(project_dir / shown), str(shown)
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """(fsspec filesystem, path inside it) of `url`; fsspec imported only here, when a URL is used."""
+    try:
+        import fsspec
+    except ImportError as exc:
+        raise ConfigError(f"archive_dir {url}: archives at a URL need fsspec: pip install 'pgmill[archive]'") from exc
+    try:
+        fs, key = fsspec.core.url_to_fs(url)
+        return fs, str(key)
+    except ImportError as exc:  # fsspec knows the scheme but its package is missing (s3fs, gcsfs, adlfs, ...)
+        raise ConfigError(f"archive_dir {url}: {exc}") from exc
+    except ValueError as exc:  # an unknown scheme
+        raise ConfigError(f"archive_dir {url}: {exc}") from exc
 
 
 def _arrow(pg_type: str) -> pa.DataType | None:
@@ -48,9 +82,10 @@ def _arrow(pg_type: str) -> pa.DataType | None:
             "timestamptz": pa.timestamp("us", tz="UTC")}.get(t.kind)
 
 
-def write_parquet(conn: psycopg.Connection[Any], schema: str, name: str, path: Path,
+def write_parquet(conn: psycopg.Connection[Any], schema: str, name: str, path: str,
                   batch_rows: int = 50_000) -> ArchiveFile:
-    """Write table `schema.name` to `path` (replacing a file there) and return what was written."""
+    """Write table `schema.name` to `path`, a local path or a URL (replacing a file there), and return what
+    was stored."""
     cols = conn.execute(
         "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a"
         " WHERE a.attrelid = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %s::text, %s::text))"
@@ -64,20 +99,36 @@ def write_parquet(conn: psycopg.Connection[Any], schema: str, name: str, path: P
     select = sql.SQL(", ").join(
         sql.Identifier(c) if t is not None else sql.SQL("{}::text").format(sql.Identifier(c))
         for (c, _), t in zip(cols, types, strict=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    query = sql.SQL("SELECT {} FROM {}").format(select, sql.Identifier(schema, name))
+    if is_url(path):
+        fs, key = filesystem(path)
+        fs.makedirs(key.rpartition("/")[0], exist_ok=True)  # a no-op on object stores, needed on others
+        with fs.open(key, "wb") as f:
+            rows = _write(conn, query, arrow_schema, f, batch_rows)
+        with fs.open(key, "rb") as f:
+            return ArchiveFile(path, rows, int(fs.size(key)), _sha256(f))
+    local = Path(path)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(local.name + ".tmp")
+    rows = _write(conn, query, arrow_schema, tmp, batch_rows)
+    _fsync(tmp)
+    os.replace(tmp, local)
+    _fsync(local.parent)
+    return ArchiveFile(path, rows, local.stat().st_size, sha256_of(local))
+
+
+def _write(conn: psycopg.Connection[Any], query: sql.Composed, arrow_schema: pa.Schema, where: Any,
+           batch_rows: int) -> int:
+    """Stream `query`'s rows into a Parquet file at `where` (a path or a binary file object); the row count."""
     rows = 0
-    with conn.transaction(), conn.cursor(name="pgmill_archive") as cur, pq.ParquetWriter(tmp, arrow_schema) as out:
-        cur.execute(sql.SQL("SELECT {} FROM {}").format(select, sql.Identifier(schema, name)))
+    with conn.transaction(), conn.cursor(name="pgmill_archive") as cur, pq.ParquetWriter(where, arrow_schema) as out:
+        cur.execute(query)
         while batch := cur.fetchmany(batch_rows):
             out.write_table(pa.Table.from_arrays(
                 [pa.array([r[i] for r in batch], type=f.type) for i, f in enumerate(arrow_schema)],
                 schema=arrow_schema))
             rows += len(batch)
-    _fsync(tmp)
-    os.replace(tmp, path)
-    _fsync(path.parent)
-    return ArchiveFile(path, rows, path.stat().st_size, sha256_of(path))
+    return rows
 
 
 def _fsync(path: Path) -> None:
@@ -89,10 +140,14 @@ def _fsync(path: Path) -> None:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
+        return _sha256(f)
+
+
+def _sha256(f: Any) -> str:
+    h = hashlib.sha256()
+    while chunk := f.read(1 << 20):
+        h.update(chunk)
     return h.hexdigest()
 
 

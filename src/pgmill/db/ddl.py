@@ -54,8 +54,8 @@ def ensure_table(conn: psycopg.Connection[object], table: str, contract: Contrac
         if isinstance(kind, tuple) and kind[0] != "p":
             raise ContractError(
                 f"{table} exists as a plain table but the contract partitions it by "
-                f"{contract.partition.by}; pgmill does not convert an existing table yet: load into a new table, "
-                "or drop the partition section"
+                f"{contract.partition.by}: convert it with `pgmill partition {table}` (see its --dry-run for "
+                "the plan and its locks), or drop the partition section"
             )
         _premake(conn, table, contract)
     added = []

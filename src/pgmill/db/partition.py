@@ -59,16 +59,19 @@ def name_fits(table: str) -> bool:
     return len(split_table(table)[1].encode()) + SUFFIX_LENGTH <= MAX_IDENT_LENGTH
 
 
-def ahead(spec: PartitionSpec, today: dt.date | None = None) -> list[dt.date]:
-    """Starts of the current partition and the `premake` ones after it."""
-    start = period_start(today or dt.datetime.now(dt.UTC).date(), spec.interval)
-    out = [start]
+def ahead(spec: PartitionSpec, today: dt.date | None = None, newest: dt.date | None = None) -> list[dt.date]:
+    """Starts of the partition holding max(`newest`, today) and the `premake` ones after it."""
+    now = today or dt.datetime.now(dt.UTC).date()
+    out = [period_start(max(now, newest or now), spec.interval)]
     for _ in range(spec.premake):
-        out.append(period_end(out[-1], spec.interval))
+        try:
+            out.append(period_end(out[-1], spec.interval))
+        except (ValueError, OverflowError):  # past year 9999: Python's dates end there
+            break
     return out
 
 
-def _bound(day: dt.date, column_type: str) -> sql.Literal:
+def bound(day: dt.date, column_type: str) -> sql.Literal:
     # timestamptz bounds are written in UTC: the session's time zone must not move them
     text = day.isoformat() if column_type == "date" else f"{day.isoformat()} 00:00:00"
     return sql.Literal(text + ("+00" if column_type == "timestamptz" else ""))
@@ -109,12 +112,17 @@ def ensure_partitions(conn: psycopg.Connection[Any], table: str, spec: Partition
         for name, start in sorted(want.items(), key=lambda kv: kv[1]):
             if name in have:
                 continue
-            part = sql.Identifier(schema, name)
-            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
-                         .format(part, parent))
-            conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                parent, part, _bound(start, column_type), _bound(period_end(start, spec.interval), column_type)))
+            create_partition(conn, parent, sql.Identifier(schema, name), start, spec.interval, column_type)
             created.append(name)
         if known is not None:
             known |= have | set(created)
     return created
+
+
+def create_partition(conn: psycopg.Connection[Any], parent: sql.Identifier, part: sql.Identifier, start: dt.date,
+                     interval: str, column_type: str) -> None:
+    """Create `part` as a plain table shaped like `parent`, then attach it for the period from `start`."""
+    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+                 .format(part, parent))
+    conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+        parent, part, bound(start, column_type), bound(period_end(start, interval), column_type)))

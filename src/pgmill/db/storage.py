@@ -35,11 +35,12 @@ class TableStorage:
         return asdict(self)
 
 
-def table_storage(conn: psycopg.Connection[Any], tables: list[str]) -> list[TableStorage]:
-    """Storage of each of `tables` ('name' or 'schema.name'), in their order; a missing one says so."""
+def table_storage(conn: psycopg.Connection[Any], tables: list[str], *, archives: bool = True) -> list[TableStorage]:
+    """Storage of each of `tables` ('name' or 'schema.name'), in their order; a missing one says so. Without
+    `archives` (a database whose pgmill.archives is not there yet) nothing is archived."""
     archived = {str(r[0]): r[1:] for r in conn.execute(
         "SELECT table_name, count(*), coalesce(sum(bytes), 0), coalesce(sum(rows), 0)"
-        " FROM pgmill.archives GROUP BY table_name").fetchall()}
+        " FROM pgmill.archives GROUP BY table_name").fetchall()} if archives else {}
     out = []
     for table in tables:
         schema, rel = split_table(table)

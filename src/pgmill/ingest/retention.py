@@ -70,6 +70,9 @@ def run_retention(ctx: ProjectContext, tables: list[str] | None = None, *, dry_r
             raise ConfigError(f"no retention for {', '.join(unknown)}: the tables with `retain` in their contract's "
                               f"partition are: {', '.join(sorted(specs)) or 'none'}")
         specs = {table_key(t): specs[table_key(t)] for t in tables}
+    for spec in specs.values():  # an archive URL that cannot be written fails before any partition is touched
+        if spec.archive and archive.is_url(spec.archive_dir):
+            archive.filesystem(spec.archive_dir)
     today = today or dt.datetime.now(dt.UTC).date()
     report = RetentionReport(dry_run)
     with ctx.target.connect(autocommit=True, application_name="pgmill retention") as conn:
@@ -98,10 +101,10 @@ def _expire(conn: Any, project_dir: Path, spec: PartitionSpec, part: retention.E
     if spec.archive is None:
         retention.drop(conn, part)
     else:
-        shown = Path(spec.archive_dir) / f"{schema}.{rel}" / f"{part.name}.parquet"
-        written = archive.write_parquet(conn, schema, part.name, project_dir / shown, batch_rows)
+        dest, shown = archive.location(project_dir, spec.archive_dir, schema, rel, part.name)
+        written = archive.write_parquet(conn, schema, part.name, dest, batch_rows)
         with conn.transaction():
-            archive.record(conn, part.table, part.name, part.bounds, written, str(shown))
+            archive.record(conn, part.table, part.name, part.bounds, written, shown)
             retention.drop(conn, part)
-        done.rows, done.bytes, done.path, done.sha256 = written.rows, written.bytes, str(shown), written.sha256
+        done.rows, done.bytes, done.path, done.sha256 = written.rows, written.bytes, shown, written.sha256
     done.seconds = round(time.monotonic() - t0, 3)

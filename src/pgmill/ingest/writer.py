@@ -170,8 +170,9 @@ class TableWriter:
     # ------------------------------------------------------------ batches
 
     def ensure_partitions(self, df: pl.DataFrame) -> list[str]:
-        """Create the partitions the rows of `df` need that the table lacks (in a transaction of their own
-        when the connection is not in one); return their names."""
+        """Create the partitions the rows of `df` need that the table lacks, and `premake` ahead of
+        max(newest row, now), in a transaction of their own when the connection is not in one; return
+        their names."""
         if self.partition is None or df.height == 0:
             return []
         spec, column_type = self.partition
@@ -181,6 +182,8 @@ class TableWriter:
                 days = days.dt.convert_time_zone("UTC")
             days = days.dt.date()
         starts = {partitions.period_start(d, spec.interval) for d in days.unique().to_list()}
+        if starts:  # and `premake` ahead of the newest row and of now (a no-op once they exist)
+            starts.update(partitions.ahead(spec, newest=max(starts)))
         return partitions.ensure_partitions(self.conn, self.table, spec, column_type, starts, self._partitions)
 
     def write(self, df: pl.DataFrame, payload: CopyData | None = None) -> WriteResult:

@@ -7,14 +7,16 @@ from typing import Any
 import yaml
 
 from pgmill.config.load import PROJECT_FILE, load_contract
+from pgmill.config.spec import PartitionSpec
 from pgmill.db.catalog import table_key
 from pgmill.errors import PgmillError
 from pgmill.project import ProjectContext
-from pgmill.redact import HIDDEN, redact, secret_name
+from pgmill.redact import HIDDEN, redact, redact_url, secret_name
 
 
 def contracts(ctx: ProjectContext) -> dict[str, dict[str, Any]]:
-    """Per pipeline: its table, mode, cursor and contract (or the error that keeps it from loading)."""
+    """Per pipeline: its table, mode, cursor and contract (or the error that keeps it from loading), with its
+    partitioning, retention and archive settings."""
     out: dict[str, dict[str, Any]] = {}
     for name, spec in sorted(ctx.config.pipelines.items()):
         entry: dict[str, Any] = {"table": table_key(spec.table), "mode": spec.mode, "cursor": spec.cursor,
@@ -27,23 +29,38 @@ def contracts(ctx: ProjectContext) -> dict[str, dict[str, Any]]:
             entry["primary_key"] = contract.primary_key
             entry["on_failure"] = contract.on_failure
             entry["extra_columns"] = contract.extra_columns
-            if contract.partition:
-                entry["partition"] = contract.partition.model_dump()
+            entry["partition"] = partition_view(contract.partition)
             entry["columns"] = {c: spec_.model_dump(exclude_defaults=True) for c, spec_ in contract.columns.items()}
             entry["rules"] = [r.model_dump(exclude_defaults=True) for r in contract.rules]
         out[name] = entry
     return out
 
 
+def partition_view(spec: PartitionSpec | None) -> dict[str, Any] | None:
+    """The table's partitioning, retention and archive settings (None: a plain table); a URL's password hidden."""
+    if spec is None:
+        return None
+    plural = "" if spec.retain == 1 else "s"
+    return {"by": spec.by, "interval": spec.interval, "premake": spec.premake,
+            "retain": None if spec.retain is None else f"{spec.retain} {spec.interval}{plural}",
+            "archive": spec.archive, "archive_dir": _location(spec.archive_dir) if spec.archive else None}
+
+
+def _location(archive_dir: str) -> str:
+    return redact_url(archive_dir) if "://" in archive_dir else archive_dir
+
+
 def contract_summaries(ctx: ProjectContext) -> dict[str, dict[str, Any]]:
-    """Per table: the pipelines loading it and a one-line view of their contracts."""
+    """Per table: the pipelines loading it and a one-line view of their contracts (partitioning, retention and
+    archive settings included)."""
     by_table: dict[str, dict[str, Any]] = {}
     for pipeline, c in contracts(ctx).items():
         summary = {"pipeline": pipeline, "mode": c["mode"], "contract_file": c["contract_file"]}
         if "contract_error" in c:
             summary["contract_error"] = c["contract_error"]
         else:
-            summary.update(columns=len(c["columns"]), primary_key=c["primary_key"], row_rules=len(c["rules"]))
+            summary.update(columns=len(c["columns"]), primary_key=c["primary_key"], row_rules=len(c["rules"]),
+                           partition=c["partition"])
         by_table.setdefault(c["table"], {"pipelines": []})["pipelines"].append(summary)
     return by_table
 

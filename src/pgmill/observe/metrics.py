@@ -4,16 +4,18 @@ A scrape opens one connection and runs a handful of queries in one read-only sna
 from an index or a small table, so its cost does not grow with the history: ended runs from
 pgmill.run_totals (kept by triggers in the transaction that ends a run, migration 8) and runs going on
 from pgmill.runs; the slots of the last 24 hours by job and state, and the late ones; the latest quality result of each
-rule (a skip scan); the latest tuning measurement; index use; the service's ticks; and, where their
-tables or columns are in place, alert deliveries and cost. `READERS` lists them.
+rule (a skip scan); the latest tuning measurement; index use; the service's ticks; where their tables or
+columns are in place, alert deliveries and cost; and the storage of the project's tables (db/storage.py: the
+catalog, per table and per partition, and pgmill.archives). `READERS` lists them.
 
 Labels are bounded by construction: pipeline, job, table, rule, query (a declared query's name), status,
-state, outcome, channel, component. Never a run id, a query id or SQL text.
+state, outcome, channel, component, partition (of the project's tables: as many as retention keeps). Never a
+run id, a query id or SQL text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +28,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from psycopg import sql
 
+from pgmill.db.storage import table_storage
+
 Conn = psycopg.Connection[Any]
 Connect = Callable[[], AbstractContextManager[Conn]]
 
@@ -37,24 +41,25 @@ STALE_TICKS = 3
 #: index utilization counts the scans of tables over this many rows (as `pgmill indexes` does)
 BIG_TABLE_ROWS = 10_000
 _TABLES = ("runs", "run_totals", "expected_runs", "quality_results", "tuning_runs", "index_actions",
-           "service_instances", "alert_deliveries", "run_costs")
+           "service_instances", "alert_deliveries", "run_costs", "archives")
 
 
 @dataclass(frozen=True)
 class LedgerTables:
     """What is in place, read once per scrape: pgmill's tables (a database migrated by an older pgmill, or a
-    scrape racing the first migration, lacks some)."""
+    scrape racing the first migration, lacks some); and the project's tables, whose storage is reported."""
 
     tables: frozenset[str]
+    project_tables: tuple[str, ...] = ()
 
 
-def read_ledger_tables(conn: Conn) -> LedgerTables:
+def read_ledger_tables(conn: Conn, project_tables: Sequence[str] = ()) -> LedgerTables:
     row = conn.execute(
         "SELECT array(SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         "             WHERE n.nspname = 'pgmill' AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s))",
         (list(_TABLES),)).fetchone()
     assert row is not None
-    return LedgerTables(frozenset(row[0]))
+    return LedgerTables(frozenset(row[0]), tuple(project_tables))
 
 
 def _f(x: Any) -> float:
@@ -311,6 +316,36 @@ def cost_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
     return [cost]
 
 
+def storage_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
+    """Bytes and estimated rows of each of the project's tables and of each partition; what retention archived."""
+    if not cat.project_tables:
+        return []
+    nbytes = GaugeMetricFamily("pgmill_table_bytes", "A table's size on disk with its indexes and TOAST (a "
+                               "partitioned table: the sum of its partitions)", labels=["table"])
+    rows = GaugeMetricFamily("pgmill_table_rows_estimate", "A table's rows as the planner estimates them",
+                             labels=["table"])
+    parts = GaugeMetricFamily("pgmill_table_partitions", "Partitions attached to a partitioned table",
+                              labels=["table"])
+    part_bytes = GaugeMetricFamily("pgmill_partition_bytes", "A partition's size on disk with its indexes and TOAST",
+                                   labels=["table", "partition"])
+    files = GaugeMetricFamily("pgmill_archived_partitions", "Partitions retention archived (pgmill.archives)",
+                              labels=["table"])
+    archived = GaugeMetricFamily("pgmill_archived_bytes", "Bytes of the archive files retention wrote",
+                                 labels=["table"])
+    for t in table_storage(conn, list(cat.project_tables), archives="archives" in cat.tables):
+        if t.exists:
+            nbytes.add_metric([t.table], t.bytes)
+            rows.add_metric([t.table], t.rows_estimate)
+        if t.partitioned:
+            parts.add_metric([t.table], len(t.partitions))
+            for p in t.partitions:
+                part_bytes.add_metric([t.table, p.name], p.bytes)
+        if t.archived_files:
+            files.add_metric([t.table], t.archived_files)
+            archived.add_metric([t.table], t.archived_bytes)
+    return [nbytes, rows, parts, part_bytes, files, archived]
+
+
 def _le(bound: float) -> str:
     """A bucket bound as prometheus-client writes it: 1.0, 2.5, 300.0."""
     return repr(float(bound))
@@ -318,39 +353,41 @@ def _le(bound: float) -> str:
 
 Reader = Callable[[Conn, LedgerTables], list[Metric]]
 READERS: tuple[Reader, ...] = (runs_metrics, expected_metrics, quality_metrics, tuning_metrics, index_metrics,
-                               service_metrics, alert_metrics, cost_metrics)
+                               service_metrics, alert_metrics, cost_metrics, storage_metrics)
 
 
-def read_metrics(conn: Conn) -> list[Metric]:
-    """Every metric family, read in one read-only snapshot (so counts and histograms agree)."""
+def read_metrics(conn: Conn, project_tables: Sequence[str] = ()) -> list[Metric]:
+    """Every metric family, read in one read-only snapshot (so counts and histograms agree); the storage of
+    `project_tables` (schema.name) among them."""
     outermost = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
         if outermost:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute("SELECT set_config('statement_timeout', '10s', true)")
-        cat = read_ledger_tables(conn)
+        cat = read_ledger_tables(conn, project_tables)
         return [m for reader in READERS for m in reader(conn, cat)]
 
 
 class LedgerCollector(Collector):
     """A prometheus-client collector over pgmill's tables: each scrape opens one connection with `connect`."""
 
-    def __init__(self, connect: Connect) -> None:
+    def __init__(self, connect: Connect, project_tables: Sequence[str] = ()) -> None:
         self.connect = connect
+        self.project_tables = tuple(project_tables)
 
     def collect(self) -> Iterator[Metric]:
         with self.connect() as conn:
-            families = read_metrics(conn)  # all read before any is yielded: a failure yields nothing
+            families = read_metrics(conn, self.project_tables)  # all read before any is yielded: a failure yields nothing
         yield from families
 
 
-def registry_for(connect: Connect) -> CollectorRegistry:
+def registry_for(connect: Connect, project_tables: Sequence[str] = ()) -> CollectorRegistry:
     """A registry holding only pgmill's collector (no process metrics: the tables are the truth)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LedgerCollector(connect))
+    registry.register(LedgerCollector(connect, project_tables))
     return registry
 
 
-def render_metrics(conn: Conn) -> bytes:
+def render_metrics(conn: Conn, project_tables: Sequence[str] = ()) -> bytes:
     """The metrics in the Prometheus text format (`pgmill metrics`)."""
-    return generate_latest(registry_for(lambda: nullcontext(conn)))
+    return generate_latest(registry_for(lambda: nullcontext(conn), project_tables))

@@ -43,7 +43,7 @@ def create_app(ctx: ProjectContext, *, token: str | None, allow_origins: Iterabl
     guard = Middleware(Guard, token=token, origins=tuple(allow_origins), local_host_only=is_loopback(host),
                        basic=True)
     pages = dashboard_routes.routes(Reader(ctx), allow_writes=allow_writes, csrf=secrets.token_urlsafe(32))
-    app = Starlette(routes=[*pages, *metrics_routes.routes(connect), *health_routes.routes(connect, instance)],
+    app = Starlette(routes=[*pages, *metrics_routes.routes(connect, ctx.tables), *health_routes.routes(connect, instance)],
                     middleware=[guard])
     app.state.bound_host = host
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import psycopg
 from prometheus_client.exposition import choose_encoder
 from starlette.requests import Request
@@ -12,8 +14,8 @@ from pgmill.errors import PgmillError
 from pgmill.observe.metrics import Connect, registry_for
 
 
-def routes(connect: Connect) -> list[Route]:
-    registry = registry_for(connect)
+def routes(connect: Connect, project_tables: Sequence[str] = ()) -> list[Route]:
+    registry = registry_for(connect, project_tables)
 
     def metrics(request: Request) -> Response:  # sync: Starlette runs it in its thread pool
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
