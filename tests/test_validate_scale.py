@@ -1,6 +1,7 @@
-"""`pgmill validate`'s "query performance maintained with 10x data growth": read from the 10x benchmark's
-results file (bench/bench_scale.py's results_scale.json), by default in the project's bench/ folder, or
-from the file validate is pointed at."""
+"""`pgmill validate`'s criteria read from benchmarks: "query performance maintained with 10x data growth"
+from the 10x benchmark's results file (bench/bench_scale.py's results_scale.json) and "parallel processing
+improves throughput by 3x" from the executor benchmark's (bench/bench_executor.py's results_executor.json),
+by default in the project's bench/ folder, or from the file validate is pointed at."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from pgmill.cli import app
 from pgmill.project import open_project
 from pgmill.validate import validate
-from pgmill.validate.performance import scale_10x
+from pgmill.validate.performance import parallel_throughput, scale_10x
 from tests.helpers import ProjectDir
 from tests.test_metrics import connect
 
@@ -72,3 +73,36 @@ def test_validate_reads_the_projects_bench_file_or_the_one_given(project: Projec
     assert res.exit_code == 0, res.output
     [c] = [c for c in json.loads(res.stdout)["criteria"] if c["key"] == "query_p95_at_10x"]
     assert c["status"] == "pass" and c["value"] == 42.5
+
+
+PARALLEL = {"workers": 8, "speedups": {"HTTP": 5.1, "PostgreSQL": 3.4}, "worst": 3.4, "cpu_bound": 0.9,
+            "threshold": 3.0}
+
+
+def executor_file(path: Path, head: dict[str, Any] | None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"measured_at": "2026-12-03 22:00", "parallel_throughput": head}))
+    return path
+
+
+def test_parallel_throughput_from_the_executor_benchmark(tmp_path: Path) -> None:
+    c = parallel_throughput(executor_file(tmp_path / "results_executor.json", PARALLEL))
+    assert c.status == "pass" and c.value == 3.4
+    assert c.figure == "3.40x, the lower of HTTP 5.10x, PostgreSQL 3.40x (8 Dask workers against 1)"
+    assert "0.90x with 2 processes against 1" in c.note and c.window == "benchmark of 2026-12-03 22:00"
+    c = parallel_throughput(executor_file(tmp_path / "slow.json", {**PARALLEL, "worst": 2.5}))
+    assert c.status == "fail" and c.value == 2.5
+    c = parallel_throughput(tmp_path / "missing.json")
+    assert c.status == "not_measured" and f"no results of the executor benchmark found at {tmp_path}" in c.note
+    c = parallel_throughput(executor_file(tmp_path / "empty.json", None))
+    assert c.status == "not_measured" and "serial baseline" in c.note
+
+
+def test_validate_reads_the_projects_executor_results(project: ProjectDir) -> None:
+    project.config({})
+    ctx = open_project(project.path)
+    with connect(project.db_url) as conn:
+        assert {c.key: c for c in validate(conn, ctx).criteria}["parallel_throughput"].status == "not_measured"
+        executor_file(project.path / "bench" / "results_executor.json", PARALLEL)
+        got = {c.key: c for c in validate(conn, ctx).criteria}["parallel_throughput"]
+    assert got.status == "pass" and got.value == 3.4 and got.detail["speedups"] == PARALLEL["speedups"]

@@ -22,10 +22,11 @@ DEFAULT_SINCE = timedelta(days=30)
 
 
 def validate(conn: Conn, ctx: ProjectContext, since: timedelta = DEFAULT_SINCE, *,
-             scale_results: Path | None = None) -> Validation:
+             scale_results: Path | None = None, executor_results: Path | None = None) -> Validation:
     """The criteria as of the database's clock; the ledger's and the checks' over the last `since`. Reads
     only: schema pgmill must be in place (pgmill.db.migrations.migrate). The 10x criterion reads the
-    benchmark's figures from `scale_results` (default: bench/results_scale.json in the project folder)."""
+    benchmark's figures from `scale_results` (default: bench/results_scale.json in the project folder), the
+    parallel one from `executor_results` (default: bench/results_executor.json)."""
     _require_schema(conn)
     rates = success_rate(conn, since)
     now = rates.as_of
@@ -38,7 +39,7 @@ def validate(conn: Conn, ctx: ProjectContext, since: timedelta = DEFAULT_SINCE, 
         performance.query_p95(latest),
         performance.index_utilization(conn),
         performance.query_reduction(latest, performance.latest_optimization(conn)),
-        performance.parallel_throughput(),
+        performance.parallel_throughput(executor_results or ctx.dir / performance.EXECUTOR_RESULTS),
         reliability.success(rates, window),
         reliability.retries(conn, rates, window),
         reliability.data_loss(conn, ledger, window),
