@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_tune import QUERIES  # noqa: E402
-from common import OUT_DIR, loadavg, log, machine, median, pgmill_env, run_measured  # noqa: E402
+from common import OUT_DIR, loadavg, log, machine, median, run_project_json  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 MD = BENCH / "RESULTS_scale.md"
@@ -108,14 +108,7 @@ def load(folder: Path, source_bytes: int) -> dict[str, Any]:
     one's end (the ledger's), the process's wall time and peak RSS."""
     fresh_database(folder)
     la = loadavg()
-    cmd = [sys.executable, "-m", "pgmill", "run", "--project", str(folder), "--json"]
-    m = run_measured(cmd, env=pgmill_env(), timeout=7200)
-    if m.returncode != 0:
-        raise RuntimeError(f"pgmill run failed ({m.returncode}):\n{m.stderr[-3000:]}\n{m.stdout[-2000:]}")
-    loads = json.loads(m.stdout)["loads"]
-    bad = [r for r in loads if r["status"] != "succeeded"]
-    if bad:
-        raise RuntimeError(f"pgmill run: {[(r['pipeline'], r['status'], r.get('error')) for r in bad]}")
+    m, loads = run_project_json(folder)
     start = min(datetime.fromisoformat(r["started_at"]) for r in loads)
     end = max(datetime.fromisoformat(r["finished_at"]) for r in loads)
     seconds = (end - start).total_seconds()
