@@ -53,11 +53,11 @@ def _config(project: ProjectDir, batch_rows: int) -> None:
     })
 
 
-def _run(pipeline: str, executor: ExecutorSpec | None = None) -> RunRecord:
+def _run(pipeline: str, executor: ExecutorSpec | None = None, progress: Any = None) -> RunRecord:
     ctx = open_project()
     if executor is not None:
         ctx.config = ctx.config.model_copy(update={"executor": executor})
-    [run] = run_pipelines(ctx, [pipeline])
+    [run] = run_pipelines(ctx, [pipeline], progress=progress)
     assert run.status == "succeeded", run.error
     assert run.counts.balanced(), run.counts
     return run
@@ -83,8 +83,13 @@ def test_processes_load_the_same_table_as_threads(project: ProjectDir, monkeypat
     _config(project, batch_rows=100)
     _run("reference")
     _not_in_this_process(monkeypatch)
-    run = _run("units", ExecutorSpec(kind="processes", workers=2))
+    seen: list[tuple[int, int]] = []
+    run = _run("units", ExecutorSpec(kind="processes", workers=2),
+               progress=lambda p: seen.append((p.rows, p.quarantined)))
     _same_as_reference(project, run, records)
+    # progress comes from the ledger as the units' checkpoints commit, and ends at the run's counts
+    assert seen and seen[-1] == (records, run.counts.rows_quarantined)
+    assert [r for r, _ in seen] == sorted(r for r, _ in seen)
     steps = project.query("SELECT name FROM pgmill.run_steps WHERE run_id = %s AND name LIKE 'load %%'"
                           " ORDER BY name", (run.run_id,))
     assert len(steps) == FILES * 2 and all(" bytes " in s[0] for s in steps)  # one step per range

@@ -14,6 +14,9 @@ import threading
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
 
 from pgmill.db import ddl, roles
 from pgmill.db.catalog import split_table
@@ -29,7 +32,6 @@ from pgmill.ingest.stream_load import (
     load_replace,
     load_stream,
     open_pipeline_streams,
-    report,
 )
 from pgmill.observe import ledger
 from pgmill.observe.ledger import RunRecord
@@ -152,6 +154,19 @@ def _setup(ctx: ProjectContext, pipe: PipelinePlan, holder: PipelineLock, policy
     return run_id
 
 
+def _progress_from_ledger(conn: psycopg.Connection[Any], run_id: int, progress: ProgressFn | None,
+                          prog: Progress) -> None:
+    """Progress of units loading elsewhere: the run's counts so far, as their checkpoints committed them."""
+    if progress is None:
+        return
+    try:
+        c = ledger.read_run(conn, run_id).counts
+    except psycopg.Error:  # only the display misses a beat; the units and their checkpoints are not affected
+        return
+    prog.rows, prog.bytes, prog.quarantined = c.rows_read, c.bytes_read, c.rows_quarantined
+    progress(prog)
+
+
 def _record_failure(holder: PipelineLock, policy: RetryPolicy, run_id: int, message: str) -> None:
     """Mark the run failed; if even that is impossible, the next run marks it abandoned."""
     with contextlib.suppress(Exception):  # the original error is what the user needs to see
@@ -193,8 +208,9 @@ def _load(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, progress: Progre
             return
     lock = threading.Lock()
     if on is not None:
-        units.load_units(on, ctx, pipe, run_id, [s.label for s in streams], parts,
-                         lambda c: report(progress, prog, c, lock))
+        with ctx.target.connect(autocommit=True, application_name=f"pgmill progress {pipe.name}") as watch:
+            units.load_units(on, ctx, pipe, run_id, [s.label for s in streams], parts,
+                             lambda: _progress_from_ledger(watch, run_id, progress, prog))
         return
 
     def one(s: Stream) -> None:

@@ -17,8 +17,8 @@ filesystem beyond one machine) and the same environment (PGMILL_DATABASE_URL, th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from concurrent.futures import Executor, Future, as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -86,16 +86,21 @@ def _run(unit: LoadUnit) -> UnitResult:
         return UnitResult(unit.label, load_stream(conn, pipe, unit.run_id, mine[0], None, prog))
 
 
+#: seconds between two progress reports while units run elsewhere
+TICK_S = 1.0
+
+
 def load_units(on: Executor, ctx: ProjectContext, pipe: PipelinePlan, run_id: int, labels: list[str], parts: int,
-               done: Callable[[Counts], None]) -> None:
-    """Load the streams `labels` of run `run_id` as units on `on`, calling `done` with each one's counts as it
-    finishes. After a unit fails, the units not started are cancelled and the running ones finish (their
-    checkpoints stand); then the first failure is raised, as the error the unit failed with."""
+               tick: Callable[[], None]) -> None:
+    """Load the streams `labels` of run `run_id` as units on `on`, calling `tick` every TICK_S seconds and as
+    each unit finishes (the units' progress is in the ledger: their checkpoints add to the run's counts).
+    After a unit fails, the units not started are cancelled and the running ones finish (their checkpoints
+    stand); then the first failure is raised, as the error the unit failed with."""
     futures: dict[Future[UnitResult], str] = {
         on.submit(run_unit, LoadUnit(str(ctx.dir), pipe.name, run_id, label, parts)): label for label in labels}
     failed: PgmillError | None = None
     try:
-        for f in as_completed(futures):
+        for f in _as_completed(futures, tick):
             try:
                 r = f.result()
             except BrokenProcessPool:
@@ -103,9 +108,8 @@ def load_units(on: Executor, ctx: ProjectContext, pipe: PipelinePlan, run_id: in
                                "loading it; rerun: it resumes from its last checkpoint", "PgmillError")
             except Exception as exc:  # the executor's own failure: Dask lost the workers that ran it, ...
                 r = UnitResult(futures[f], Counts(), f"the executor failed to run it: {describe(exc)}", "PgmillError")
-            if r.error is None:
-                done(r.counts)
-            elif failed is None:
+            tick()
+            if r.error is not None and failed is None:
                 failed = _ERRORS.get(r.error_kind, PgmillError)(f"{pipe.name}, {r.label}: {r.error}")
                 for other in futures:
                     other.cancel()
@@ -115,3 +119,13 @@ def load_units(on: Executor, ctx: ProjectContext, pipe: PipelinePlan, run_id: in
         raise
     if failed is not None:
         raise failed
+
+
+def _as_completed(futures: dict[Future[UnitResult], str], tick: Callable[[], None]) -> Iterator[Future[UnitResult]]:
+    """The futures as they complete, calling `tick` every TICK_S seconds while none does."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=TICK_S, return_when=FIRST_COMPLETED)
+        if not done:
+            tick()
+        yield from done
