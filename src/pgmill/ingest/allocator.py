@@ -7,10 +7,10 @@ this large with mmap and gives it back on free, but the first such free also rai
 the block's size (the "dynamic threshold", up to 32 MB): from then on, every buffer of that size comes from
 a malloc arena and stays there once freed. Each thread that touches malloc gets an arena (up to 8 per
 core), and a load starts new reader and writer threads for every file, so the memory kept grows with the
-number of files until the arenas are all used: measured on the demo shop (bench/bench_memory.py), glibc
-held ~60 MB in use and ~60 MB free at 1x, but still ~60 MB in use and ~200 MB free at 10x (peak RSS
-+50%). A fixed threshold (which turns the dynamic one off) keeps those buffers mmapped: each one is
-returned when freed, and the free memory glibc keeps stayed near 10 MB at both scales.
+number of files until the arenas are all used. Measured on the demo shop (bench/bench_memory.py): glibc
+held at most ~45 MB in use and ~60 MB free at 1x, ~60 MB in use but ~200 MB free at 10x (peak RSS +54%).
+A fixed threshold (which turns the dynamic one off) keeps those buffers mmapped: each one is returned
+when freed, and the free memory glibc kept stayed near 10 MB at both scales.
 
 Only glibc (Linux) has this; elsewhere `return_freed_memory` does nothing. A MALLOC_MMAP_THRESHOLD_ set
 in the environment is the user's choice and is left alone.
