@@ -355,6 +355,18 @@ def render(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def keep_memory_section(text: str) -> str:
+    """`text` with bench_memory.py's section of the current RESULTS_scale.md kept, before its Rerun."""
+    old = MD.read_text() if MD.exists() else ""
+    start = old.find("## Peak memory by phase")
+    if start < 0:
+        return text
+    end = old.find("\n## ", start + 1)
+    section = old[start:end + 1] if end >= 0 else old[start:] + "\n"
+    at = text.find("## Rerun")
+    return text[:at] + section + "\n" + text[at:] if at >= 0 else text + "\n" + section
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="scales 1 and 2, results into bench/out/")
@@ -366,14 +378,14 @@ def main() -> None:
         doc = json.loads(JSON.read_text())
         doc.update(goals=goals(doc["scales"]), query_p95_at_10x=headline(doc["scales"]))
         JSON.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        MD.write_text(render(doc))
+        MD.write_text(keep_memory_section(render(doc)))
         return
     scales = [1.0, 2.0] if args.quick else [1.0, 10.0]
     reps = args.reps or (1 if args.quick else 3)
     results = [run_scale(s, reps) for s in scales]
     doc = {"measured_at": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "quick": args.quick,
            "scales": results, "goals": goals(results), "query_p95_at_10x": headline(results)}
-    text = render(doc)
+    text = keep_memory_section(render(doc))
     md, js = (OUT_DIR / "RESULTS_scale.quick.md", OUT_DIR / "results_scale.quick.json") if args.quick else (MD, JSON)
     js.parent.mkdir(parents=True, exist_ok=True)
     js.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")

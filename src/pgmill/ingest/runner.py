@@ -23,6 +23,7 @@ from pgmill.db.catalog import split_table
 from pgmill.errors import AccountingError, ContractError, PgmillError
 from pgmill.execute.executors import open_executor
 from pgmill.ingest import state, units
+from pgmill.ingest.allocator import return_freed_memory
 from pgmill.ingest.lock import PipelineLock
 from pgmill.ingest.pipeline import PipelinePlan
 from pgmill.ingest.sources import SourceState, Stream
@@ -56,6 +57,7 @@ def run_pipelines(
         if n not in ctx.config.pipelines:
             PipelinePlan(ctx, n)  # raises the ConfigError listing the known pipelines
     ctx.target.ensure_running()
+    return_freed_memory()  # freed batch buffers go back to the system: peak memory flat (allocator.py)
     with open_executor(ctx.config.executor, ctx.config.workers) as on:
         if len(names) <= 1:
             return [run_pipeline(ctx, n, progress=progress, wait=wait, units_on=on) for n in names]

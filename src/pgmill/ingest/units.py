@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pgmill import errors
 from pgmill.errors import PgmillError
 from pgmill.ingest import state
+from pgmill.ingest.allocator import return_freed_memory
 from pgmill.ingest.pipeline import PipelinePlan
 from pgmill.ingest.stream_load import Progress, load_stream, open_pipeline_streams
 from pgmill.observe.ledger import Counts
@@ -71,6 +72,7 @@ def run_unit(unit: LoadUnit) -> UnitResult:
 
 
 def _run(unit: LoadUnit) -> UnitResult:
+    return_freed_memory()  # a worker's memory stays flat as units come and go, as the run's does
     ctx = open_project(unit.project_dir)
     pipe = PipelinePlan(ctx, unit.pipeline)
     with ctx.target.connect(application_name=f"pgmill unit {unit.pipeline}") as conn:
