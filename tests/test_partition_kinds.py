@@ -233,3 +233,47 @@ def test_a_plain_table_is_not_taken_for_a_hash_one(project: ProjectDir) -> None:
     project.write("data/orders.csv", orders_csv(ROWS))
     with pytest.raises(ContractError, match="exists as a plain table but the contract partitions it by customer_id"):
         run_one()
+
+
+def test_a_value_added_while_the_default_holds_it_names_the_fix(project: ProjectDir) -> None:
+    doc = contract({"by": "status", "values": ["f"], "default": True}, key="status")
+    doc["columns"]["status"]["accepted_values"] = None
+    setup(project, doc)
+    project.write("data/orders.csv", orders_csv([(1, 10, "f", "1", "2031-01-01", None),
+                                                 (2, 10, "p", "1", "2031-01-01", None)]))
+    run_one()
+    assert placement(project) == {1: "orders_f", 2: "orders_default"}
+    doc["partition"]["values"] = ["f", "p"]
+    setup(project, doc)
+    with pytest.raises(ContractError, match="cannot add the partition orders_p: its default partition holds rows"):
+        run_one()
+    assert "orders_p" not in partition.existing(project.connect(), "orders")  # nothing half made
+    project.execute("DELETE FROM orders WHERE status = 'p'")
+    run_one()
+    assert "orders_p" in partition.existing(project.connect(), "orders")
+
+
+def test_uuid_list_values_compare_as_postgresql_does(project: ProjectDir) -> None:
+    doc = copy.deepcopy(ORDERS_CONTRACT)
+    doc["columns"]["order_id"]["primary_key"] = False
+    doc["columns"]["tenant"] = {"type": "uuid", "not_null": True}
+    a, b = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12"
+    doc["partition"] = {"by": "tenant", "values": [a, b]}
+    setup(project, doc)
+    header = "order_id,customer_id,status,total,ordered_at,updated_at,tenant"
+    project.write("data/orders.csv", orders_csv([(1, 10, "F", "1", "2031-01-01", None, a.upper()),
+                                                 (2, 10, "F", "1", "2031-01-01", None, "{" + b + "}"),
+                                                 (3, 10, "F", "1", "2031-01-01", None, a.replace("a0", "c0"))],
+                                                header))
+    run = run_one()
+    assert (run.counts.rows_inserted, run.counts.rows_quarantined) == (2, 1)
+    assert placement(project) == {1: "orders_l0", 2: "orders_l1"}
+
+
+def test_the_mcp_view_of_hash_and_list() -> None:
+    from pgmill.mcp.project_view import partition_view
+
+    assert partition_view(PartitionSpec.model_validate({"by": "c", "hash": 8})) == \
+        {"by": "c", "kind": "hash", "hash": 8}
+    assert partition_view(PartitionSpec.model_validate({"by": "r", "values": ["eu"], "default": True})) == \
+        {"by": "r", "kind": "list", "values": ["eu"], "default": True}

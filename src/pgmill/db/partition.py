@@ -109,7 +109,14 @@ def ensure_fixed(conn: psycopg.Connection[Any], table: str, spec: PartitionSpec,
             continue
         conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
                      .format(part, parent))
-        conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(parent, part, want[name]))
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(parent, part, want[name]))
+        except psycopg.errors.CheckViolation as exc:  # rows of the new value are in the default partition
+            raise ContractError(
+                f"{table}: cannot add the partition {name}: its default partition holds rows with that value "
+                f"({exc.diag.message_primary}); move them out first (copy them aside and DELETE them from "
+                f"{split_table(table)[1]}_default), load again to make the partition, then put them back") from exc
     return missing
 
 

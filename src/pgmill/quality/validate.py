@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,9 +226,12 @@ class CompiledContract:
     def _partition_values(self, col: str, values: list[Any]) -> _Check:
         """A list-partitioned table without a default partition has nowhere to put another value: such a row
         is quarantined (whatever the policy: PostgreSQL would reject it)."""
-        v = pl.col(col)
+        v = pl.col(col).cast(pl.Utf8)
         listed = [str(a) for a in values if a is not None]
-        outside = v.is_not_null() & ~v.cast(pl.Utf8).is_in(listed)
+        if self.types[col].kind == "uuid":  # as PostgreSQL compares them: case, braces and hyphens aside
+            v = v.str.to_lowercase().str.replace_all(r"[{}-]", "")
+            listed = [re.sub(r"[{}-]", "", a.lower()) for a in listed]
+        outside = v.is_not_null() & ~v.is_in(listed)
         spec = self.contract.columns[col]
         if None not in values and not (spec.not_null or spec.primary_key):  # else not_null reports it
             outside = outside | (v.is_null() & pl.col(f"__raw_{col}").is_null())
