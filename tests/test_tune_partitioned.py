@@ -218,3 +218,21 @@ def test_hypopg_costs_an_index_on_the_parent(pg15: str, tmp_path: Path) -> None:
         assert rec.label == "public.orders (customer_id)"
         assert advice.cost_after["by_customer"] < advice.cost_before["by_customer"] / 5
         assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'pgmill\\_%'").fetchone() == (0,)
+
+
+def test_tune_indexes_a_hash_partitioned_table(project: ProjectDir) -> None:
+    from tests.test_partition_kinds import contract
+    from tests.test_partition_kinds import setup as setup_kind
+
+    setup_kind(project, contract({"by": "order_id", "hash": 4}))
+    load_months(project, months=4)
+    write_queries(project.path, {"by_customer": BY_CUSTOMER})
+    report = run_tune(ProjectContext(project.path, Project(), Target(project.db_url)),
+                      cfg=TuneConfig(observed=0, executions=10), apply=True)
+    assert report.applied is not None
+    kept = [o for o in report.applied.outcomes if o.status == "kept"]
+    assert [o.label for o in kept] == ["public.orders (customer_id)"], report.applied.as_dict()
+    attached = dict(project.query(
+        "SELECT t.relname, i.indisvalid FROM pg_inherits h JOIN pg_index i ON i.indexrelid = h.inhrelid"
+        " JOIN pg_class t ON t.oid = i.indrelid WHERE h.inhparent = %s::regclass", (kept[0].name,)))
+    assert attached == {"orders_h0": True, "orders_h1": True, "orders_h2": True, "orders_h3": True}

@@ -62,13 +62,28 @@ class RowRule(StrictModel):
 
 #: the column types a range partition may be keyed on
 PARTITION_TYPES = ("date", "timestamptz", "timestamp")
+#: the kinds of column a list partition may be keyed on (values are compared as text, as accepted_values)
+LIST_KINDS = ("text", "int", "uuid")
+#: the most partitions a hash-partitioned table is made with
+MAX_HASH = 1024
+#: settings of a range partition only: a hash or list partition is made whole with its table
+RANGE_ONLY = ("premake", "retain", "archive", "archive_dir")
 
 
 class PartitionSpec(StrictModel):
-    """Range partitioning of the table on a date or timestamp column (list and hash partitioning: not yet)."""
+    """Partitioning of the table: by range of a date/timestamp (`interval`), by hash of a key (`hash`, the
+    number of partitions) or by list of values (`values`, with an optional `default` partition)."""
 
-    by: str = Field(description="the partition column: a not_null contract column of type date, timestamptz or timestamp")
-    interval: Literal["day", "week", "month", "year"] = Field(description="the range of one partition (weeks start on Monday)")
+    by: str = Field(description="the partition column (range: a not_null date, timestamptz or timestamp column)")
+    interval: Literal["day", "week", "month", "year"] | None = Field(
+        None, description="range partitions: the range of one partition (weeks start on Monday)")
+    hash: int | None = Field(None, ge=2, le=MAX_HASH, description="hash partitions: how many (the modulus); all "
+                             "are made with the table, named <table>_h0 .. _h<n-1>")
+    values: list[Any] | None = Field(None, min_length=1, description="list partitions: one partition per value, "
+                                     "named <table>_<value> (or _l<i> when the value is not a plain name)")
+    default: bool = Field(False, description="list partitions: a DEFAULT partition (<table>_default) takes the "
+                          "other values; without it a row whose value has no partition is quarantined "
+                          "(rule partition.values)")
     premake: int = Field(2, ge=0, le=366, description="partitions kept ready ahead of the current one")
     retain: int | None = Field(
         None, ge=1, description="keep this many whole periods before the current one, in the partition's own "
@@ -92,6 +107,57 @@ class PartitionSpec(StrictModel):
                              f"'24 {interval or 'month'}s' (partitions are kept or dropped whole)")
         return int(m.group(1))
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> PartitionSpec:
+        given = [k for k in ("interval", "hash", "values") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"partition by {self.by!r}: give exactly one of interval (range: {{by: ordered_at, interval: "
+                f"month}}), hash (the number of partitions: {{by: customer_id, hash: 8}}) or values (list: "
+                f"{{by: region, values: [eu, us]}}); " + (f"got {' and '.join(given)}" if given else "got none"))
+        if self.interval is None:
+            extra = [f for f in RANGE_ONLY if f in self.model_fields_set]
+            if extra:
+                raise ValueError(f"partition {given[0]}: {', '.join(extra)} only apply to range partitions "
+                                 f"(interval): a {self.kind} partition is made whole with its table and never "
+                                 "expires; remove " + ", ".join(extra))
+        if self.default and self.values is None:
+            raise ValueError("partition default: true only applies to list partitions (values)")
+        if self.values is not None:
+            seen: dict[str, Any] = {}
+            for v in self.values:
+                if isinstance(v, (dict, list, float)):
+                    raise ValueError(f"partition values: {v!r} is not a text, integer or null value")
+                if str(v) in seen:
+                    raise ValueError(f"partition values: {v!r} is listed twice")
+                seen[str(v)] = v
+            names = list_suffixes(self.values)
+            if len(set(names)) != len(names) or (self.default and "default" in names):
+                raise ValueError(f"partition values {self.values}: two of them would name the same partition "
+                                 f"({', '.join(names)}); use values that differ as names")
+        return self
+
+    @property
+    def kind(self) -> Literal["range", "hash", "list"]:
+        return "range" if self.interval is not None else "hash" if self.hash is not None else "list"
+
+    @property
+    def period(self) -> str:
+        """The interval of a range partition (what retention, premake and conversion work in)."""
+        if self.interval is None:
+            raise ValueError(f"a {self.kind} partition has no interval")
+        return self.interval
+
+
+def list_suffixes(values: list[Any]) -> list[str]:
+    """What each list partition's name adds to its table's: the value itself when it is a short plain name
+    (`eu`, `42`, `null`), else `l<i>` (its position in the list)."""
+    out = []
+    for i, v in enumerate(values):
+        text = "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+        out.append(text if re.fullmatch(r"[a-z0-9_]{1,20}", text) else f"l{i}")
+    return out
+
 
 class Contract(StrictModel):
     """The contract of one table: its columns, key and rules, and what to do with rows that break them."""
@@ -106,7 +172,8 @@ class Contract(StrictModel):
         "as text (evolve), or quarantine rows that carry a value in them",
     )
     partition: PartitionSpec | None = Field(
-        None, description="range-partition the table on a date/timestamp column, e.g. {by: ordered_at, interval: month}"
+        None, description="partition the table: by range of a date/timestamp ({by: ordered_at, interval: month}), "
+        "by hash ({by: customer_id, hash: 8}) or by list ({by: region, values: [eu, us], default: true})"
     )
     distribution_key: str | None = Field(
         None, description="the column a sharded PostgreSQL (Citus) would distribute on: the primary key must "
@@ -131,10 +198,19 @@ class Contract(StrictModel):
         col = columns.get(v.by)
         if col is None:
             raise ValueError(f"partition column {v.by!r} is not a column of the contract (columns: {', '.join(columns)})")
-        if parse_type(col.type).sql not in PARTITION_TYPES:
+        t = parse_type(col.type)
+        if v.kind == "range" and t.sql not in PARTITION_TYPES:
             raise ValueError(f"partition column {v.by!r} is {col.type}; a range partition needs one of: "
                              f"{', '.join(PARTITION_TYPES)}")
-        if not (col.not_null or col.primary_key):
+        if v.kind == "list" and t.kind not in LIST_KINDS:
+            raise ValueError(f"partition column {v.by!r} is {col.type}; a list partition needs a text, integer or "
+                             "uuid column")
+        if v.kind == "hash" and t.kind == "json":
+            raise ValueError(f"partition column {v.by!r} is {col.type}; json values cannot be hash-partitioned")
+        if v.values is not None and t.kind == "int" and any(
+                x is not None and not re.fullmatch(r"-?\d+", str(x)) for x in v.values):
+            raise ValueError(f"partition values {v.values}: {v.by!r} is {col.type}, every value must be an integer")
+        if v.kind == "range" and not (col.not_null or col.primary_key):
             # no default partition: a NULL has nowhere to go, so the contract quarantines it up front
             raise ValueError(f"partition column {v.by!r} must be declared not_null: true (a row without a "
                              "value has no partition)")

@@ -30,7 +30,8 @@ def create_table_sql(table: str | sql.Composable, contract: Contract, extra_text
         cols.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, contract.primary_key))))
     stmt = sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(target, sql.SQL(", ").join(cols))
     if contract.partition:
-        stmt = sql.SQL("{} PARTITION BY RANGE ({})").format(stmt, sql.Identifier(contract.partition.by))
+        stmt = sql.SQL("{} PARTITION BY {} ({})").format(
+            stmt, sql.SQL(contract.partition.kind.upper()), sql.Identifier(contract.partition.by))
     return stmt
 
 
@@ -43,7 +44,7 @@ def ensure_table(conn: psycopg.Connection[object], table: str, contract: Contrac
     have = catalog.columns(conn, schema, rel)
     if not have:
         conn.execute(create_table_sql(table, contract))
-        _premake(conn, table, contract)
+        _premake(conn, table, contract, new=True)
         return []
     if contract.partition:
         kind = conn.execute(
@@ -57,7 +58,7 @@ def ensure_table(conn: psycopg.Connection[object], table: str, contract: Contrac
                 f"{contract.partition.by}: convert it with `pgmill partition {table}` (see its --dry-run for "
                 "the plan and its locks), or drop the partition section"
             )
-        _premake(conn, table, contract)
+        _premake(conn, table, contract, new=False)
     added = []
     for name, spec in contract.columns.items():
         if name in have:
@@ -77,10 +78,13 @@ def ensure_table(conn: psycopg.Connection[object], table: str, contract: Contrac
     return added
 
 
-def _premake(conn: psycopg.Connection[object], table: str, contract: Contract) -> None:
-    """The current partition and `premake` ones after it (the caller's transaction)."""
+def _premake(conn: psycopg.Connection[object], table: str, contract: Contract, *, new: bool) -> None:
+    """Range: the current partition and `premake` ones after it; hash and list: every partition the contract
+    names that the table lacks (the caller's transaction)."""
     spec = contract.partition
-    if spec:
+    if spec and spec.kind != "range":
+        partition.ensure_fixed(conn, table, spec, new=new)
+    elif spec:
         partition.ensure_partitions(conn, table, spec, contract.columns[spec.by].type, partition.ahead(spec))
 
 

@@ -49,9 +49,9 @@ class Expired:
 def cutoff(spec: PartitionSpec, today: dt.date) -> dt.date:
     """The first day kept: the start of the period `retain` periods before the current one."""
     assert spec.retain is not None
-    start = period_start(today, spec.interval)
+    start = period_start(today, spec.period)
     for _ in range(spec.retain):
-        start = period_start(start - dt.timedelta(days=1), spec.interval)
+        start = period_start(start - dt.timedelta(days=1), spec.period)
     return start
 
 
@@ -72,11 +72,11 @@ def expired(conn: psycopg.Connection[Any], table: str, spec: PartitionSpec, toda
     last = cutoff(spec, today)
     out = []
     for name, pending, marked in rows:
-        start = _start(table, str(name), spec.interval)
-        if start is None or (pending is None and not marked) or period_end(start, spec.interval) > last:
+        start = _start(table, str(name), spec.period)
+        if start is None or (pending is None and not marked) or period_end(start, spec.period) > last:
             continue
         state: State = "detached" if pending is None else "pending" if pending else "attached"
-        out.append(Expired(table, str(name), start, period_end(start, spec.interval), state))
+        out.append(Expired(table, str(name), start, period_end(start, spec.period), state))
     return sorted(out, key=lambda e: e.start)
 
 

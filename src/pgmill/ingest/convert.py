@@ -25,6 +25,10 @@ def partition_table(ctx: ProjectContext, table: str, *, dry_run: bool = False, l
     if spec is None:
         raise ConfigError(f"{key}: its contract {path} has no partition section; add one first, e.g. "
                           "`partition: {by: ordered_at, interval: month}`")
+    if spec.kind != "range":
+        raise ConfigError(f"{key}: `pgmill partition` converts a plain table to range partitions only; its contract "
+                          f"{path} declares {spec.kind} partitions: load into a new table with that contract (or "
+                          "rename this one away first) and copy the rows over with INSERT ... SELECT")
     with ctx.target.connect(autocommit=True, application_name="pgmill partition") as conn:
         migrate(conn)
         return convert.convert(conn, key, spec, dry_run=dry_run, today=today, lock_timeout_s=lock_timeout_s)

@@ -32,10 +32,11 @@ class PipelinePlan:
         if part and self.spec.mode == "replace":
             raise ConfigError(f"pipeline {name}: mode replace is not supported yet on a partitioned table "
                               f"({self.spec.contract} has a partition section); use append or merge")
-        if part and not name_fits(self.spec.table):
+        if part and not name_fits(self.spec.table, part):
+            suffix = {"range": "_pYYYYMMDD", "hash": f"_h{(part.hash or 1) - 1}"}.get(part.kind, "_<value>")
             raise ConfigError(f"pipeline {name}: table name {self.spec.table!r} is too long for partition names "
-                              f"(<name>_pYYYYMMDD must fit in {MAX_IDENT_LENGTH} bytes)")
-        #: (spec, column type) of a range-partitioned table, for the writer
+                              f"(<name>{suffix} must fit in {MAX_IDENT_LENGTH} bytes)")
+        #: (spec, column type) of a partitioned table, for the writer
         self.partition = (part, self.contract.columns[part.by].type) if part else None
         cur = self.spec.cursor
         if cur is not None and cur not in self.contract.columns:

@@ -92,7 +92,7 @@ class TableWriter:
     def __init__(self, conn: psycopg.Connection[Any], table: str, columns: list[str], key: list[str],
                  mode: str, cursor: str | None, partition: tuple[PartitionSpec, str] | None = None) -> None:
         self.conn = conn
-        self.partition = partition  # (spec, column type) of a range-partitioned table
+        self.partition = partition  # (spec, column type) of a partitioned table
         self._partitions: set[str] = set()  # partitions seen to exist
         self.table = table
         self.columns = columns
@@ -173,15 +173,15 @@ class TableWriter:
         """Create the partitions the rows of `df` need that the table lacks, and `premake` ahead of
         max(newest row, now), in a transaction of their own when the connection is not in one; return
         their names."""
-        if self.partition is None or df.height == 0:
-            return []
+        if self.partition is None or df.height == 0 or self.partition[0].interval is None:
+            return []  # hash and list partitions are all made with the table
         spec, column_type = self.partition
         days = df.get_column(spec.by).drop_nulls()
         if isinstance(days.dtype, pl.Datetime):
             if days.dtype.time_zone is not None:  # bounds of timestamptz partitions are in UTC
                 days = days.dt.convert_time_zone("UTC")
             days = days.dt.date()
-        starts = {partitions.period_start(d, spec.interval) for d in days.unique().to_list()}
+        starts = {partitions.period_start(d, spec.period) for d in days.unique().to_list()}
         if starts:  # and `premake` ahead of the newest row and of now (a no-op once they exist)
             starts.update(partitions.ahead(spec, newest=max(starts)))
         return partitions.ensure_partitions(self.conn, self.table, spec, column_type, starts, self._partitions)

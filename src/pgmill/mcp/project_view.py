@@ -40,6 +40,10 @@ def partition_view(spec: PartitionSpec | None) -> dict[str, Any] | None:
     """The table's partitioning, retention and archive settings (None: a plain table); a URL's password hidden."""
     if spec is None:
         return None
+    if spec.kind == "hash":
+        return {"by": spec.by, "kind": "hash", "hash": spec.hash}
+    if spec.kind == "list":
+        return {"by": spec.by, "kind": "list", "values": spec.values, "default": spec.default}
     plural = "" if spec.retain == 1 else "s"
     return {"by": spec.by, "interval": spec.interval, "premake": spec.premake,
             "retain": None if spec.retain is None else f"{spec.retain} {spec.interval}{plural}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +90,8 @@ class CompiledContract:
         for col, spec in self.contract.columns.items():
             t = self.types[col]
             ruled = (spec.primary_key or spec.not_null or spec.accepted_values is not None or spec.min is not None
-                     or spec.max is not None or spec.regex is not None or spec.max_length is not None)
+                     or spec.max is not None or spec.regex is not None or spec.max_length is not None
+                     or (self.contract.partition is not None and self.contract.partition.by == col))
             if t.kind != "text" or t.precision is not None or ruled or col in in_rules:
                 out.append(col)
         return out
@@ -210,6 +212,9 @@ class CompiledContract:
                                      (v.cast(pl.Utf8).str.len_chars() > limit_len).fill_null(False),
                                      lambda x, c=col, n=limit_len: f"{c} is {len(str(x))} characters, over the limit "
                                      f"of {n}", col))
+        part = self.contract.partition
+        if part is not None and part.values is not None and not part.default:
+            checks.append(self._partition_values(part.by, part.values))
         for row_rule in self.contract.rules:
             checks.append(
                 _Check(f"rule.{row_rule.name}", None, row_rule.on_failure or self.contract.on_failure,
@@ -217,6 +222,22 @@ class CompiledContract:
                        lambda _, n=row_rule.name, e=row_rule.expr: f"rule {n} failed: {e}")
             )
         return checks
+
+    def _partition_values(self, col: str, values: list[Any]) -> _Check:
+        """A list-partitioned table without a default partition has nowhere to put another value: such a row
+        is quarantined (whatever the policy: PostgreSQL would reject it)."""
+        v = pl.col(col).cast(pl.Utf8)
+        listed = [str(a) for a in values if a is not None]
+        if self.types[col].kind == "uuid":  # as PostgreSQL compares them: case, braces and hyphens aside
+            v = v.str.to_lowercase().str.replace_all(r"[{}-]", "")
+            listed = [re.sub(r"[{}-]", "", a.lower()) for a in listed]
+        outside = v.is_not_null() & ~v.is_in(listed)
+        spec = self.contract.columns[col]
+        if None not in values and not (spec.not_null or spec.primary_key):  # else not_null reports it
+            outside = outside | (v.is_null() & pl.col(f"__raw_{col}").is_null())
+        return _Check(f"{col}.partition.values", col, "quarantine", outside,
+                      lambda x, c=col, a=values: f"{c} = {_short(x)} has no partition: the table is list-partitioned "
+                      f"on {c} with values {a} and no default partition", f"__raw_{col}")
 
     # ------------------------------------------------------------ entry point
 
