@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pgmill.db.embedded import EmbeddedServer
-from tests.helpers import ProjectDir, connect, drop_database, new_database
+from tests.helpers import SOURCE_ENV, ProjectDir, connect, drop_database, new_database
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +36,23 @@ def project(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Pro
     monkeypatch.setenv("PGMILL_DATABASE_URL", db_url)
     monkeypatch.chdir(tmp_path)
     return ProjectDir(tmp_path, db_url)
+
+
+@pytest.fixture
+def source(pg_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A second database on the session server, its URL in SOURCE_ENV, with an empty shop.orders table."""
+    name = "src_" + uuid.uuid4().hex[:12]
+    with connect(pg_server.url()) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = pg_server.url(name)
+    with connect(url) as c:
+        c.execute("CREATE SCHEMA shop")
+        c.execute("CREATE TABLE shop.orders (id bigint PRIMARY KEY, customer text, total numeric(12,2),"
+                  " updated_at timestamptz)")
+    monkeypatch.setenv(SOURCE_ENV, url)
+    yield url
+    with connect(pg_server.url()) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ ORDERS_CONTRACT: dict[str, Any] = {
     }
 }
 ORDERS_HEADER = "order_id,customer_id,status,total,ordered_at,updated_at"
+SOURCE_ENV = "PGMILL_TEST_SOURCE_URL"  # the URL of the `source` fixture's database (conftest.py)
 
 
 @dataclass

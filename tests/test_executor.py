@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from psycopg import sql
 
 from pgmill.config.spec import ExecutorSpec
 from pgmill.errors import ConfigError, PgmillError
@@ -20,7 +21,8 @@ from pgmill.ingest import stream_load
 from pgmill.ingest.runner import run_pipelines
 from pgmill.observe.ledger import RunRecord
 from pgmill.project import open_project
-from tests.helpers import ORDERS_CONTRACT, ProjectDir, orders_csv, table_checksum
+from tests.helpers import ORDERS_CONTRACT, ProjectDir, execute, orders_csv, table_checksum
+from tests.test_source_postgres import pipeline as pg_pipeline
 
 FILES = 3
 ROWS = 600  # per file
@@ -198,3 +200,21 @@ def test_no_dask_scheduler_is_a_clear_error(project: ProjectDir) -> None:
     ctx.config = ctx.config.model_copy(update={"executor": ExecutorSpec(kind="dask", address="tcp://127.0.0.1:9")})
     with pytest.raises(PgmillError, match=r"no Dask scheduler answered at tcp://127.0.0.1:9"):
         run_pipelines(ctx, ["units"])
+
+
+def test_dask_cluster_loads_the_partitions_of_a_postgres_source(project: ProjectDir, source: str, cluster: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each partition is a unit that finds its partition from its label (no listing on the worker)."""
+    execute(source, "CREATE TABLE shop.events (id bigint, customer text, total numeric(12,2),"
+            " updated_at timestamptz NOT NULL) PARTITION BY RANGE (id)")
+    for p in range(3):
+        execute(source, sql.SQL("CREATE TABLE shop.{} PARTITION OF shop.events FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(f"events_{p}"), sql.Literal(p * 100), sql.Literal((p + 1) * 100)))
+    execute(source, "INSERT INTO shop.events SELECT i, 'c' || i, i, timestamptz '2024-01-01' + i * interval '1 hour'"
+            " FROM generate_series(0, 299) i")
+    pg_pipeline(project, {"table": "shop.events", "partitions": True}, batch_rows=40)
+    _not_in_this_process(monkeypatch)
+    run = _run("orders", ExecutorSpec(kind="dask", address=cluster.scheduler_address))
+    assert (run.counts.rows_read, run.counts.rows_inserted) == (300, 300)
+    assert project.query("SELECT count(DISTINCT id), sum(total) FROM orders") == [(300, sum(range(300)))]
+    assert _run("orders", ExecutorSpec(kind="dask", address=cluster.scheduler_address)).counts.rows_read == 0

@@ -3,8 +3,6 @@ type fidelity, and clear errors that carry no secret."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -12,13 +10,12 @@ import pytest
 from psycopg import sql
 
 from pgmill.config.spec import PostgresSource
-from pgmill.db.embedded import EmbeddedServer
 from pgmill.errors import DatabaseUnavailable, SourceError
 from pgmill.ingest.sources.base import RawBatch, SourceState
 from pgmill.ingest.sources.postgres import _cut, read_postgres, single_select
-from tests.helpers import ProjectDir, connect, execute, query, run_one
+from tests.helpers import SOURCE_ENV, ProjectDir, connect, execute, query, run_one
 
-ENV = "PGMILL_TEST_SOURCE_URL"
+ENV = SOURCE_ENV  # the `source` fixture (conftest.py) puts its URL there
 
 ORDERS_CONTRACT: dict[str, Any] = {
     "columns": {
@@ -28,23 +25,6 @@ ORDERS_CONTRACT: dict[str, Any] = {
         "updated_at": {"type": "timestamptz", "not_null": True},
     }
 }
-
-
-@pytest.fixture
-def source(pg_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A second database on the session server, its URL in ENV, with an empty shop.orders table."""
-    name = "src_" + uuid.uuid4().hex[:12]
-    with connect(pg_server.url()) as c:
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = pg_server.url(name)
-    with connect(url) as c:
-        c.execute("CREATE SCHEMA shop")
-        c.execute("CREATE TABLE shop.orders (id bigint PRIMARY KEY, customer text, total numeric(12,2),"
-                  " updated_at timestamptz)")
-    monkeypatch.setenv(ENV, url)
-    yield url
-    with connect(pg_server.url()) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def pipeline(project: ProjectDir, source: dict[str, Any], contract: dict[str, Any] = ORDERS_CONTRACT,

@@ -1,8 +1,9 @@
 """The executor seam: a `concurrent.futures.Executor` for a pipeline's units, from the project's `executor:`.
 
 - threads (the default): None here; the loader runs its units on threads of its own, sharing progress.
-- processes: a ProcessPoolExecutor whose processes are spawned (never forked from a process that holds
-  threads and connections); parsing and validating escape the GIL.
+- processes: a ProcessPoolExecutor whose processes come from a fork server that imported the loader once
+  (never forked from this process, which holds threads and connections); parsing and validating escape
+  the GIL.
 - dask: `distributed`'s executor on the cluster at `address`, with `pure=False`: Dask's default merges
   identical calls, which would silently run one unit for two submissions.
 
@@ -58,8 +59,7 @@ def open_executor(spec: ExecutorSpec, workers: int) -> Iterator[Executor | None]
         yield None
         return
     if spec.kind == "processes":
-        pool = ProcessPoolExecutor(max_workers=spec.workers or workers,
-                                   mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=spec.workers or workers, mp_context=_fresh_processes())
         try:
             yield pool
         finally:
@@ -68,6 +68,21 @@ def open_executor(spec: ExecutorSpec, workers: int) -> Iterator[Executor | None]
     assert spec.address is not None  # the spec's validator requires it
     with _dask(spec.address) as ex:
         yield ex
+
+
+#: imported once by the fork server, so that each process of the pool starts with them (copy on write)
+PRELOAD = ["pgmill.ingest.units"]
+
+
+def _fresh_processes() -> multiprocessing.context.BaseContext:
+    """Processes forked from a fork server that imported the loader once: never from this process, which
+    holds threads and connections (unsafe to fork), and without each one paying the imports (about a
+    second of CPU each) as spawned ones do. Where there is no fork server (Windows, macOS default), spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
 
 
 @contextlib.contextmanager

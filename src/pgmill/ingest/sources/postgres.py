@@ -394,9 +394,13 @@ def streams(spec: PostgresSource, request: StreamRequest) -> list[Stream]:
     """One stream: the rows after the committed cursor value (all of them without a cursor); with
     `partitions`, one such stream per partition of the table."""
     if spec.partitions:
-        return [Stream(f"{spec.table} partition {'.'.join(p)}",
+        label = f"{spec.table} partition "
+        named = request.only[len(label):].split(".") if request.only and request.only.startswith(label) else []
+        # a unit knows its partition from its label: no round trips to the source to list them again
+        parts = [(named[0], named[1])] if len(named) == 2 else _partitions(spec)
+        return [Stream(label + ".".join(p),
                        functools.partial(read_postgres, spec, request.state, request.cursor, request.batch_rows, p),
                        None)
-                for p in _partitions(spec)]
+                for p in parts]
     return [Stream(spec.table or "query",
                    lambda: read_postgres(spec, request.state, request.cursor, request.batch_rows), None)]
