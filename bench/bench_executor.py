@@ -230,8 +230,11 @@ def render(data: dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, s in cpu["summary"].items():
+        cpu_s = "n/a" if name.startswith("processes") else f"{s['client_cpu_s']:.1f}"
         lines.append(f"| {name} | {s['seconds']:.2f} | {s['rows_per_s']:,} | {s['ratio_to_threads_w1']:.2f}x | "
-                     f"{s['client_cpu_s']:.1f} | {s['peak_rss_mb']:.0f} MB |")
+                     f"{cpu_s} | {s['peak_rss_mb']:.0f} MB |")
+    lines += ["", "pgmill CPU s: of `pgmill run` and the children it waited for; the pool's processes are forked by "
+              "a fork server, whose children's CPU the operating system does not hand back to it (n/a)."]
     w1 = cpu["summary"]["threads_w1"]
     per_core = cpu["input"]["rows_read"] / w1["client_cpu_s"]
     lines += [
