@@ -128,6 +128,14 @@ def run(conn: Conn, pipeline: str, status: str, finished: datetime, read: int = 
     return int(row[0])
 
 
+def slow_load(conn: Conn, at: datetime, seconds: float) -> None:
+    """A followed run's load step that measured `seconds` from the file's arrival to queryable."""
+    run_id = run(conn, "orders", "running", at)
+    conn.execute("INSERT INTO pgmill.run_steps (run_id, name, status, started_at, finished_at, rows, detail)"
+                 " VALUES (%s, 'load inbox/a.csv', 'succeeded', clock_timestamp(), clock_timestamp(), 10, %s)",
+                 (run_id, Jsonb({"arrival_to_queryable_s": seconds})))
+
+
 def slot(conn: Conn, job: str, at: datetime, state: str, finished: datetime | None = None,
          error: str | None = None, run_id: int | None = None) -> None:
     conn.execute("INSERT INTO pgmill.expected_runs (job, scheduled_for, state, finished_at, error, run_id)"
@@ -224,6 +232,11 @@ CASES = {
                          slot(c, "pipeline:orders", t - timedelta(minutes=20), "timed_out",
                               t - timedelta(minutes=5), "cancelled after its timeout (1h)")) and None,
         _success_fix),
+    "latency": Case(
+        {"kind": "latency", "above": "5s"}, "orders",
+        lambda c, t, s: slow_load(c, t, 30.0),
+        lambda c, t, s: c.execute("UPDATE pgmill.run_steps SET finished_at = finished_at - interval '1 hour'"
+                                  " WHERE detail ? 'arrival_to_queryable_s'") and None),
     "cost_over_budget": Case(
         {"kind": "cost_over_budget"}, "budget", _set_cost((52.0, 90.0)), _set_cost((12.0, 30.0))),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +20,8 @@ from pgmill.cli.shell import (
     read,
     settle_for_bulk_work,
 )
-from pgmill.project import open_project
+from pgmill.observe.latency import arrival_latency
+from pgmill.project import ProjectContext, open_project
 
 
 @guarded
@@ -35,8 +37,15 @@ def run(
     executor: Annotated[str | None, typer.Option(
         "--executor", help="where files and ranges load: threads, processes[:N] or dask://HOST:PORT "
         "(default: the project's executor:)")] = None,
+    follow: Annotated[bool, typer.Option(
+        "--follow", help="keep loading what is new, pass after pass, until Ctrl-C or SIGTERM (loads only)")] = False,
+    interval: Annotated[float, typer.Option("--interval", min=0.05, help="--follow: seconds between passes when "
+                                            "no file changes (the poll of HTTP and PostgreSQL sources)")] = 1.0,
+    settle: Annotated[float, typer.Option("--settle", min=0.0, help="--follow: seconds a file must stay "
+                                          "unmodified before it is read")] = 1.0,
 ) -> None:
-    """Load the pipelines (every row validated, committed in checkpoints, accounted for), then build the models."""
+    """Load the pipelines (every row validated, committed in checkpoints, accounted for), then build the models.
+    With --follow, keep loading as micro-batches until stopped (docs/follow.md)."""
     from pgmill.execute.executors import parse_executor
     from pgmill.orchestrate import run_project
 
@@ -44,6 +53,9 @@ def run(
     if executor is not None:
         ctx.config = ctx.config.model_copy(update={"executor": parse_executor(executor)})
     settle_for_bulk_work()
+    if follow:
+        _follow(ctx, pipelines, as_json, wait, interval, settle)
+        return
     progress = _ProgressPrinter(as_json)
     try:
         result = run_project(ctx, pipelines, progress=progress.update, wait=wait, transform=transform, check=check)
@@ -81,6 +93,34 @@ def run(
         raise typer.Exit(1)  # the run finished, with failures (each named above)
 
 
+def _follow(ctx: ProjectContext, pipelines: list[str] | None, as_json: bool, wait: bool, interval: float, settle: float) -> None:
+    import signal
+
+    from pgmill.ingest.follow import Follow
+    from pgmill.ingest.runner import run_pipelines
+
+    f = Follow(interval, settle)
+    signal.signal(signal.SIGTERM, lambda *_: f.stop.set())
+    names = pipelines or list(ctx.config.pipelines)
+    err.print(f"following {', '.join(names)} (a pass every {interval:g} s or on a file's change); "
+              "Ctrl-C stops after the checkpoint in flight")
+    progress = _ProgressPrinter(as_json)
+    try:
+        loads = run_pipelines(ctx, pipelines, progress=progress.update, wait=wait, follow=f)
+    finally:
+        progress.close()
+    if as_json:
+        ok = all(r.status == "succeeded" for r in loads)
+        out.print_json(json.dumps({"ok": ok, "loads": [r.as_dict() for r in loads]}, default=str))
+    else:
+        print_runs(loads)
+    for r in loads:
+        if r.status != "succeeded":
+            print_error(f"pipeline {r.pipeline} failed: {r.error}")
+    if any(r.status != "succeeded" for r in loads):
+        raise typer.Exit(1)
+
+
 @guarded
 def status(
     project: ProjectOpt = None,
@@ -113,6 +153,10 @@ def status(
         out.print("no runs yet: `pgmill run` loads the project's pipelines")
     else:
         print_runs(records)
+    for lat in read(project, lambda conn: arrival_latency(conn, timedelta(days=1))):
+        if pipeline is None or lat.pipeline == pipeline:
+            out.print(f"{lat.pipeline}: arrival to queryable p50 {lat.p50_s:g} s, p95 {lat.p95_s:g} s, max "
+                      f"{lat.max_s:g} s over {lat.loads} loads in the last 24 h", markup=False)
     for t in _tables_storage(project):
         if t.partitioned:
             out.print(_storage_line(t), markup=False)

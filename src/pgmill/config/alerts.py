@@ -111,6 +111,15 @@ class SuccessRate(_Rule):
 
 
 
+class ArrivalLatency(_Rule):
+    """A pipeline's data took longer than `above` from arrival to queryable at p95 over `window` (the loads
+    that measure it: files, in `pgmill run --follow` and in ordinary runs)."""
+
+    kind: Literal["latency"]
+    above: Duration = Field("5s", description="p95 from arrival to queryable")
+    window: Duration = Field("15m")
+
+
 class CostOverBudget(_Rule):
     """Month-to-date cost (or the month projected, with `projected: true`) is above `cost.budget.month`."""
 
@@ -120,7 +129,7 @@ class CostOverBudget(_Rule):
 
 AlertRule = Annotated[
     RunFailed | ConsecutiveFailures | LateRun | MissedRun | Freshness | QualityFailed | QuarantineRate | QueryP95
-    | SuccessRate | CostOverBudget,
+    | SuccessRate | ArrivalLatency | CostOverBudget,
     Field(discriminator="kind"),
 ]
 

@@ -587,6 +587,15 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        14,
+        "arrival-to-queryable latency: load steps that measured it, by when they finished",
+        """
+        -- a followed pipeline is one long run: its recent load steps are found by their own time, not the run's
+        CREATE INDEX IF NOT EXISTS run_steps_arrival ON pgmill.run_steps (finished_at)
+            WHERE detail ? 'arrival_to_queryable_s';
+        """,
+    ),
 )
 
 _LOCK_KEY = 0x70676D696C6C  # "pgmill"

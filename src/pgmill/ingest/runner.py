@@ -20,10 +20,11 @@ import psycopg
 
 from pgmill.db import ddl, roles
 from pgmill.db.catalog import split_table
-from pgmill.errors import AccountingError, ContractError, PgmillError
+from pgmill.errors import AccountingError, ConfigError, ContractError, PgmillError
 from pgmill.execute.executors import open_executor
 from pgmill.ingest import state, units
 from pgmill.ingest.allocator import return_freed_memory
+from pgmill.ingest.follow import Follow, watched_folders
 from pgmill.ingest.lock import PipelineLock
 from pgmill.ingest.pipeline import PipelinePlan
 from pgmill.ingest.sources import SourceState, Stream
@@ -48,28 +49,41 @@ def run_pipelines(
     *,
     progress: ProgressFn | None = None,
     wait: bool = False,
+    follow: Follow | None = None,
 ) -> list[RunRecord]:
     """Run the named pipelines (all by default), `ctx.config.workers` at a time; failures do not stop
-    the others. Their streams load on the project's executor (`executor:`). Returns one record per
-    pipeline, in the order asked."""
+    the others. Their streams load on the project's executor (`executor:`). With `follow`, each pipeline
+    keeps loading what is new until `follow.stop` is set (follow.py; a Ctrl-C sets it). Returns one record
+    per pipeline, in the order asked."""
     names = list(names or ctx.config.pipelines)
     for n in names:
         if n not in ctx.config.pipelines:
             PipelinePlan(ctx, n)  # raises the ConfigError listing the known pipelines
+        if follow is not None and ctx.config.pipelines[n].mode == "replace":
+            raise ConfigError(f"pipeline {n} has mode replace: each pass would rebuild the table; follow "
+                              "append or merge pipelines")
     ctx.target.ensure_running()
     return_freed_memory()  # freed batch buffers go back to the system: peak memory flat (allocator.py)
     with open_executor(ctx.config.executor, ctx.config.workers) as on:
-        if len(names) <= 1:
+        if len(names) <= 1 and follow is None:
             return [run_pipeline(ctx, n, progress=progress, wait=wait, units_on=on) for n in names]
-        with ThreadPoolExecutor(max_workers=ctx.config.workers, thread_name_prefix="pgmill") as pool:
-            futures = [pool.submit(_run_catching, ctx, n, progress, wait, on) for n in names]
-            return [f.result() for f in futures]
+        # followed pipelines all run at once, each until stopped; this thread waits, and a Ctrl-C stops them
+        threads = len(names) if follow is not None else ctx.config.workers
+        with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="pgmill") as pool:
+            futures = [pool.submit(_run_catching, ctx, n, progress, wait, on, follow) for n in names]
+            try:
+                return [f.result() for f in futures]
+            except KeyboardInterrupt:
+                if follow is None:
+                    raise
+                follow.stop.set()  # each pass in flight finishes its checkpoint; each run closes as succeeded
+                return [f.result() for f in futures]
 
 
 def _run_catching(ctx: ProjectContext, name: str, progress: ProgressFn | None, wait: bool,
-                  units_on: Executor | None) -> RunRecord:
+                  units_on: Executor | None, follow: Follow | None = None) -> RunRecord:
     try:
-        return run_pipeline(ctx, name, progress=progress, wait=wait, units_on=units_on)
+        return run_pipeline(ctx, name, progress=progress, wait=wait, units_on=units_on, follow=follow)
     except Exception as exc:  # one pipeline's failure must not hide the others' results
         exc = as_pgmill(exc)
         run_id = getattr(exc, "run_id", None)
@@ -88,10 +102,11 @@ def _read_run(ctx: ProjectContext, run_id: int) -> RunRecord:
 
 def run_pipeline(
     ctx: ProjectContext, name: str, *, progress: ProgressFn | None = None, wait: bool = False,
-    workers: int | None = None, units_on: Executor | None = None,
+    workers: int | None = None, units_on: Executor | None = None, follow: Follow | None = None,
 ) -> RunRecord:
-    """Run one pipeline to the end of its source; raise a PgmillError (with `.run_id`) if it fails.
-    `units_on`: the executor its streams load on as units (None: `workers` threads of this process)."""
+    """Run one pipeline to the end of its source (with `follow`: until `follow.stop`); raise a PgmillError
+    (with `.run_id`) if it fails. `units_on`: the executor its streams load on as units (None: `workers`
+    threads of this process)."""
     pipe = PipelinePlan(ctx, name)
     policy = RetryPolicy.of(ctx.config.retry)
     holder = PipelineLock(ctx, name, wait)
@@ -103,7 +118,7 @@ def run_pipeline(
         except Exception as exc:  # setup failed before a run existed: a clean error, no run row
             raise as_pgmill(exc) from exc
         try:
-            _attempts(ctx, pipe, run_id, holder, policy, progress, workers or ctx.config.workers, units_on)
+            _attempts(ctx, pipe, run_id, holder, policy, progress, workers or ctx.config.workers, units_on, follow)
             record = policy.call(lambda: ledger.read_run(holder.conn(), run_id), on_retry=holder.count_retry)
             if not record.counts.balanced():
                 c = record.counts
@@ -177,19 +192,29 @@ def _record_failure(holder: PipelineLock, policy: RetryPolicy, run_id: int, mess
 
 
 def _attempts(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, holder: PipelineLock, policy: RetryPolicy,
-              progress: ProgressFn | None, workers: int, units_on: Executor | None) -> None:
-    """Load until the source is done, resuming from the last checkpoint after each transient failure."""
+              progress: ProgressFn | None, workers: int, units_on: Executor | None, follow: Follow | None) -> None:
+    """Load until the source is done (followed: pass after pass until stopped), resuming from the last
+    checkpoint after each transient failure."""
     prog = Progress(pipe.name, 0, 0, None, 0, time.monotonic())
+    folders = watched_folders(ctx.dir, pipe.spec) if follow is not None else []
 
     def count(*_: object) -> None:
         policy.call(lambda: ledger.add_retry(holder.conn(), run_id), on_retry=holder.count_retry)
 
-    policy.call(lambda: _load(ctx, pipe, run_id, progress, prog, workers, units_on), on_retry=count,
-                progress=lambda: prog.rows)
+    def passes() -> None:
+        while True:
+            _load(ctx, pipe, run_id, progress, prog, workers, units_on, follow)
+            if follow is None or follow.stop.is_set():
+                return
+            follow.wait(folders)
+            if follow.stop.is_set():
+                return
+
+    policy.call(passes, on_retry=count, progress=lambda: prog.rows)
 
 
 def _load(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, progress: ProgressFn | None, prog: Progress,
-          workers: int, units_on: Executor | None) -> None:
+          workers: int, units_on: Executor | None, follow: Follow | None = None) -> None:
     # a replace loads its streams one after another in one transaction: nothing to gain from ranges
     parts = 0 if pipe.spec.mode == "replace" else workers
     on = units_on if pipe.spec.mode != "replace" else None
@@ -197,16 +222,17 @@ def _load(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, progress: Progre
         st = state.load_state(conn, pipe.name)
         if pipe.spec.mode == "replace":
             st = SourceState({}, None, {})  # a replace rebuilds the table from the whole source, every run
-        streams = open_pipeline_streams(ctx, pipe, st, parts, listing=on is not None)
+        streams = open_pipeline_streams(ctx, pipe, st, parts, listing=on is not None,
+                                        settled_before=follow.settled_before() if follow else None)
         sizes = [s.size_bytes for s in streams]
-        if all(s is not None for s in sizes) and prog.total_bytes is None:
+        if follow is None and all(s is not None for s in sizes) and prog.total_bytes is None:  # followed: no end
             prog.total_bytes = prog.bytes + sum(s or 0 for s in sizes)
         if pipe.spec.mode == "replace":
             load_replace(conn, pipe, run_id, streams, progress, prog)
             return
         if on is None and (workers <= 1 or len(streams) <= 1):
             for s in streams:
-                load_stream(conn, pipe, run_id, s, progress, prog)
+                load_stream(conn, pipe, run_id, s, progress, prog, record_empty=follow is None)
             return
     lock = threading.Lock()
     if on is not None:
@@ -217,7 +243,7 @@ def _load(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, progress: Progre
 
     def one(s: Stream) -> None:
         with ctx.target.connect() as c:
-            load_stream(c, pipe, run_id, s, progress, prog, lock)
+            load_stream(c, pipe, run_id, s, progress, prog, lock, record_empty=follow is None)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"pgmill-{pipe.name}") as pool:
         for f in [pool.submit(one, s) for s in streams]:

@@ -86,16 +86,20 @@ class _Prepared:
 
 
 def open_pipeline_streams(ctx: ProjectContext, pipe: PipelinePlan, st: SourceState, parts: int, *,
-                          only: str | None = None, listing: bool = False) -> list[Stream]:
+                          only: str | None = None, listing: bool = False,
+                          settled_before: float | None = None) -> list[Stream]:
     """The pipeline's streams still to load after state `st` (see sources.open_streams)."""
     return open_streams(ctx.dir, pipe.spec, pipe.source_columns, st,
                         dict(zip(pipe.columns, pipe.source_columns, strict=True)), pipe.needed, parts,
-                        only=only, listing=listing)
+                        only=only, listing=listing, settled_before=settled_before)
 
 
 def load_stream(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, stream: Stream,
-                progress: ProgressFn | None, prog: Progress, lock: threading.Lock | None = None) -> Counts:
-    """Load `stream` to its end in checkpoints; its counts (also added to the run, checkpoint by checkpoint)."""
+                progress: ProgressFn | None, prog: Progress, lock: threading.Lock | None = None,
+                record_empty: bool = True) -> Counts:
+    """Load `stream` to its end in checkpoints; its counts (also added to the run, checkpoint by checkpoint).
+    Its `load` step records them, and how long its data took from arrival to queryable when the stream knows
+    when it arrived (a file); `record_empty`: also when it had nothing to read (a followed source polled)."""
     writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, pipe.spec.mode, pipe.spec.cursor,
                          pipe.partition)
     started = datetime.now(UTC)
@@ -135,8 +139,10 @@ def load_stream(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, 
             ledger.step(conn, run_id, f"load {stream.label}", "failed", started, total.rows_read,
                         {"error": describe(exc), **total.__dict__, "phases": phases.as_detail()})
         raise
-    ledger.step(conn, run_id, f"load {stream.label}", "succeeded", started, total.rows_read,
-                {**total.__dict__, "phases": phases.as_detail()})
+    if total.rows_read or record_empty:
+        latency = {} if stream.arrived is None else {"arrival_to_queryable_s": round(time.time() - stream.arrived, 3)}
+        ledger.step(conn, run_id, f"load {stream.label}", "succeeded", started, total.rows_read,
+                    {**total.__dict__, "phases": phases.as_detail(), **latency})
     return total
 
 

@@ -14,6 +14,7 @@ returns one `Condition` per subject for which the rule holds. Subjects are bound
 | quarantine_rate      | pipeline                         | its latest run quarantined > `above` % of rows read  |
 | query_p95            | declared query                   | p95 above target, or regressed against its baseline  |
 | success_rate         | pipeline or job                  | successful runs over `window` < `below` %            |
+| latency              | pipeline                         | p95 arrival to queryable over `window` > `above`     |
 | cost_over_budget     | `budget`                         | month-to-date (or projected) cost > cost.budget.month|
 
 A run's outcome comes from pgmill.runs, joined to the expected run that started it; an expected run that
@@ -31,6 +32,7 @@ import psycopg
 from psycopg import sql
 
 from pgmill.config.alerts import (
+    ArrivalLatency,
     ConsecutiveFailures,
     CostOverBudget,
     Freshness,
@@ -43,6 +45,7 @@ from pgmill.config.alerts import (
     SuccessRate,
 )
 from pgmill.config.duration import parse_duration
+from pgmill.observe.latency import arrival_latency
 from pgmill.project import ProjectContext
 from pgmill.redact import redact
 
@@ -198,6 +201,15 @@ def success_rate(rule: SuccessRate, scope: Scope) -> list[Condition]:
             out.append(Condition(s, f"{s}: {rate:.2f}% of runs succeeded over the last {rule.window} "
                                     f"({ok} of {total}; objective {rule.below}%)", round(rate, 3)))
     return out
+
+
+def latency(rule: ArrivalLatency, scope: Scope) -> list[Condition]:
+    limit = parse_duration(rule.above)
+    return [Condition(lat.pipeline, f"{lat.pipeline}: data took {lat.p95_s:g} s from arrival to queryable at p95 "
+                                    f"over the last {rule.window} ({lat.loads} loads, max {lat.max_s:g} s; limit "
+                                    f"{rule.above})", lat.p95_s)
+            for lat in arrival_latency(scope.conn, timedelta(seconds=parse_duration(rule.window)))
+            if lat.p95_s > limit and wanted(rule.pipelines, lat.pipeline)]
 
 
 def quarantine_rate(rule: QuarantineRate, scope: Scope) -> list[Condition]:
@@ -372,5 +384,6 @@ CONDITIONS: dict[str, ConditionFn] = {
     "quarantine_rate": quarantine_rate,
     "query_p95": query_p95,
     "success_rate": success_rate,
+    "latency": latency,
     "cost_over_budget": cost_over_budget,
 }

@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from psycopg import sql
 
 from pgmill.db.storage import table_storage
+from pgmill.observe.latency import arrival_latency
 
 Conn = psycopg.Connection[Any]
 Connect = Callable[[], AbstractContextManager[Conn]]
@@ -346,6 +347,26 @@ def storage_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
     return [nbytes, rows, parts, part_bytes, files, archived]
 
 
+#: the window of the arrival-to-queryable quantiles
+LATENCY_WINDOW = timedelta(hours=1)
+
+
+def latency_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
+    """Arrival to queryable per pipeline over the last hour: p50, p95 and max of the loads that measured it."""
+    if "runs" not in cat.tables:
+        return []
+    secs = GaugeMetricFamily("pgmill_arrival_to_queryable_seconds", "From data's arrival at the source (a file's "
+                             "modification time) to the commit that made it queryable, over the last hour",
+                             labels=["pipeline", "quantile"])
+    loads = GaugeMetricFamily("pgmill_arrival_to_queryable_loads", "Loads that measured it in the last hour",
+                              labels=["pipeline"])
+    for lat in arrival_latency(conn, LATENCY_WINDOW):
+        for q, v in (("0.5", lat.p50_s), ("0.95", lat.p95_s), ("1", lat.max_s)):
+            secs.add_metric([lat.pipeline, q], v)
+        loads.add_metric([lat.pipeline], lat.loads)
+    return [secs, loads]
+
+
 def _le(bound: float) -> str:
     """A bucket bound as prometheus-client writes it: 1.0, 2.5, 300.0."""
     return repr(float(bound))
@@ -353,7 +374,7 @@ def _le(bound: float) -> str:
 
 Reader = Callable[[Conn, LedgerTables], list[Metric]]
 READERS: tuple[Reader, ...] = (runs_metrics, expected_metrics, quality_metrics, tuning_metrics, index_metrics,
-                               service_metrics, alert_metrics, cost_metrics, storage_metrics)
+                               service_metrics, alert_metrics, cost_metrics, storage_metrics, latency_metrics)
 
 
 def read_metrics(conn: Conn, project_tables: Sequence[str] = ()) -> list[Metric]:

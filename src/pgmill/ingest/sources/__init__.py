@@ -86,16 +86,17 @@ SOURCES = _registry(
 def open_streams(
     project_dir: Path, pipe: Pipeline, columns: list[str], state: SourceState,
     columns_by_name: dict[str, str] | None = None, needed: list[str] | None = None, parts: int = 1,
-    *, only: str | None = None, listing: bool = False,
+    *, only: str | None = None, listing: bool = False, settled_before: float | None = None,
 ) -> list[Stream]:
     """Streams for what is left to load from `pipe.source`, resuming after the committed state.
     `columns` are the source's names for the contract columns; `columns_by_name` maps contract names to them;
     `needed` (source names) are the columns the loader checks: a CSV source may parse only those (see
-    sources.csv.CsvReader); `parts`: the ranges a large file may be cut into, where its source says `split` (0: none); `only`, `listing`: see StreamRequest."""
+    sources.csv.CsvReader); `parts`: the ranges a large file may be cut into, where its source says `split` (0: none); `only`, `listing`, `settled_before`: see StreamRequest."""
     cursor = pipe.cursor
     if cursor is not None:
         cursor = (columns_by_name or {}).get(cursor, cursor)
-    request = StreamRequest(project_dir, state, pipe.batch_rows, columns, needed, cursor, parts, only, listing)
+    request = StreamRequest(project_dir, state, pipe.batch_rows, columns, needed, cursor, parts, only, listing,
+                            settled_before)
     return SOURCES[pipe.source.kind].opener()(pipe.source, request)
 
 

@@ -180,6 +180,7 @@ class Stream:
     label: str
     open: Callable[[], Iterator[RawBatch]]
     size_bytes: int | None  # bytes still to read, when known
+    arrived: float | None = None  # when its data arrived (a file's modification time, epoch seconds)
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,8 @@ class StreamRequest:
     only: str | None = None
     # the streams are only listed (to hand them out as units), never opened: new files are not hashed
     listing: bool = False
+    # files modified after this time (epoch seconds) are left for a later pass: they may still be written
+    settled_before: float | None = None
 
 
 SpecT = TypeVar("SpecT", contravariant=True)

@@ -134,7 +134,7 @@ def expand(project_dir: Path, pattern: str) -> list[tuple[Path, str]]:
 def pending_files(
     project_dir: Path, pattern: str, done: dict[tuple[str, str], tuple[int, bool, int, int]],
     ranges: dict[tuple[str, str], list[RangeState]] | None = None, split: Splitter | None = None,
-    only: str | None = None, listing: bool = False, range_word: str = "bytes",
+    only: str | None = None, listing: bool = False, range_word: str = "bytes", settled_before: float | None = None,
 ) -> list[FileTask]:
     """Files (or ranges of split files) not yet completely loaded, with resume points; `done` maps
     (display, sha256) to (records_done, complete, byte_offset, line), `ranges` to a split file's ranges.
@@ -144,7 +144,8 @@ def pending_files(
     A file with no committed progress is cut into ranges by `split`; a file with committed ranges resumes
     those same ranges, whatever `split` says now, and one with committed unsplit progress resumes unsplit.
     `only`: keep the task with this label alone (a unit loading one file or range elsewhere); `listing`: the
-    tasks are handed out, not read, so new files are not hashed here.
+    tasks are handed out, not read, so new files are not hashed here; `settled_before`: a file modified later
+    than this (epoch seconds) is left out, as one that may still be being written.
     """
     ranges = ranges or {}
     seen = {display for display, _ in done} | {display for display, _ in ranges}
@@ -153,7 +154,10 @@ def pending_files(
     for path, display in expand(project_dir, pattern):
         if only is not None and only != display and not only.startswith(f"{display} {range_word} "):
             continue  # another unit's file: not even hashed here
-        size = path.stat().st_size
+        st = path.stat()
+        if settled_before is not None and st.st_mtime > settled_before:
+            continue  # still changing: a later pass loads it whole
+        size = st.st_size
         if display not in seen:
             later.append(Digest(path))
             tasks += _planned(FileTask(path, display, size, later[-1], range_word=range_word), split)
@@ -195,6 +199,7 @@ def file_streams(request: StreamRequest, pattern: str, read: Callable[[FileTask]
     ranges load in parallel), each resuming where the committed state left it; `read` gives one file's (or
     range's) batches."""
     tasks = pending_files(request.project_dir, pattern, request.state.files, request.state.ranges, split,
-                          request.only, request.listing, range_word)
+                          request.only, request.listing, range_word, request.settled_before)
     return [Stream(t.label, functools.partial(read, t),
-                   t.end - t.resume_offset if t.range is None or range_word == "bytes" else None) for t in tasks]
+                   t.end - t.resume_offset if t.range is None or range_word == "bytes" else None,
+                   t.path.stat().st_mtime) for t in tasks]
