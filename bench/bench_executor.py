@@ -183,10 +183,13 @@ def bench_latency(pages: int, rows_each: int, reps: int) -> dict[str, Any]:
     clusters: dict[int, Any] = {}
     try:
         env = {**pgmill_env(), "PGMILL_DATABASE_URL": proj.url, SRC_ENV: os.environ[SRC_ENV]}
+        saved = dict(os.environ)  # a nanny sets its workers' variables (MALLOC_TRIM_THRESHOLD_, ...) here too
         for n in DASK_WORKERS:
             clusters[n] = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                        silence_logs=40, env=env)
             _warm(clusters[n])
+        os.environ.clear()
+        os.environ.update(saved)  # `pgmill run` must not inherit them
         http = {f"api{i:02d}": {"source": api.source(), "table": f"bench.items_{i:02d}",
                                 "contract": "contracts/items.yaml", "mode": "append"} for i in range(PIPELINES)}
         out = {"http": {"input": {"pipelines": PIPELINES, "pages_each": pages, "records_each": records,

@@ -105,9 +105,14 @@ def cluster(project: ProjectDir) -> Iterator[Any]:
     """Two Dask worker processes (started after the project's environment is set: they inherit it)."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=40) as c:
-        yield c
+    saved = dict(os.environ)  # a nanny sets its workers' variables (MALLOC_TRIM_THRESHOLD_, ...) in this process
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                          silence_logs=40) as c:
+            yield c
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def test_dask_cluster_loads_the_same_table_as_threads(project: ProjectDir, cluster: Any,

@@ -151,3 +151,43 @@ def test_cli_follow_stops_cleanly_on_sigterm(project: ProjectDir) -> None:
     doc = json.loads(out)
     [load] = doc["loads"]
     assert doc["ok"] and load["status"] == "succeeded" and load["rows_inserted"] == 70
+
+
+def test_serve_keeps_a_followed_pipeline_running_and_stops_it_cleanly(project: ProjectDir) -> None:
+    from pgmill.schedule import follow as follow_module
+    from pgmill.schedule.service import Service
+
+    project.orders_pipeline(mode="append", path="inbox/*.csv", follow=True)
+    (project.path / "inbox").mkdir()
+    service = Service(open_project(), tick_seconds=0.2)
+    try:
+        service.tick()
+        [f] = service.followers.followers
+        assert f.handle is not None and f.starts == 1
+        tmp = project.path / "a.tmp"
+        tmp.write_text(orders_csv(_rows(1, 40)))
+        os.replace(tmp, project.path / "inbox" / "a.csv")
+        _until(lambda: _count(project) == 40)
+        # the follower dies: the next ticks start another, which resumes (nothing loaded twice)
+        handle: Any = f.handle
+        handle.proc.kill()
+        follow_module.PAUSE_S = 0.1
+        _until(lambda: (service.tick() and False) or f.starts == 2)
+        project.write("inbox/b.csv", orders_csv(_rows(41, 10)))
+        os.utime(project.path / "inbox" / "b.csv", (time.time() - 10, time.time() - 10))
+        _until(lambda: _count(project) == 50)
+    finally:
+        follow_module.PAUSE_S = 1.0
+        service.shutdown(grace_s=30)
+    runs = project.query("SELECT status, rows_inserted FROM pgmill.runs ORDER BY run_id")
+    # the killed follower's run is abandoned when the next one starts; its committed rows stand
+    assert runs == [("abandoned", 40), ("succeeded", 10)]
+    assert project.scalar("SELECT count(*) FROM orders") == project.scalar("SELECT count(DISTINCT order_id) FROM orders")
+
+
+def test_follow_and_a_schedule_are_exclusive(project: ProjectDir) -> None:
+    from pgmill.errors import ConfigError as Err
+
+    project.orders_pipeline(follow=True, every="5m")
+    with pytest.raises(Err, match="follow: true loads continuously: drop `schedule`/`every`"):
+        open_project()

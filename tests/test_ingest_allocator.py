@@ -32,7 +32,9 @@ print(libc.mallinfo2().fordblks)
 
 
 def _free_after_batches(mode: str) -> int:
-    env = {k: v for k, v in os.environ.items() if k != ENV}
+    # glibc's defaults: none of its malloc settings from the environment (Dask's nanny, for one, sets
+    # MALLOC_TRIM_THRESHOLD_ in the process that starts a LocalCluster)
+    env = {k: v for k, v in os.environ.items() if k != ENV and not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env=env, check=True)
     return int(out.stdout)
 

@@ -100,7 +100,10 @@ def _follow(ctx: ProjectContext, pipelines: list[str] | None, as_json: bool, wai
     from pgmill.ingest.runner import run_pipelines
 
     f = Follow(interval, settle)
-    signal.signal(signal.SIGTERM, lambda *_: f.stop.set())
+    # both stop the passes: the checkpoint in flight commits and each run closes as succeeded (SIGINT is
+    # handled here, not left to KeyboardInterrupt: a process started in the background may have it ignored)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: f.stop.set())
     names = pipelines or list(ctx.config.pipelines)
     err.print(f"following {', '.join(names)} (a pass every {interval:g} s or on a file's change); "
               "Ctrl-C stops after the checkpoint in flight")

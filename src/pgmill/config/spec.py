@@ -360,6 +360,8 @@ class Pipeline(Scheduled):
     mode: Literal["append", "replace", "merge"] = "append"
     cursor: str | None = Field(None, description="column for incremental loads and newest-wins merges")
     batch_rows: int = Field(50_000, ge=1, description="rows per batch (and per checkpoint); memory grows with it")
+    follow: bool = Field(False, description="under `pgmill serve`: kept loading continuously (`pgmill run NAME "
+                         "--follow`), restarted if it stops; instead of a schedule")
 
     @field_validator("table")
     @classmethod
@@ -368,6 +370,15 @@ class Pipeline(Scheduled):
         if len(parts) > 2 or not all(is_identifier(p) for p in parts):
             raise ValueError(f"table {v!r} must be 'name' or 'schema.name' with plain identifiers")
         return v
+
+    @model_validator(mode="after")
+    def _follow(self) -> Pipeline:
+        if self.follow and self.scheduled:
+            raise ValueError("follow: true loads continuously: drop `schedule`/`every` (the two would take turns "
+                             "on the pipeline's lock)")
+        if self.follow and self.mode == "replace":
+            raise ValueError("follow: true with mode replace: each pass would rebuild the table")
+        return self
 
 
 class Database(StrictModel):

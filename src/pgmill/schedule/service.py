@@ -35,6 +35,7 @@ from pgmill.errors import DatabaseUnavailable
 from pgmill.project import ProjectContext
 from pgmill.retry import describe, is_transient
 from pgmill.schedule import slots
+from pgmill.schedule.follow import Followers
 from pgmill.schedule.jobs import Job, scheduled_jobs
 from pgmill.schedule.runner import KILL_AFTER_S, Handle, Outcome, ProcessRunner, Runner
 
@@ -76,6 +77,7 @@ class Service:
         self.jobs = scheduled_jobs(ctx.config)
         self.timetables = {jid: job.timetable for jid, job in self.jobs.items()}
         self.runner = runner or ProcessRunner(ctx.dir)
+        self.followers = Followers(self.runner, [n for n, p in ctx.config.pipelines.items() if p.follow])
         self.clock = clock
         self.tick_seconds = tick_seconds
         # long enough for a few missed renewals (a slow tick, a short database hiccup); a lapsed lease means
@@ -99,6 +101,8 @@ class Service:
     def tick(self) -> TickReport:
         now = self.clock()
         report = TickReport(now)
+        if not self.stopping:
+            self.followers.keep()
         self._reap(now, report)
         try:
             conn = self._connection()
@@ -204,7 +208,9 @@ class Service:
         self.shutdown()
 
     def run_due(self, *, poll_s: float = 0.2) -> TickReport:
-        """`pgmill serve --once`: claim and run what is due now, wait for those runs, record them, return."""
+        """`pgmill serve --once`: claim and run what is due now, wait for those runs, record them, return.
+        Followed pipelines are not started: they never end."""
+        self.followers = Followers(self.runner, [])
         report = self.tick()
         if report.skipped:
             raise DatabaseUnavailable(f"the database did not answer: {report.error}")
@@ -222,6 +228,7 @@ class Service:
         self.stopping = True
         for r in self.running.values():
             r.handle.interrupt()
+        self.followers.stop(grace_s)
         deadline = time.monotonic() + grace_s
         while any(r.handle.poll() is None for r in self.running.values()) and time.monotonic() < deadline:
             time.sleep(0.1)
