@@ -1,4 +1,5 @@
-"""Fixtures for the tuning tests: a PostgreSQL 15 cluster with HypoPG, and databases seeded with query shapes.
+"""Fixtures for the tuning and CDC tests: a PostgreSQL 15 cluster with HypoPG, databases seeded with query
+shapes, and a PostgreSQL 15 cluster with `wal_level = logical`.
 
 The cluster comes from the Debian packages `postgresql-15` and `postgresql-15-hypopg` (which `.ci/run`
 installs). Without them a test that needs HypoPG is skipped locally and FAILS in CI (CI=true), so CI can
@@ -7,6 +8,7 @@ never pass by silently not testing the HypoPG path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -28,11 +30,18 @@ SEED = Path(__file__).parent / "golden" / "tune" / "seed.sql"
 RUN_AS = ("embedded_postgres", "postgres")
 
 
-def _unavailable(why: str) -> None:
+LOGICAL_CONF = "wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n"
+
+
+class ClusterFailed(RuntimeError):
+    """The PostgreSQL 15 cluster could not be started (binaries missing, or the server refused to start)."""
+
+
+def _unavailable(why: str, needs: str = "PostgreSQL 15 with HypoPG",
+                 packages: str = "postgresql-15 postgresql-15-hypopg") -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"PostgreSQL 15 with HypoPG is required in CI: {why} "
-                    "(apt-get install -y postgresql-15 postgresql-15-hypopg)")
-    pytest.skip(f"PostgreSQL 15 with HypoPG not available: {why}")
+        pytest.fail(f"{needs} is required in CI: {why} (apt-get install -y {packages})")
+    pytest.skip(f"{needs} not available: {why}")
 
 
 def _user() -> dict[str, Any]:
@@ -59,15 +68,15 @@ def _own(path: Path, user: dict[str, Any]) -> None:
             p.chmod(mode | 0o011)
 
 
-@pytest.fixture(scope="session")
-def pg15(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL (maintenance database) of a PostgreSQL 15 cluster on a Unix socket, HypoPG available."""
+@contextlib.contextmanager
+def cluster(base: Path, extra_conf: str = "") -> Iterator[str]:
+    """Start a throwaway PostgreSQL 15 cluster in `base` (run as an unprivileged user when we are root) and
+    yield the URL of its maintenance database on a Unix socket; `extra_conf` is appended to its settings.
+    Raises ClusterFailed when it cannot start. The benchmarks use this too."""
     if not (PG15_BIN / "initdb").exists():
-        _unavailable(f"{PG15_BIN}/initdb not found")
-    if not HYPOPG_CONTROL.exists():
-        _unavailable(f"{HYPOPG_CONTROL} not found")
-    base = tmp_path_factory.mktemp("pg15")
+        raise ClusterFailed(f"{PG15_BIN}/initdb not found")
     data, sock = base / "data", base / "sock"
+    base.mkdir(parents=True, exist_ok=True)
     user = _user()
     for d in (data, sock):
         d.mkdir(mode=0o700)
@@ -78,7 +87,7 @@ def pg15(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     "--encoding=UTF8", "--locale=C"], **run)
     (data / "postgresql.auto.conf").write_text(
         "listen_addresses = ''\nshared_buffers = 128MB\nfsync = off\nsynchronous_commit = off\n"
-        "shared_preload_libraries = 'pg_stat_statements'\ntimezone = 'UTC'\n")
+        "shared_preload_libraries = 'pg_stat_statements'\ntimezone = 'UTC'\n" + extra_conf)
     log = base / "postgres.log"
     log.touch()
     _own(log, user)
@@ -86,14 +95,35 @@ def pg15(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         subprocess.run([str(PG15_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
                         "-o", f"-k {sock}", "start"], **run, timeout=90)
     except subprocess.CalledProcessError as exc:
-        _unavailable(f"the cluster did not start: {exc.stderr}\n{log.read_text()[-2000:]}")
-    url = f"postgresql://postgres@/postgres?host={sock}"
+        raise ClusterFailed(f"the cluster did not start: {exc.stderr}\n{log.read_text()[-2000:]}") from exc
     try:
-        yield url
+        yield f"postgresql://postgres@/postgres?host={sock}"
     finally:
         subprocess.run([str(PG15_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                        **{**run, "check": False})
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg15(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL (maintenance database) of a PostgreSQL 15 cluster on a Unix socket, HypoPG available."""
+    if not HYPOPG_CONTROL.exists():
+        _unavailable(f"{HYPOPG_CONTROL} not found")
+    try:
+        with cluster(tmp_path_factory.mktemp("pg15")) as url:
+            yield url
+    except ClusterFailed as exc:
+        _unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def pg15_logical(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL (maintenance database) of a PostgreSQL 15 cluster with `wal_level = logical`: a CDC source."""
+    try:
+        with cluster(tmp_path_factory.mktemp("pg15_logical"), LOGICAL_CONF) as url:
+            yield url
+    except ClusterFailed as exc:
+        _unavailable(str(exc), needs="PostgreSQL 15 (wal_level = logical)", packages="postgresql-15")
 
 
 def _database(server_url: str) -> str:

@@ -4,6 +4,7 @@
     ├── ConfigError            project file or contract is invalid (names file, line, field)
     ├── ContractError          a row broke a rule whose policy is `fail`, or the source does not fit
     ├── SourceError            a source cannot be read (permanent: missing file, bad credentials)
+    │   └── PgoutputError      (ingest.cdc.pgoutput) a pgoutput message cannot be decoded
     ├── TransientError         worth retrying (network, HTTP 429/5xx, lost connection, deadlock)
     ├── DatabaseError          Postgres refused something pgmill cannot work around
     │   └── DatabaseUnavailable  no server answered at the configured address
