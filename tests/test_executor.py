@@ -98,6 +98,12 @@ def test_processes_load_the_same_table_as_threads(project: ProjectDir, monkeypat
     # a second run finds every unit's checkpoint: nothing to load
     again = _run("units", ExecutorSpec(kind="processes", workers=2))
     assert again.counts.rows_read == 0
+    # a unit still loading after its run was closed (Dask cannot stop a started task) commits nothing more
+    from pgmill.errors import PipelineLocked
+    from pgmill.ingest.lock import check_owner
+
+    with project.connect(autocommit=False) as conn, pytest.raises(PipelineLocked, match="is succeeded already"):
+        check_owner(conn, "units", again.run_id)
 
 
 @pytest.fixture

@@ -117,7 +117,7 @@ def _latency_is_reported(project: ProjectDir, measured: list[float]) -> None:
 
 def test_follow_refuses_a_replace_pipeline(project: ProjectDir) -> None:
     project.orders_pipeline(mode="replace")
-    with pytest.raises(ConfigError, match="pipeline orders has mode replace: each pass would rebuild the table"):
+    with pytest.raises(ConfigError, match="pipeline orders: mode replace: each pass would rebuild the table"):
         run_pipelines(open_project(), follow=Follow())
 
 
@@ -190,4 +190,32 @@ def test_follow_and_a_schedule_are_exclusive(project: ProjectDir) -> None:
 
     project.orders_pipeline(follow=True, every="5m")
     with pytest.raises(Err, match="follow: true loads continuously: drop `schedule`/`every`"):
+        open_project()
+
+
+def test_stop_takes_effect_at_the_next_checkpoint_and_the_rest_resumes(project: ProjectDir) -> None:
+    project.orders_pipeline(mode="append", path="inbox/*.csv", batch_rows=10)
+    project.write("inbox/big.csv", orders_csv(_rows(1, 3000)))
+    os.utime(project.path / "inbox" / "big.csv", (time.time() - 10, time.time() - 10))
+    follow = Follow(interval_s=0.2, settle_s=0)
+    result: list[Any] = []
+    loader = threading.Thread(target=lambda: result.append(run_pipelines(open_project(), follow=follow)))
+    loader.start()
+    _until(lambda: _count(project) >= 100)
+    follow.stop.set()  # in the middle of the file's 300 checkpoints
+    loader.join(60)
+    [[run]] = result
+    assert run.status == "succeeded" and run.counts.balanced() and 100 <= run.counts.rows_inserted < 3000
+    rest = run_pipelines(open_project())[0]
+    assert rest.counts.rows_inserted == 3000 - run.counts.rows_inserted
+    assert project.scalar("SELECT count(DISTINCT order_id) FROM orders") == _count(project) == 3000
+
+
+def test_a_cursorless_polled_source_cannot_be_followed(project: ProjectDir) -> None:
+    project.orders_pipeline(source={"kind": "postgres", "url_env": "X", "table": "t"})
+    with pytest.raises(ConfigError, match="pipeline orders: a postgres source without the pipeline's `cursor` "
+                                          "would be read whole on every pass"):
+        run_pipelines(open_project(), follow=Follow())
+    project.orders_pipeline(source={"kind": "postgres", "url_env": "X", "table": "t"}, follow=True)
+    with pytest.raises(ConfigError, match="follow: true: a postgres source without the pipeline's `cursor`"):
         open_project()

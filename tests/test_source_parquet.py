@@ -223,6 +223,13 @@ def test_row_group_ranges_cover_every_row_once(tmp_path: Path) -> None:
     assert parquet.row_group_ranges(path, 3, 1 << 40) == [parquet.ByteRange(0, 1000, 1)]  # under min_bytes
     pq.write_table(typed_table(range(1, 11)), path)
     assert len(parquet.row_group_ranges(path, 3, 1)) == 1  # one row group: nothing to cut
+    table = typed_table(range(1, 101))
+    with pq.ParquetWriter(path, table.schema) as w:  # row groups of 60, 0 and 40 rows
+        for part in (table.slice(0, 60), table.slice(0, 0), table.slice(60, 40)):
+            w.write_table(part)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 3
+    ranges = parquet.row_group_ranges(path, 4, 1)
+    assert [(r.start, r.end) for r in ranges] == [(0, 60), (60, 100)]  # never an empty range
 
 
 def test_split_parquet_loads_as_ranges_and_a_failed_range_resumes_alone(

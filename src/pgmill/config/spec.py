@@ -376,9 +376,22 @@ class Pipeline(Scheduled):
         if self.follow and self.scheduled:
             raise ValueError("follow: true loads continuously: drop `schedule`/`every` (the two would take turns "
                              "on the pipeline's lock)")
-        if self.follow and self.mode == "replace":
-            raise ValueError("follow: true with mode replace: each pass would rebuild the table")
+        problem = follow_problem(self) if self.follow else None
+        if problem:
+            raise ValueError(f"follow: true: {problem}")
         return self
+
+
+def follow_problem(spec: Pipeline) -> str | None:
+    """Why the pipeline cannot be followed (`follow: true`, `pgmill run --follow`), or None: a replace rebuilds
+    the table on every pass, and an HTTP or PostgreSQL source without the pipeline's `cursor` would be read
+    whole on every pass."""
+    if spec.mode == "replace":
+        return "mode replace: each pass would rebuild the table; follow append or merge pipelines"
+    if spec.source.kind in ("http", "postgres") and spec.cursor is None:
+        return (f"a {spec.source.kind} source without the pipeline's `cursor` would be read whole on every "
+                "pass; give it a cursor to follow it")
+    return None
 
 
 class Database(StrictModel):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import re
+import signal
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 
@@ -59,7 +60,8 @@ def open_executor(spec: ExecutorSpec, workers: int) -> Iterator[Executor | None]
         yield None
         return
     if spec.kind == "processes":
-        pool = ProcessPoolExecutor(max_workers=spec.workers or workers, mp_context=_fresh_processes())
+        pool = ProcessPoolExecutor(max_workers=spec.workers or workers, mp_context=_fresh_processes(),
+                                   initializer=_ignore_interrupts)
         try:
             yield pool
         finally:
@@ -68,6 +70,12 @@ def open_executor(spec: ExecutorSpec, workers: int) -> Iterator[Executor | None]
     assert spec.address is not None  # the spec's validator requires it
     with _dask(spec.address) as ex:
         yield ex
+
+
+def _ignore_interrupts() -> None:
+    """In a pool process: Ctrl-C reaches the whole process group, but stopping is the parent's to decide (it
+    lets the checkpoints in flight commit); a worker that raised KeyboardInterrupt would fail its unit."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 #: imported once by the fork server, so that each process of the pool starts with them (copy on write)

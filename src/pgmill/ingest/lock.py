@@ -114,9 +114,15 @@ def _owner(conn: psycopg.Connection[Any], name: str) -> int | None:
 
 
 def check_owner(conn: psycopg.Connection[Any], name: str, run_id: int) -> None:
-    """Inside a checkpoint transaction: go on only while `run_id` owns the pipeline (and keep it so)."""
+    """Inside a checkpoint transaction: go on only while `run_id` owns the pipeline (and keep it so) and is
+    still running: a unit still loading elsewhere after its run was closed (a failed sibling unit ended the
+    run; Dask cannot stop a task that has started) commits nothing more."""
     row = conn.execute("SELECT owner_run FROM pgmill.state WHERE pipeline = %s FOR KEY SHARE", (name,)).fetchone()
     owner = int(row[0]) if row and row[0] is not None else None
     if owner != run_id:
         raise PipelineLocked(f"pipeline {name}: run {owner} owns it now (this run, {run_id}, lost its lock); "
                              "stopping without committing more")
+    row = conn.execute("SELECT status FROM pgmill.runs WHERE run_id = %s", (run_id,)).fetchone()
+    if row is not None and row[0] != "running":
+        raise PipelineLocked(f"pipeline {name}: run {run_id} is {row[0]} already (it lost its lock, or the run "
+                             "ended while this part still loaded); stopping without committing more")

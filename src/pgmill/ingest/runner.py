@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from pgmill.config.spec import follow_problem
 from pgmill.db import ddl, roles
 from pgmill.db.catalog import split_table
 from pgmill.errors import AccountingError, ConfigError, ContractError, PgmillError
@@ -59,9 +60,10 @@ def run_pipelines(
     for n in names:
         if n not in ctx.config.pipelines:
             PipelinePlan(ctx, n)  # raises the ConfigError listing the known pipelines
-        if follow is not None and ctx.config.pipelines[n].mode == "replace":
-            raise ConfigError(f"pipeline {n} has mode replace: each pass would rebuild the table; follow "
-                              "append or merge pipelines")
+        if follow is not None:
+            problem = follow_problem(ctx.config.pipelines[n])
+            if problem:
+                raise ConfigError(f"pipeline {n}: {problem}")
     ctx.target.ensure_running()
     return_freed_memory()  # freed batch buffers go back to the system: peak memory flat (allocator.py)
     with open_executor(ctx.config.executor, ctx.config.workers) as on:
@@ -173,15 +175,15 @@ def _setup(ctx: ProjectContext, pipe: PipelinePlan, holder: PipelineLock, policy
 
 def _progress_from_ledger(conn: psycopg.Connection[Any], run_id: int, progress: ProgressFn | None,
                           prog: Progress) -> None:
-    """Progress of units loading elsewhere: the run's counts so far, as their checkpoints committed them."""
-    if progress is None:
-        return
+    """Progress of units loading elsewhere: the run's counts so far, as their checkpoints committed them (the
+    retry policy reads them too: committed work starts its count of failures over)."""
     try:
         c = ledger.read_run(conn, run_id).counts
     except psycopg.Error:  # only the display misses a beat; the units and their checkpoints are not affected
         return
     prog.rows, prog.bytes, prog.quarantined = c.rows_read, c.bytes_read, c.rows_quarantined
-    progress(prog)
+    if progress is not None:
+        progress(prog)
 
 
 def _record_failure(holder: PipelineLock, policy: RetryPolicy, run_id: int, message: str) -> None:
@@ -232,18 +234,22 @@ def _load(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, progress: Progre
             return
         if on is None and (workers <= 1 or len(streams) <= 1):
             for s in streams:
-                load_stream(conn, pipe, run_id, s, progress, prog, record_empty=follow is None)
+                if follow is not None and follow.stop.is_set():
+                    break
+                load_stream(conn, pipe, run_id, s, progress, prog, record_empty=follow is None,
+                            stop=follow.stop if follow else None)
             return
     lock = threading.Lock()
     if on is not None:
         with ctx.target.connect(autocommit=True, application_name=f"pgmill progress {pipe.name}") as watch:
             units.load_units(on, ctx, pipe, run_id, [s.label for s in streams], parts,
-                             lambda: _progress_from_ledger(watch, run_id, progress, prog))
+                             lambda: _progress_from_ledger(watch, run_id, progress, prog), record_empty=follow is None)
         return
 
     def one(s: Stream) -> None:
         with ctx.target.connect() as c:
-            load_stream(c, pipe, run_id, s, progress, prog, lock, record_empty=follow is None)
+            load_stream(c, pipe, run_id, s, progress, prog, lock, record_empty=follow is None,
+                        stop=follow.stop if follow else None)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"pgmill-{pipe.name}") as pool:
         for f in [pool.submit(one, s) for s in streams]:

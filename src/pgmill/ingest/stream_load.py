@@ -96,10 +96,11 @@ def open_pipeline_streams(ctx: ProjectContext, pipe: PipelinePlan, st: SourceSta
 
 def load_stream(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, stream: Stream,
                 progress: ProgressFn | None, prog: Progress, lock: threading.Lock | None = None,
-                record_empty: bool = True) -> Counts:
+                record_empty: bool = True, stop: threading.Event | None = None) -> Counts:
     """Load `stream` to its end in checkpoints; its counts (also added to the run, checkpoint by checkpoint).
     Its `load` step records them, and how long its data took from arrival to queryable when the stream knows
-    when it arrived (a file); `record_empty`: also when it had nothing to read (a followed source polled)."""
+    when it arrived (a file); `record_empty`: also when it had nothing to read (a followed source polled);
+    `stop`: once set, stop after the next checkpoint that commits (the rest resumes from it later)."""
     writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, pipe.spec.mode, pipe.spec.cursor,
                          pipe.partition)
     started = datetime.now(UTC)
@@ -130,6 +131,8 @@ def load_stream(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, 
                 if not (mark is not None and not mark.complete and digest_pending(mark.sha256)):
                     commit()  # else the file's digest is not known yet: this checkpoint takes the next batch too
                 phases.load_s += time.perf_counter() - t
+                if stop is not None and stop.is_set() and not uncommitted:
+                    break
             t = time.perf_counter()
             commit()
             phases.load_s += time.perf_counter() - t

@@ -51,6 +51,7 @@ class LoadUnit:
     run_id: int
     label: str  # the stream's label: a file, or a file's byte range
     parts: int  # the ranges a new split file is cut into (the same plan as the run's listing)
+    record_empty: bool = True  # record the unit's step even when it found nothing (not in a followed pass)
 
 
 @dataclass(frozen=True)
@@ -85,29 +86,37 @@ def _run(unit: LoadUnit) -> UnitResult:
         if not mine:
             return UnitResult(unit.label, Counts(), loaded=False)
         prog = Progress(pipe.name, 0, 0, None, 0, time.monotonic())
-        return UnitResult(unit.label, load_stream(conn, pipe, unit.run_id, mine[0], None, prog))
+        return UnitResult(unit.label, load_stream(conn, pipe, unit.run_id, mine[0], None, prog,
+                                                  record_empty=unit.record_empty))
 
+
+_BROKEN = ("a process of the pool died (killed, or out of memory), which breaks the pool the run's pipelines "
+           "share; rerun: each unit resumes from its last checkpoint")
 
 #: seconds between two progress reports while units run elsewhere
 TICK_S = 1.0
 
 
 def load_units(on: Executor, ctx: ProjectContext, pipe: PipelinePlan, run_id: int, labels: list[str], parts: int,
-               tick: Callable[[], None]) -> None:
+               tick: Callable[[], None], record_empty: bool = True) -> None:
     """Load the streams `labels` of run `run_id` as units on `on`, calling `tick` every TICK_S seconds and as
     each unit finishes (the units' progress is in the ledger: their checkpoints add to the run's counts).
-    After a unit fails, the units not started are cancelled and the running ones finish (their checkpoints
-    stand); then the first failure is raised, as the error the unit failed with."""
-    futures: dict[Future[UnitResult], str] = {
-        on.submit(run_unit, LoadUnit(str(ctx.dir), pipe.name, run_id, label, parts)): label for label in labels}
+    After a unit fails, the others are cancelled and the first failure is raised, as the error the unit failed
+    with; a unit still running elsewhere stops at its next checkpoint once the run is closed (lock.check_owner).
+    `record_empty`: a unit that found nothing records its step too (not in a followed pass)."""
+    try:
+        futures: dict[Future[UnitResult], str] = {
+            on.submit(run_unit, LoadUnit(str(ctx.dir), pipe.name, run_id, label, parts, record_empty)): label
+            for label in labels}
+    except BrokenProcessPool:
+        raise PgmillError(f"{pipe.name}: {_BROKEN}") from None
     failed: PgmillError | None = None
     try:
         for f in _as_completed(futures, tick):
             try:
                 r = f.result()
             except BrokenProcessPool:
-                r = UnitResult(futures[f], Counts(), "a worker process died (killed, or out of memory) while "
-                               "loading it; rerun: it resumes from its last checkpoint", "PgmillError")
+                r = UnitResult(futures[f], Counts(), _BROKEN, "PgmillError")
             except Exception as exc:  # the executor's own failure: Dask lost the workers that ran it, ...
                 r = UnitResult(futures[f], Counts(), f"the executor failed to run it: {describe(exc)}", "PgmillError")
             tick()

@@ -150,7 +150,7 @@ def row_group_ranges(path: Path, parts: int, min_bytes: int) -> list[ByteRange]:
     start = row = 0
     for g in range(meta.num_row_groups):
         row += meta.row_group(g).num_rows
-        if row >= total * (len(out) + 1) / parts and row < total:
+        if row > start and row >= total * (len(out) + 1) / parts and row < total:  # never an empty range
             out.append(ByteRange(start, row, start + 1))
             start = row
     out.append(ByteRange(start, total, start + 1))

@@ -32,7 +32,9 @@ as above from the partition itself, with its own resume point (checkpoint key "p
 partitions load in parallel and one that fails resumes alone. A partition with no resume point of its own
 starts from the whole table's (a pipeline that read the table as one stream before), else from the start:
 never from the newest cursor value loaded, which another partition may have reached first. Its rows are
-named "postgres:<partition>:row n".
+named "postgres:<partition>:row n". A limit of that fallback: a partition attached after the switch, holding
+rows at or below the whole table's resume point, is read from there on; load such rows with a pipeline of
+their own.
 """
 
 from __future__ import annotations
