@@ -20,6 +20,7 @@ The source runs with `synchronous_commit = on` (the default): both paths decode 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import statistics
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/pg15.py
 
@@ -68,10 +70,8 @@ def stream(url: str, slot: str, n: int, seen: dict[int, float], ready: threading
             if len(seen) >= n:
                 raise psycopg2.extras.StopReplication
 
-    try:
+    with contextlib.suppress(psycopg2.extras.StopReplication):  # raised by `consume` once n inserts are seen
         cur.consume_stream(consume)
-    except psycopg2.extras.StopReplication:
-        pass
     conn.close()
 
 
@@ -218,7 +218,7 @@ def main() -> None:
             cluster(Path(tmp) / "pg15", LOGICAL_CONF + "synchronous_commit = on\n") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE TABLE probe (id int PRIMARY KEY, v text)")
-            conn.execute(f"CREATE PUBLICATION {PUBLICATION} FOR TABLE probe")
+            conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE probe").format(sql.Identifier(PUBLICATION)))
         results = {name: measure(url, name, client, args.transactions) for name, client in clients.items()}
         for name, durations in peeks.items():
             results[name]["peek_median_ms"] = round(statistics.median(durations), 2)

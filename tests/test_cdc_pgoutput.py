@@ -54,14 +54,14 @@ SELECT pg_replication_origin_create('upstream');
 """
 
 # One list per source transaction, in commit order.
-WORKLOAD: list[list[str]] = [
+WORKLOAD: list[list[str | sql.Composable]] = [
     ["INSERT INTO cdc.items VALUES (1, 'apple', 3, NULL)"],                                 # 0 insert, a NULL
     ["UPDATE cdc.items SET qty = 4 WHERE id = 1"],                                          # 1 update, key same
     ["UPDATE cdc.items SET id = 2 WHERE id = 1"],                                           # 2 key changed
     ["DELETE FROM cdc.items WHERE id = 2"],                                                 # 3 delete by key
     ["INSERT INTO cdc.full_items VALUES (1, 'a')", "UPDATE cdc.full_items SET name = 'b'",  # 4 FULL, two tables
      "INSERT INTO cdc.items VALUES (5, 'pear', NULL, 'x')", "DELETE FROM cdc.full_items"],
-    [f"INSERT INTO cdc.docs VALUES (1, '{BIG}', 't1')"],  # noqa: S608                      # 5 large value
+    [sql.SQL("INSERT INTO cdc.docs VALUES (1, {}, 't1')").format(sql.Literal(BIG))],         # 5 large value
     ["UPDATE cdc.docs SET tag = 't2' WHERE id = 1"],                                        # 6 TOAST unchanged
     ["TRUNCATE cdc.items, cdc.full_items"],                                                 # 7 truncate
     ["TRUNCATE cdc.docs RESTART IDENTITY CASCADE"],                                         # 8 options
@@ -95,12 +95,13 @@ def captured(pg15_logical: str) -> Iterator[Captured]:
             conn.execute("SELECT pg_create_logical_replication_slot('cdc_slot', 'pgoutput')")
             started = datetime.now(UTC)
             for statements in WORKLOAD:
+                origin = isinstance(statements[0], str) and "origin" in statements[0]
                 with conn.transaction():
-                    if "origin" in statements[0]:
+                    if origin:
                         conn.execute("SELECT pg_replication_origin_session_setup('upstream')")
                     for statement in statements:
-                        conn.execute(statement.encode())
-                if "origin" in statements[0]:
+                        conn.execute(statement if isinstance(statement, sql.Composable) else statement.encode())
+                if origin:
                     conn.execute("SELECT pg_replication_origin_session_reset()")
             rows = conn.execute("SELECT lsn::text, xid::text::bigint, data FROM pg_logical_slot_peek_binary_changes("
                                 "'cdc_slot', NULL, NULL, 'proto_version', '1', 'publication_names', 'cdc_pub')"

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
@@ -317,8 +318,9 @@ def test_storage_metrics_equal_the_catalog_and_the_archives(db_url: str) -> None
         conn.execute("INSERT INTO public.plain SELECT g, repeat('x', 100) FROM generate_series(1, 2000) g")
         conn.execute("CREATE TABLE public.events (d date NOT NULL, v text) PARTITION BY RANGE (d)")
         for month in ("01", "02"):
-            conn.execute(f"CREATE TABLE public.events_p2031{month} PARTITION OF public.events"
-                         f" FOR VALUES FROM ('2031-{month}-01') TO ('2031-{month}-01'::date + interval '1 month')")
+            conn.execute(sql.SQL("CREATE TABLE public.{} PARTITION OF public.events FOR VALUES FROM ({})"
+                                 " TO ({}::date + interval '1 month')").format(
+                sql.Identifier(f"events_p2031{month}"), sql.Literal(f"2031-{month}-01"), sql.Literal(f"2031-{month}-01")))
         conn.execute("INSERT INTO public.events SELECT DATE '2031-01-01' + g % 50, 'e' FROM generate_series(1, 3000) g")
         conn.execute("ANALYZE public.plain, public.events")
         conn.execute("INSERT INTO pgmill.archives (table_name, partition_name, bounds, rows, bytes, sha256, path)"

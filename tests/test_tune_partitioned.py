@@ -161,9 +161,11 @@ def test_leftovers_of_an_interrupted_partitioned_build_are_dropped(project: Proj
     load_months(project, months=2)
     parts = partitions(project)
     project.execute("CREATE INDEX pgmill_orders_customer_id_0badf00d ON ONLY orders (customer_id)")
-    project.execute(f"CREATE INDEX pgmill_{parts[0]}_0badf00d ON {parts[0]} (customer_id)")
-    project.execute(f"ALTER INDEX pgmill_orders_customer_id_0badf00d ATTACH PARTITION pgmill_{parts[0]}_0badf00d")
-    project.execute(f"CREATE INDEX pgmill_{parts[1]}_0badf00d ON {parts[1]} (customer_id)")  # never attached
+    part_index = [sql.Identifier(f"pgmill_{p}_0badf00d") for p in parts[:2]]
+    project.execute(sql.SQL("CREATE INDEX {} ON {} (customer_id)").format(part_index[0], sql.Identifier(parts[0])))
+    project.execute(sql.SQL("ALTER INDEX pgmill_orders_customer_id_0badf00d ATTACH PARTITION {}").format(part_index[0]))
+    project.execute(sql.SQL("CREATE INDEX {} ON {} (customer_id)").format(  # never attached
+        part_index[1], sql.Identifier(parts[1])))
     with project.connect() as conn:
         store.ensure_schema(conn)
         run_id = store.start_run(conn, "apply", "real")
