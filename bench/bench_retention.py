@@ -28,13 +28,13 @@ import yaml
 
 from common import BENCH_DIR, OUT_DIR, BenchProject, log, machine, save_to
 
-CONTRACT = """columns:
+COLUMNS = """columns:
   order_id: {type: bigint, primary_key: true}
   customer_id: {type: bigint, not_null: true}
   total: {type: "numeric(12,2)"}
   ordered_at: {type: date, primary_key: true}
-partition: {by: ordered_at, interval: month, premake: 0, retain: 1 months%s}
 """
+CONTRACT = COLUMNS + "partition: {by: ordered_at, interval: month, premake: 0, retain: 1 months%s}\n"
 TODAY = dt.datetime.now(dt.UTC).date()
 
 

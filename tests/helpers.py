@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import yaml
 from psycopg import sql
 
@@ -114,6 +116,27 @@ def execute(db_url: str, q: str | sql.Composable, params: Any = None) -> None:
 def query(db_url: str, q: str | sql.Composable, params: Any = None) -> list[tuple[Any, ...]]:
     with connect(db_url) as c:
         return c.execute(q, params).fetchall()
+
+
+def fail_range_checkpoint(monkeypatch: pytest.MonkeyPatch, is_target: Callable[[Any], bool],
+                          fail_at: int = 4) -> Callable[[], None]:
+    """Make the `fail_at`-th checkpoint of the range whose file mark `is_target` selects raise
+    RuntimeError("injected failure in the middle range") (so `fail_at - 1` of its batches commit); returns a
+    function that puts the real checkpoint back."""
+    from pgmill.ingest import stream_load
+
+    real = stream_load._checkpoint
+    seen = {"n": 0}
+
+    def failing(conn: Any, pipe: Any, run_id: int, writer: Any, prep: Any) -> Any:
+        if is_target(prep.raw.file_mark):
+            seen["n"] += 1
+            if seen["n"] == fail_at:
+                raise RuntimeError("injected failure in the middle range")
+        return real(conn, pipe, run_id, writer, prep)
+
+    monkeypatch.setattr(stream_load, "_checkpoint", failing)
+    return lambda: monkeypatch.setattr(stream_load, "_checkpoint", real)
 
 
 def run_one(project_dir: Path | None = None, pipeline: str | None = None, *, ok: bool = True,

@@ -9,8 +9,14 @@ from typing import Any
 import pytest
 
 from pgmill.errors import PgmillError
-from pgmill.ingest import stream_load
-from tests.helpers import ORDERS_CONTRACT, ProjectDir, orders_csv, run_one, table_checksum
+from tests.helpers import (
+    ORDERS_CONTRACT,
+    ProjectDir,
+    fail_range_checkpoint,
+    orders_csv,
+    run_one,
+    table_checksum,
+)
 
 ROWS = 900
 BATCH_ROWS = 40
@@ -109,19 +115,8 @@ def test_a_failed_range_resumes_alone_and_the_plan_is_kept(project: ProjectDir,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     project.write("data/orders.csv", _csv())
     _pipelines(project, {"kind": "csv", "path": "data/orders.csv"}, {"min_bytes": 1, "parts": 3})
-    real = stream_load._checkpoint
-    seen: dict[int, int] = {}
-
-    def failing(conn: Any, pipe: Any, run_id: int, writer: Any, prep: Any) -> Any:
-        mark = prep.raw.file_mark
-        r = mark.range
-        if r is not None and r.start == mark.plan[1].start:  # the middle range
-            seen[r.start] = seen.get(r.start, 0) + 1
-            if seen[r.start] == 4:  # three of its batches have committed
-                raise RuntimeError("injected failure in the middle range")
-        return real(conn, pipe, run_id, writer, prep)
-
-    monkeypatch.setattr(stream_load, "_checkpoint", failing)
+    # the middle range fails at its 4th checkpoint: three of its batches have committed
+    restore = fail_range_checkpoint(monkeypatch, lambda m: m.range is not None and m.range.start == m.plan[1].start)
     with pytest.raises(PgmillError, match="injected failure in the middle range"):
         run_one(pipeline="split", ok=False)
     state = project.query("SELECT range_start, complete, records_done FROM pgmill.file_ranges"
@@ -130,7 +125,7 @@ def test_a_failed_range_resumes_alone_and_the_plan_is_kept(project: ProjectDir,
     done_before = state[1][2]
     assert done_before > 0  # three batches of the middle range committed before it failed
     assert project.query("SELECT complete FROM pgmill.files WHERE pipeline = 'split'") == [(False,)]
-    monkeypatch.setattr(stream_load, "_checkpoint", real)
+    restore()
 
     # the rerun keeps the committed plan, whatever the setting says now, and reads only the middle range's rest
     _pipelines(project, {"kind": "csv", "path": "data/orders.csv"}, {"min_bytes": 1, "parts": 2})

@@ -19,7 +19,7 @@ from pgmill.ingest.runner import run_pipelines
 from pgmill.ingest.sources.base import RawBatch
 from pgmill.ingest.sources.files import FileTask
 from pgmill.project import open_project
-from tests.helpers import ProjectDir, file_task, run_one, table_checksum
+from tests.helpers import ProjectDir, fail_range_checkpoint, file_task, run_one, table_checksum
 
 SPEC = ParquetSource(kind="parquet", path="data/*.parquet")
 CONTRACT: dict[str, Any] = {
@@ -234,8 +234,6 @@ def test_row_group_ranges_cover_every_row_once(tmp_path: Path) -> None:
 
 def test_split_parquet_loads_as_ranges_and_a_failed_range_resumes_alone(
         project: ProjectDir, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pgmill.ingest import stream_load
-
     table = typed_table(range(1, 1201))
     table = table.set_column(1, "qty", pa.array([-1 if i % 101 == 0 else i % 7 for i in range(1, 1201)], pa.int32()))
     write_parquet(project, "data/big.parquet", table, row_group_size=100)
@@ -247,25 +245,15 @@ def test_split_parquet_loads_as_ranges_and_a_failed_range_resumes_alone(
         "plain": {"source": {"kind": "parquet", "path": "data/big.parquet"}, "table": "public.t_plain", **common},
     })
     run_one(pipeline="plain")
-    real = stream_load._checkpoint
-    calls = {"n": 0}
-
-    def failing(conn: Any, pipe: Any, run_id: int, writer: Any, prep: Any) -> Any:
-        r = prep.raw.file_mark.range
-        if r is not None and r.start == 400:  # the middle range, rows 400-800
-            calls["n"] += 1
-            if calls["n"] == 4:
-                raise RuntimeError("injected failure in the middle range")
-        return real(conn, pipe, run_id, writer, prep)
-
-    monkeypatch.setattr(stream_load, "_checkpoint", failing)
+    # the middle range, rows 400-800, fails at its 4th checkpoint
+    restore = fail_range_checkpoint(monkeypatch, lambda m: m.range is not None and m.range.start == 400)
     with pytest.raises(Exception, match="injected failure"):
         run_one(pipeline="split", ok=False)
     state = project.query("SELECT range_start, range_end, complete, records_done FROM pgmill.file_ranges"
                           " WHERE pipeline = 'split' ORDER BY range_start")
     assert [(s[0], s[1], s[2]) for s in state] == [(0, 400, True), (400, 800, False), (800, 1200, True)]
     assert state[1][3] == 3 * 40  # three batches of the middle range committed
-    monkeypatch.setattr(stream_load, "_checkpoint", real)
+    restore()
     run = run_one(pipeline="split")
     assert run.counts.rows_read == 400 - 3 * 40  # the rest of the middle range alone
     steps = project.query("SELECT name FROM pgmill.run_steps WHERE run_id = %s AND name LIKE 'load %%'",

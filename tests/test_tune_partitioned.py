@@ -8,6 +8,7 @@ import re
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -50,6 +51,19 @@ def load_months(project: ProjectDir, months: int = MONTHS, first: int = 0, name:
     return len(rows)
 
 
+def tune_keeps_the_customer_index(project: ProjectDir) -> tuple[Any, list[Any]]:
+    """`tune --apply` of the by-customer query, measured 20 times: its report, and the one index kept."""
+    write_queries(project.path, {"by_customer": BY_CUSTOMER})
+    report = run_tune(ProjectContext(project.path, Project(), Target(project.db_url)),
+                      cfg=TuneConfig(observed=0, executions=20), apply=True)
+    assert report.applied is not None
+    kept = [o for o in report.applied.outcomes if o.status == "kept"]
+    assert [o.label for o in kept] == ["public.orders (customer_id)"], (
+        [(o.label, o.status, o.reason) for o in report.applied.outcomes], report.applied.as_dict()["before"],
+        report.applied.as_dict()["after"])
+    return report, kept
+
+
 def partitions(project: ProjectDir) -> list[str]:
     return [r[0] for r in project.query(
         "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'orders'::regclass ORDER BY 1")]
@@ -83,16 +97,9 @@ def test_snapshot_sees_the_partitioned_table_as_one(project: ProjectDir) -> None
 def test_tune_apply_indexes_the_parent_and_every_partition(project: ProjectDir) -> None:
     setup(project)
     # big enough that the index's gain (a scan of 200,000 rows against an index read of 200) stands far above
-    # a busy machine's pauses, measured 20 times: tune keeps it on its measured p95
+    # a busy machine's pauses
     load_months(project, per_month=25_000)
-    write_queries(project.path, {"by_customer": BY_CUSTOMER})
-    report = run_tune(ProjectContext(project.path, Project(), Target(project.db_url)),
-                      cfg=TuneConfig(observed=0, executions=20), apply=True)
-    assert report.applied is not None
-    kept = [o for o in report.applied.outcomes if o.status == "kept"]
-    assert [o.label for o in kept] == ["public.orders (customer_id)"], (
-        [(o.label, o.status, o.reason) for o in report.applied.outcomes], report.applied.as_dict()["before"],
-        report.applied.as_dict()["after"])
+    report, kept = tune_keeps_the_customer_index(project)
     assert kept[0].improved == ["by_customer"] and kept[0].used_by == ["by_customer"]
     name = kept[0].name
     assert project.query("SELECT c.relkind, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
@@ -232,15 +239,8 @@ def test_tune_indexes_a_hash_partitioned_table(project: ProjectDir) -> None:
     from tests.test_partition_kinds import setup as setup_kind
 
     setup_kind(project, contract({"by": "order_id", "hash": 4}))
-    load_months(project, months=4)
-    write_queries(project.path, {"by_customer": BY_CUSTOMER})
-    report = run_tune(ProjectContext(project.path, Project(), Target(project.db_url)),
-                      cfg=TuneConfig(observed=0, executions=10), apply=True)
-    assert report.applied is not None
-    kept = [o for o in report.applied.outcomes if o.status == "kept"]
-    assert [o.label for o in kept] == ["public.orders (customer_id)"], (
-        [(o.label, o.status, o.reason) for o in report.applied.outcomes], report.applied.as_dict()["before"],
-        report.applied.as_dict()["after"])
+    load_months(project, months=4, per_month=25_000)
+    _, kept = tune_keeps_the_customer_index(project)
     attached = dict(project.query(
         "SELECT t.relname, i.indisvalid FROM pg_inherits h JOIN pg_index i ON i.indexrelid = h.inhrelid"
         " JOIN pg_class t ON t.oid = i.indrelid WHERE h.inhparent = %s::regclass", (kept[0].name,)))

@@ -148,7 +148,8 @@ def status(
     if storage:
         _storage(project, as_json)
         return
-    records = read(project, lambda conn: recent_runs(conn, pipeline, limit))
+    records, latencies = read(project, lambda conn: (recent_runs(conn, pipeline, limit),
+                                                     arrival_latency(conn, timedelta(days=1))))
     if as_json:
         out.print_json(json.dumps([r.as_dict() for r in records]))
         return
@@ -156,7 +157,7 @@ def status(
         out.print("no runs yet: `pgmill run` loads the project's pipelines")
     else:
         print_runs(records)
-    for lat in read(project, lambda conn: arrival_latency(conn, timedelta(days=1))):
+    for lat in latencies:
         if pipeline is None or lat.pipeline == pipeline:
             out.print(f"{lat.pipeline}: arrival to queryable p50 {lat.p50_s:g} s, p95 {lat.p95_s:g} s, max "
                       f"{lat.max_s:g} s over {lat.loads} loads in the last 24 h", markup=False)

@@ -117,12 +117,14 @@ def check_owner(conn: psycopg.Connection[Any], name: str, run_id: int) -> None:
     """Inside a checkpoint transaction: go on only while `run_id` owns the pipeline (and keep it so) and is
     still running: a unit still loading elsewhere after its run was closed (a failed sibling unit ended the
     run; Dask cannot stop a task that has started) commits nothing more."""
-    row = conn.execute("SELECT owner_run FROM pgmill.state WHERE pipeline = %s FOR KEY SHARE", (name,)).fetchone()
+    row = conn.execute(
+        "SELECT s.owner_run, (SELECT r.status FROM pgmill.runs r WHERE r.run_id = %s) FROM pgmill.state s"
+        " WHERE s.pipeline = %s FOR KEY SHARE OF s", (run_id, name)).fetchone()
     owner = int(row[0]) if row and row[0] is not None else None
     if owner != run_id:
         raise PipelineLocked(f"pipeline {name}: run {owner} owns it now (this run, {run_id}, lost its lock); "
                              "stopping without committing more")
-    row = conn.execute("SELECT status FROM pgmill.runs WHERE run_id = %s", (run_id,)).fetchone()
-    if row is not None and row[0] != "running":
-        raise PipelineLocked(f"pipeline {name}: run {run_id} is {row[0]} already (it lost its lock, or the run "
+    status = row[1] if row else None
+    if status is not None and status != "running":
+        raise PipelineLocked(f"pipeline {name}: run {run_id} is {status} already (it lost its lock, or the run "
                              "ended while this part still loaded); stopping without committing more")

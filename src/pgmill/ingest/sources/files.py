@@ -81,6 +81,7 @@ class FileTask:
     range: ByteRange | None = None  # the range of a split file this task reads
     plan: tuple[ByteRange, ...] = ()  # every range of that file
     range_word: str = "bytes"  # what a range counts: bytes (CSV, NDJSON) or rows (Parquet's row groups)
+    modified: float | None = None  # the file's modification time when it was listed (epoch seconds)
 
     @property
     def end(self) -> int:
@@ -160,7 +161,8 @@ def pending_files(
         size = st.st_size
         if display not in seen:
             later.append(Digest(path))
-            tasks += _planned(FileTask(path, display, size, later[-1], range_word=range_word), split)
+            tasks += _planned(FileTask(path, display, size, later[-1], range_word=range_word,
+                                       modified=st.st_mtime), split)
             continue
         digest = file_sha256(path)
         prev = done.get((display, digest))
@@ -169,14 +171,15 @@ def pending_files(
         stored = ranges.get((display, digest))
         if stored:
             plan = tuple(s.range for s in stored)
-            whole = FileTask(path, display, size, digest, range_word=range_word)
+            whole = FileTask(path, display, size, digest, range_word=range_word, modified=st.st_mtime)
             tasks += [dataclasses.replace(whole.for_range(s.range, plan), resume_offset=s.byte_offset,
                                           resume_line=s.next_line, records_done=s.records_done)
                       for s in stored if not s.complete]
         elif prev is not None:
-            tasks.append(FileTask(path, display, size, digest, prev[2], prev[3], prev[0]))
+            tasks.append(FileTask(path, display, size, digest, prev[2], prev[3], prev[0], range_word=range_word,
+                                  modified=st.st_mtime))
         else:
-            tasks += _planned(FileTask(path, display, size, digest, range_word=range_word), split)
+            tasks += _planned(FileTask(path, display, size, digest, range_word=range_word, modified=st.st_mtime), split)
     if only is not None:
         tasks = [t for t in tasks if t.label == only]
     if not listing:
@@ -202,4 +205,4 @@ def file_streams(request: StreamRequest, pattern: str, read: Callable[[FileTask]
                           request.only, request.listing, range_word, request.settled_before)
     return [Stream(t.label, functools.partial(read, t),
                    t.end - t.resume_offset if t.range is None or range_word == "bytes" else None,
-                   t.path.stat().st_mtime) for t in tasks]
+                   t.modified) for t in tasks]
