@@ -46,12 +46,16 @@ PROJECT_COMMANDS = [
     ["tune"], ["indexes"], ["explain", "SELECT 1"],
     ["serve", "--once"], ["metrics"], ["alerts"], ["alerts", "test"], ["cost"], ["status", "--since", "30d"],
     ["dashboard", "--export", "site"], ["validate"], ["retention"], ["partition", "orders"],
+    ["cdc", "status"], ["cdc", "drop", "orders"],
 ]
 NO_PROJECT_NEEDED = {"init", "schema", "demo"}
 # the commands that connect to the database (`db status` reports a dead server with exit 1 instead)
 # (`alerts test` stops at the missing channels first, `partition` at a contract without `partition:`: config
 # errors)
-CONNECTING = [c for c in PROJECT_COMMANDS if c[0] != "db" and c not in (["alerts", "test"], ["partition", "orders"])]
+# (`cdc status` and `cdc drop orders` on a project without a `cdc:` pipeline: nothing to connect to, or a
+# config error)
+CONNECTING = [c for c in PROJECT_COMMANDS if c[0] not in ("db", "cdc")
+              and c not in (["alerts", "test"], ["partition", "orders"])]
 
 
 def _commands(group: typer.Typer = app, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Callable[..., Any]]]:
@@ -91,7 +95,7 @@ def test_every_command_runs_inside_the_one_guard() -> None:
 
 
 def test_the_walk_below_covers_every_command_that_opens_a_project() -> None:
-    walked = {" ".join(c[:2] if c[0] in ("db", "quarantine", "alerts") else c[:1]) for c in PROJECT_COMMANDS}
+    walked = {" ".join(c[:2] if c[0] in ("db", "quarantine", "alerts", "cdc") else c[:1]) for c in PROJECT_COMMANDS}
     walked.discard("alerts")  # the group's own callback: listing the alerts
     assert walked == set(dict(_commands())) - NO_PROJECT_NEEDED
 

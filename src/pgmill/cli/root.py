@@ -7,7 +7,20 @@ import sys
 
 import typer
 
-from pgmill.cli import db, mcp, ops, project, quality, quarantine, run, storage, transform, tune, validate
+from pgmill.cli import (
+    cdc,
+    db,
+    mcp,
+    ops,
+    project,
+    quality,
+    quarantine,
+    run,
+    storage,
+    transform,
+    tune,
+    validate,
+)
 
 # numpy's OpenBLAS starts a thread per core that spins after use; pgmill does no linear algebra
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -19,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for group in (project, run, storage, transform, quality, tune, ops, validate, mcp, db, quarantine):
+for group in (project, run, storage, transform, quality, tune, ops, validate, mcp, db, quarantine, cdc):
     group.register(app)
 
 

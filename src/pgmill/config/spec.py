@@ -311,6 +311,28 @@ class HttpSource(StrictModel):
     timeout_s: float = 30.0
 
 
+class CdcSpec(StrictModel):
+    """Change data capture: the table's changes streamed from a logical replication slot (docs/cdc.md)."""
+
+    slot: str | None = Field(None, description="the replication slot's name; default pgmill_<pipeline>")
+    publication: str | None = Field(
+        None, description="an existing publication that includes the table; default: pgmill creates "
+        "pgmill_<pipeline> for it (and `pgmill cdc drop` removes it)")
+    soft_delete: str | None = Field(
+        None, description="a timestamptz column of the target set to the source's commit time when the row is "
+        "deleted, instead of deleting the target row (the contract must not name it)")
+    max_lag_bytes: int | None = Field(
+        None, ge=0, description="stop with an error when the slot holds back more WAL than this on the source "
+        "(default: no limit; the `cdc_lag` alert warns first)")
+
+    @field_validator("slot", "publication", "soft_delete")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not is_identifier(v, dollar=False):
+            raise ValueError(f"{v!r} must be a plain identifier (lower case letters, digits, _)")
+        return v
+
+
 class PostgresSource(StrictModel):
     kind: Literal["postgres"]
     url_env: str = Field(description="environment variable holding the source database URL")
@@ -320,6 +342,14 @@ class PostgresSource(StrictModel):
     partitions: bool = Field(
         False, description="read each partition of a partitioned source `table` as a unit of its own, with its "
         "own resume point (they load in parallel, on threads, processes or Dask workers)")
+    cdc: CdcSpec | None = Field(
+        None, description="stream the `table`'s inserts, updates and deletes from a logical replication slot "
+        "after one snapshot (`cdc: {}` for the defaults); the pipeline's mode must be merge")
+
+    @field_validator("cdc", mode="before")
+    @classmethod
+    def _cdc_true(cls, v: Any) -> Any:
+        return {} if v is True else (None if v is False else v)
 
     @model_validator(mode="after")
     def _one_of(self) -> PostgresSource:
@@ -327,6 +357,8 @@ class PostgresSource(StrictModel):
             raise ValueError("give exactly one of `query` or `table`")
         if self.partitions and self.table is None:
             raise ValueError("partitions: true reads the partitions of a `table`, not of a query")
+        if self.cdc is not None and (self.table is None or self.partitions):
+            raise ValueError("cdc streams the changes of one `table` (not a query, not partitions: true)")
         return self
 
 
@@ -379,7 +411,15 @@ class Pipeline(Scheduled):
         problem = follow_problem(self) if self.follow else None
         if problem:
             raise ValueError(f"follow: true: {problem}")
+        if is_cdc(self) and (self.mode != "merge" or self.cursor is not None):
+            raise ValueError("a cdc source applies inserts, updates and deletes by key: give the pipeline "
+                             "`mode: merge` and no `cursor` (the source's commit order is the order)")
         return self
+
+
+def is_cdc(spec: Pipeline) -> bool:
+    """Whether the pipeline streams changes from a replication slot (`cdc:` on a postgres source)."""
+    return isinstance(spec.source, PostgresSource) and spec.source.cdc is not None
 
 
 def follow_problem(spec: Pipeline) -> str | None:
@@ -388,7 +428,7 @@ def follow_problem(spec: Pipeline) -> str | None:
     whole on every pass."""
     if spec.mode == "replace":
         return "mode replace: each pass would rebuild the table; follow append or merge pipelines"
-    if spec.source.kind in ("http", "postgres") and spec.cursor is None:
+    if spec.source.kind in ("http", "postgres") and spec.cursor is None and not is_cdc(spec):
         return (f"a {spec.source.kind} source without the pipeline's `cursor` would be read whole on every "
                 "pass; give it a cursor to follow it")
     return None

@@ -56,7 +56,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Identity:
-    """rows_read = inserted + updated + unchanged + quarantined + duplicate."""
+    """rows_read = inserted + updated + unchanged + quarantined + duplicate (+ deleted + superseded, of CDC)."""
 
     rows_read: int
     inserted: int
@@ -64,10 +64,13 @@ class Identity:
     unchanged: int
     quarantined: int
     duplicate: int
+    deleted: int = 0
+    superseded: int = 0
 
     @property
     def accounted(self) -> int:
-        return self.inserted + self.updated + self.unchanged + self.quarantined + self.duplicate
+        return (self.inserted + self.updated + self.unchanged + self.quarantined + self.duplicate + self.deleted
+                + self.superseded)
 
     @property
     def holds(self) -> bool:
@@ -154,5 +157,5 @@ def run_detail(conn: Conn, run_id: int) -> RunDetail | None:
                 " JOIN pgmill.runs r USING (run_id) WHERE c.invocation = %s AND c.run_id <> %s"
                 " ORDER BY r.run_id LIMIT %s", (cost.invocation, run_id, MAX_RELATED)).fetchall()]
     identity = Identity(run["rows_read"], run["rows_inserted"], run["rows_updated"], run["rows_unchanged"],
-                        run["rows_quarantined"], run["rows_duplicate"])
+                        run["rows_quarantined"], run["rows_duplicate"], run["rows_deleted"], run["rows_superseded"])
     return RunDetail(run, steps, total, identity, cost, related)

@@ -596,6 +596,77 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             WHERE detail ? 'arrival_to_queryable_s';
         """,
     ),
+    (
+        15,
+        "change data capture's counts: deletions applied, changes superseded within a batch",
+        """
+        ALTER TABLE pgmill.runs ADD COLUMN IF NOT EXISTS rows_deleted bigint NOT NULL DEFAULT 0;
+        ALTER TABLE pgmill.runs ADD COLUMN IF NOT EXISTS rows_superseded bigint NOT NULL DEFAULT 0;
+        ALTER TABLE pgmill.run_totals ADD COLUMN IF NOT EXISTS rows_deleted bigint NOT NULL DEFAULT 0;
+        ALTER TABLE pgmill.run_totals ADD COLUMN IF NOT EXISTS rows_superseded bigint NOT NULL DEFAULT 0;
+
+        -- the totals follow the two new counts (migration 8's functions, with them)
+        CREATE OR REPLACE FUNCTION pgmill.run_totals_add(r pgmill.runs, k integer) RETURNS void
+            LANGUAGE plpgsql AS $$
+        DECLARE
+            dur float8 := CASE WHEN r.finished_at IS NOT NULL
+                               THEN greatest(date_part('epoch', r.finished_at - r.started_at), 0) END;
+            cum bigint[] := ARRAY(SELECT CASE WHEN dur <= b.bound THEN k ELSE 0 END
+                                  FROM unnest(pgmill.run_duration_bounds()) WITH ORDINALITY b(bound, i) ORDER BY b.i);
+        BEGIN
+            INSERT INTO pgmill.run_totals AS t (pipeline, status, runs, rows_read, rows_inserted, rows_updated,
+                rows_unchanged, rows_quarantined, rows_duplicate, rows_deleted, rows_superseded, bytes_read, retries,
+                seconds, timed, le, last_finished_at)
+            VALUES (r.pipeline, r.status, k, k * r.rows_read, k * r.rows_inserted, k * r.rows_updated,
+                k * r.rows_unchanged, k * r.rows_quarantined, k * r.rows_duplicate, k * r.rows_deleted,
+                k * r.rows_superseded, k * r.bytes_read, k * r.retries,
+                k * coalesce(dur, 0), CASE WHEN dur IS NULL THEN 0 ELSE k END, cum,
+                CASE WHEN k > 0 THEN r.finished_at END)
+            ON CONFLICT (pipeline, status) DO UPDATE SET
+                runs = t.runs + excluded.runs, rows_read = t.rows_read + excluded.rows_read,
+                rows_inserted = t.rows_inserted + excluded.rows_inserted,
+                rows_updated = t.rows_updated + excluded.rows_updated,
+                rows_unchanged = t.rows_unchanged + excluded.rows_unchanged,
+                rows_quarantined = t.rows_quarantined + excluded.rows_quarantined,
+                rows_duplicate = t.rows_duplicate + excluded.rows_duplicate,
+                rows_deleted = t.rows_deleted + excluded.rows_deleted,
+                rows_superseded = t.rows_superseded + excluded.rows_superseded,
+                bytes_read = t.bytes_read + excluded.bytes_read, retries = t.retries + excluded.retries,
+                seconds = t.seconds + excluded.seconds, timed = t.timed + excluded.timed,
+                le = ARRAY(SELECT x + y FROM unnest(t.le, excluded.le) WITH ORDINALITY u(x, y, i) ORDER BY u.i),
+                last_finished_at = greatest(t.last_finished_at, excluded.last_finished_at);
+        END $$;
+
+        CREATE OR REPLACE TRIGGER run_totals_update AFTER UPDATE OF pipeline, status, started_at, finished_at,
+                rows_read, rows_inserted, rows_updated, rows_unchanged, rows_quarantined, rows_duplicate,
+                rows_deleted, rows_superseded, bytes_read, retries ON pgmill.runs FOR EACH ROW
+            WHEN (OLD.status <> 'running' OR NEW.status <> 'running') EXECUTE FUNCTION pgmill.run_totals_follow();
+
+        CREATE OR REPLACE FUNCTION pgmill.run_totals_rebuild() RETURNS void LANGUAGE sql AS $$
+            DELETE FROM pgmill.run_totals;
+            WITH r AS (
+                SELECT pipeline, status, rows_read, rows_inserted, rows_updated, rows_unchanged, rows_quarantined,
+                       rows_duplicate, rows_deleted, rows_superseded, bytes_read, retries, finished_at,
+                       CASE WHEN finished_at IS NOT NULL
+                            THEN greatest(date_part('epoch', finished_at - started_at), 0) END AS d
+                FROM pgmill.runs WHERE status <> 'running'),
+            cum AS (
+                SELECT pipeline, status, array_agg(n ORDER BY i) AS le FROM (
+                    SELECT r.pipeline, r.status, b.i, count(*) FILTER (WHERE r.d <= b.bound) AS n
+                    FROM r CROSS JOIN unnest(pgmill.run_duration_bounds()) WITH ORDINALITY b(bound, i)
+                    GROUP BY 1, 2, 3) per_bound
+                GROUP BY 1, 2)
+            INSERT INTO pgmill.run_totals (pipeline, status, runs, rows_read, rows_inserted, rows_updated,
+                rows_unchanged, rows_quarantined, rows_duplicate, rows_deleted, rows_superseded, bytes_read, retries,
+                seconds, timed, le, last_finished_at)
+            SELECT r.pipeline, r.status, count(*), sum(r.rows_read), sum(r.rows_inserted), sum(r.rows_updated),
+                   sum(r.rows_unchanged), sum(r.rows_quarantined), sum(r.rows_duplicate), sum(r.rows_deleted),
+                   sum(r.rows_superseded), sum(r.bytes_read),
+                   sum(r.retries), coalesce(sum(r.d), 0), count(r.d), min(cum.le), max(r.finished_at)
+            FROM r JOIN cum USING (pipeline, status) GROUP BY r.pipeline, r.status;
+        $$;
+        """,
+    ),
 )
 
 _LOCK_KEY = 0x70676D696C6C  # "pgmill"

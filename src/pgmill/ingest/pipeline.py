@@ -51,3 +51,9 @@ class PipelinePlan:
         self.checked = [c for c in self.columns if c in checked] or self.columns[:1]
         self.row_identity = [*self.key, *([cur] if cur and cur not in self.key else [])] or self.checked[:1]
         self.needed = [self.compiled.source_name(c) for c in self.checked]
+        cdc = getattr(self.spec.source, "cdc", None)
+        #: change data capture's soft-delete column (not a contract column: pgmill adds it to the table)
+        self.soft_delete: str | None = cdc.soft_delete if cdc is not None else None
+        if self.soft_delete is not None and self.soft_delete in self.contract.columns:
+            raise ConfigError(f"pipeline {name}: soft_delete column {self.soft_delete!r} is a column of "
+                              f"{self.spec.contract}; name a column the contract does not have (pgmill adds it)")

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from pgmill.config.spec import follow_problem
+from pgmill.config.spec import follow_problem, is_cdc
 from pgmill.db import ddl, roles
 from pgmill.db.catalog import split_table
 from pgmill.errors import AccountingError, ConfigError, ContractError, PgmillError
@@ -127,7 +127,8 @@ def run_pipeline(
                 raise AccountingError(
                     f"pipeline {name}, run {run_id}: rows do not add up: read {c.rows_read} but inserted "
                     f"{c.rows_inserted} + updated {c.rows_updated} + unchanged {c.rows_unchanged} + quarantined "
-                    f"{c.rows_quarantined} + duplicate {c.rows_duplicate} = {c.accounted}")
+                    f"{c.rows_quarantined} + duplicate {c.rows_duplicate} + deleted {c.rows_deleted} + superseded "
+                    f"{c.rows_superseded} = {c.accounted}")
             policy.call(lambda: ledger.finish_run(holder.conn(), run_id, "succeeded", None, holder.retries),
                         on_retry=holder.count_retry)
         except BaseException as exc:
@@ -217,6 +218,11 @@ def _attempts(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, holder: Pipe
 
 def _load(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, progress: ProgressFn | None, prog: Progress,
           workers: int, units_on: Executor | None, follow: Follow | None = None) -> None:
+    if is_cdc(pipe.spec):  # a snapshot, then a stream of changes (cdc/run.py)
+        from pgmill.ingest.cdc.run import load_cdc
+
+        load_cdc(ctx, pipe, run_id, progress, prog, follow)
+        return
     # a replace loads its streams one after another in one transaction: nothing to gain from ranges
     parts = 0 if pipe.spec.mode == "replace" else workers
     on = units_on if pipe.spec.mode != "replace" else None

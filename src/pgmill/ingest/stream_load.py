@@ -32,6 +32,7 @@ from pgmill.ingest.lock import check_owner
 from pgmill.ingest.pipeline import PipelinePlan
 from pgmill.ingest.quarantine import QuarantinedRow
 from pgmill.ingest.sources import RawBatch, SourceState, Stream, open_streams
+from pgmill.ingest.sources.base import DELETED_AT
 from pgmill.ingest.sources.files import digest_pending
 from pgmill.ingest.writer import CopyData, TableWriter, dedupe
 from pgmill.observe import ledger
@@ -41,6 +42,8 @@ from pgmill.quality.validate import Violation
 from pgmill.retry import describe
 
 ProgressFn = Callable[["Progress"], None]
+#: latency figures a `load` step keeps at most (every k-th batch's beyond that)
+MAX_SAMPLES = 1000
 
 
 @dataclass
@@ -103,19 +106,29 @@ def load_stream(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, 
     `stop`: once set, stop after the next checkpoint that commits (the rest resumes from it later)."""
     writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, pipe.spec.mode, pipe.spec.cursor,
                          pipe.partition)
+    writer.soft_delete = pipe.soft_delete
     started = datetime.now(UTC)
     total = Counts()
     phases = Phases()
+    latencies: list[float] = []  # per batch that knows when its records arrived (change data capture)
     try:
         with contextlib.ExitStack() as tx:
             uncommitted: list[Counts] = []
+            raws: list[RawBatch] = []
 
             def commit() -> None:
                 tx.close()
+                now = time.time()
                 for c in uncommitted:
                     total.add(c)
                     report(progress, prog, c, lock)
+                for r in raws:
+                    if r.arrived is not None:
+                        latencies.append(now - r.arrived)
+                    if stream.committed is not None:
+                        stream.committed(r)
                 uncommitted.clear()
+                raws.clear()
 
             for prep in _prefetch(_prepare(pipe, run_id, stream.open(), phases)):
                 t = time.perf_counter()
@@ -127,6 +140,7 @@ def load_stream(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, 
                 counts = _checkpoint(conn, pipe, run_id, writer, prep)
                 ledger.add_counts(conn, run_id, counts)
                 uncommitted.append(counts)
+                raws.append(prep.raw)
                 mark = prep.raw.file_mark
                 if not (mark is not None and not mark.complete and digest_pending(mark.sha256)):
                     commit()  # else the file's digest is not known yet: this checkpoint takes the next batch too
@@ -143,16 +157,23 @@ def load_stream(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, 
                         {"error": describe(exc), **total.__dict__, "phases": phases.as_detail()})
         raise
     if total.rows_read or record_empty:
-        latency = {} if stream.arrived is None else {"arrival_to_queryable_s": round(time.time() - stream.arrived, 3)}
+        latency: dict[str, Any] = ({} if stream.arrived is None
+                                   else {"arrival_to_queryable_s": round(time.time() - stream.arrived, 3)})
+        if latencies:  # the worst batch, and the batches' own figures for the percentiles (observe/latency.py)
+            step = max(1, -(-len(latencies) // MAX_SAMPLES))
+            latency = {"arrival_to_queryable_s": round(max(latencies), 3),
+                       "arrival_samples_s": [round(x, 4) for x in latencies[::step]]}
         ledger.step(conn, run_id, f"load {stream.label}", "succeeded", started, total.rows_read,
                     {**total.__dict__, "phases": phases.as_detail(), **latency})
     return total
 
 
 def load_replace(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, streams: list[Stream],
-                  progress: ProgressFn | None, prog: Progress) -> None:
-    """Replace: the whole load is one transaction that ends by swapping the new table in; each stream's
-    `load` step is recorded once it has committed (or, failed, once it has rolled back)."""
+                  progress: ProgressFn | None, prog: Progress,
+                  before_commit: Callable[[psycopg.Connection[Any]], None] | None = None) -> None:
+    """Replace: the whole load is one transaction that ends by swapping the new table in (and `before_commit`,
+    say storing a source position); each stream's `load` step is recorded once it has committed (or, failed,
+    once it has rolled back)."""
     writer = TableWriter(conn, pipe.spec.table, pipe.columns, pipe.key, "replace", pipe.spec.cursor)
     done: list[tuple[str, datetime, Counts, Phases]] = []
     try:
@@ -171,6 +192,8 @@ def load_replace(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int,
                     mine[3].load_s += time.perf_counter() - t
             t = time.perf_counter()
             writer.finish_replace()
+            if before_commit is not None:
+                before_commit(conn)
             ledger.add_counts(conn, run_id, total)
         if done:
             done[-1][3].load_s += time.perf_counter() - t  # the swap and the commit
@@ -196,6 +219,7 @@ def _checkpoint(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, 
     check_owner(conn, pipe.name, run_id)
     if prep.extra_columns:
         writer.add_text_columns(prep.extra_columns)
+    deleted = _apply_deletions(pipe, writer, prep.raw)
     result = writer.write(prep.good, prep.payload)
     quarantine.write_encoded(conn, prep.quarantine_copy)
     rows: list[QuarantinedRow] = []
@@ -214,9 +238,29 @@ def _checkpoint(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, 
         state.save_checkpoint(conn, pipe.name, run_id, prep.raw.checkpoint, prep.cursor_max, pipe.cursor_type)
     return Counts(
         rows_read=prep.records, rows_inserted=result.inserted, rows_updated=result.updated,
-        rows_unchanged=result.unchanged, rows_quarantined=len(prep.quarantined) + len(rows), rows_duplicate=prep.duplicates + result.duplicate,
-        rows_warned=prep.warned, bytes_read=prep.raw.nbytes, batches=1,
+        rows_unchanged=result.unchanged + _not_found(prep.raw, deleted), rows_quarantined=len(prep.quarantined) + len(rows), rows_duplicate=prep.duplicates + result.duplicate,
+        rows_warned=prep.warned, bytes_read=prep.raw.nbytes, batches=1, rows_deleted=deleted,
+        rows_superseded=prep.raw.folded,
     )
+
+
+def _not_found(raw: RawBatch, deleted: int) -> int:
+    """Deletions whose row was not in the target (never loaded, quarantined, or already deleted)."""
+    return (0 if raw.deletes is None else int(raw.deletes.num_rows)) - deleted
+
+
+def _apply_deletions(pipe: PipelinePlan, writer: TableWriter, raw: RawBatch) -> int:
+    """A change data capture batch's TRUNCATE and deletions, before its upserts (their keys differ); the
+    deletions that found their row (the others count as unchanged)."""
+    if raw.truncate:
+        writer.delete_all()
+    if raw.deletes is None or not raw.deletes.num_rows:
+        return 0
+    from pgmill.config.types import parse_type
+
+    keys = {k: raw.deletes.column(pipe.compiled.source_name(k)).to_pylist() for k in pipe.key}
+    types = [parse_type(pipe.contract.columns[k].type).sql for k in pipe.key]
+    return writer.delete(keys, types, raw.deletes.column(DELETED_AT).to_pylist())
 
 
 def report(progress: ProgressFn | None, prog: Progress, c: Counts, lock: threading.Lock | None) -> None:

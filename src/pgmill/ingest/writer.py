@@ -107,6 +107,37 @@ class TableWriter:
             conn.execute("SET temp_buffers = '128MB'")
             self._keys_new = mode == "merge" and bool(key) and _is_empty(conn, self.dest)
         self._conflicts = 0
+        #: a timestamptz column set when a row is deleted at the source (change data capture's soft delete);
+        #: an upsert of the key clears it
+        self.soft_delete: str | None = None
+
+    # ------------------------------------------------------------ deletions (change data capture)
+
+    def delete(self, keys: dict[str, list[str | None]], types: list[str], at: list[Any]) -> int:
+        """Delete the rows whose key (contract column -> text values, cast to `types`) is given, or, with
+        `soft_delete`, set that column to each deletion's time `at`; the number of rows it changed."""
+        names = list(keys)
+        cols = sql.SQL(", ").join(sql.SQL("unnest(%s::text[]) AS {}").format(sql.Identifier(k)) for k in names)
+        match = sql.SQL(" AND ").join(sql.SQL("t.{0} = k.{0}::{1}").format(sql.Identifier(k), sql.SQL(typ))
+                                      for k, typ in zip(names, types, strict=True))
+        params: list[Any] = [keys[k] for k in names]
+        if self.soft_delete is None:
+            stmt = sql.SQL("DELETE FROM {} t USING (SELECT {}) k WHERE {}").format(self.dest, cols, match)
+        else:
+            stmt = sql.SQL("UPDATE {} t SET {s} = k.at FROM (SELECT {}, unnest(%s::timestamptz[]) AS at) k"
+                           " WHERE {} AND t.{s} IS NULL").format(
+                self.dest, cols, match, s=sql.Identifier(self.soft_delete))
+            params.append(at)
+        return max(self.conn.execute(stmt, params).rowcount, 0)
+
+    def delete_all(self) -> int:
+        """Every row goes (a TRUNCATE at the source), or is marked deleted now with `soft_delete`."""
+        if self.soft_delete is None:
+            stmt = sql.SQL("DELETE FROM {}").format(self.dest)
+        else:
+            stmt = sql.SQL("UPDATE {} SET {s} = now() WHERE {s} IS NULL").format(
+                self.dest, s=sql.Identifier(self.soft_delete))
+        return max(self.conn.execute(stmt).rowcount, 0)
 
     # ------------------------------------------------------------ replace
 
@@ -270,6 +301,10 @@ class TableWriter:
             old = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in non_key)
             new = sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in non_key)
             cond = sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(old, new)
+            if self.soft_delete is not None:  # a key deleted at the source came back
+                gone = sql.Identifier(self.soft_delete)
+                sets = sql.SQL("{}, {} = NULL").format(sets, gone)
+                cond = sql.SQL("({} OR t.{} IS NOT NULL)").format(cond, gone)
             if self.cursor and self.cursor in non_key:
                 cond = sql.SQL("{} AND (t.{c} IS NULL OR EXCLUDED.{c} >= t.{c})").format(
                     cond, c=sql.Identifier(self.cursor))

@@ -15,8 +15,13 @@ from psycopg.types.json import Jsonb
 
 COUNTERS = (
     "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_quarantined",
-    "rows_duplicate", "rows_warned", "bytes_read", "batches",
+    "rows_duplicate", "rows_warned", "bytes_read", "batches", "rows_deleted", "rows_superseded",
 )
+#: where every record read ends up: rows_read is their sum (the accounting identity). rows_deleted and
+#: rows_superseded are change data capture's: deletions applied, and changes a later change to the same key
+#: replaced within one batch.
+ACCOUNTED = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_quarantined", "rows_duplicate",
+             "rows_deleted", "rows_superseded")
 
 
 @dataclass
@@ -30,6 +35,8 @@ class Counts:
     rows_warned: int = 0
     bytes_read: int = 0
     batches: int = 0
+    rows_deleted: int = 0
+    rows_superseded: int = 0
 
     def add(self, other: Counts) -> None:
         for k in COUNTERS:
@@ -37,8 +44,7 @@ class Counts:
 
     @property
     def accounted(self) -> int:
-        return (self.rows_inserted + self.rows_updated + self.rows_unchanged
-                + self.rows_quarantined + self.rows_duplicate)
+        return sum(getattr(self, k) for k in ACCOUNTED)
 
     def balanced(self) -> bool:
         return self.rows_read == self.accounted

@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from pgmill.figures import pct
+from pgmill.observe.ledger import ACCOUNTED
 from pgmill.observe.success import SuccessReport
 from pgmill.retry import transient_sqlstate
 from pgmill.validate.model import Criterion, judge
@@ -32,8 +33,7 @@ _TRANSIENT_WORDS = ("gave up after", "connection to the database was lost", "the
                     "server closed the connection", "the API asks to wait")
 _CONNECT = "cannot connect to "
 _PERMANENT_CONNECT = ("password authentication failed", "does not exist", "no pg_hba.conf entry", "role \"")
-_ACCOUNTED = sql.SQL(" + ").join(sql.Identifier(c) for c in (
-    "rows_inserted", "rows_updated", "rows_unchanged", "rows_quarantined", "rows_duplicate"))
+_ACCOUNTED = sql.SQL(" + ").join(sql.Identifier(c) for c in ACCOUNTED)
 
 
 def transient_error(text: str) -> bool:

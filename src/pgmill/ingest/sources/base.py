@@ -116,6 +116,10 @@ def json_objects(table: pa.Table) -> list[str] | None:
     return df.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
 
 
+#: the column of RawBatch.deletes holding each deletion's commit time (for a soft delete)
+DELETED_AT = "__pgmill_deleted_at"
+
+
 @dataclass
 class RawBatch:
     """One batch of records, all from one origin (a file, an API page run, a query)."""
@@ -131,10 +135,21 @@ class RawBatch:
     csv_text: CsvText | None = None  # set when every record is exactly one line of UTF-8 text
     # `table` holds only the columns the loader must check (a narrow read); `csv_text` has every column
     narrow: bool = False
+    # change data capture (ingest/cdc): `table` is the rows to upsert; these are the keys to delete (source
+    # names, text), whether to empty the target first, and the changes folded into later ones
+    deletes: pa.Table | None = None
+    truncate: bool = False
+    folded: int = 0
+    arrived: float | None = None  # when its oldest record reached the source (epoch seconds), if known
 
     @property
     def records(self) -> int:
-        return int(self.table.num_rows) + len(self.bad)
+        return int(self.table.num_rows) + len(self.bad) + self.changes_without_rows
+
+    @property
+    def changes_without_rows(self) -> int:
+        """Records read that hold no row to load: deletions, and changes folded into later ones."""
+        return (0 if self.deletes is None else int(self.deletes.num_rows)) + self.folded
 
     @property
     def column_names(self) -> list[str]:
@@ -158,6 +173,8 @@ class RawBatch:
 
     def location(self, row: int) -> str:
         pos = self.positions[row] if self.positions is not None else row + 1
+        if self.position_word == "lsn":  # a WAL position, written as PostgreSQL does
+            return f"{self.origin}:lsn {pos >> 32:X}/{pos & 0xFFFFFFFF:X}"
         return f"{self.origin}:{self.position_word} {pos}"
 
 
@@ -181,6 +198,7 @@ class Stream:
     open: Callable[[], Iterator[RawBatch]]
     size_bytes: int | None  # bytes still to read, when known
     arrived: float | None = None  # when its data arrived (a file's modification time, epoch seconds)
+    committed: Callable[[RawBatch], None] | None = None  # told of each batch once its checkpoint committed
 
 
 @dataclass(frozen=True)

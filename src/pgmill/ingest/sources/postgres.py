@@ -80,26 +80,32 @@ _ARROW: dict[int, pa.DataType] = {
 
 
 def read_postgres(spec: PostgresSource, state: SourceState, cursor: str | None, batch_rows: int,
-                  partition: tuple[str, str] | None = None) -> Iterator[RawBatch]:
+                  partition: tuple[str, str] | None = None, snapshot: str | None = None) -> Iterator[RawBatch]:
     """Batches of the rows of `spec` (or of its `partition`, schema and name) not loaded yet: all of them
     without a cursor, else those after the committed cursor value, in cursor order, each batch ending at a
-    change of cursor value."""
+    change of cursor value. `snapshot`: read in this exported snapshot (a replication slot's, for CDC)."""
     source, origin = _source_sql(spec)
     key = CHECKPOINT_KEY
     if partition is not None:
         source, origin, key = sql.Identifier(*partition), f"postgres:{'.'.join(partition)}", f"postgres:{'.'.join(partition)}"
-    conn = _connect(_url(spec, origin), spec.url_env)
+    conn = connect_source(source_url(spec.url_env, origin), spec.url_env)
     try:
+        if snapshot is not None:  # the transaction's first statement: its reads see the slot's starting point
+            try:
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            except psycopg.Error as exc:
+                raise_for(origin, exc)
         yield from _read(conn, spec, source, origin, state, cursor, batch_rows, key)
     finally:
         conn.close()
 
 
-def _url(spec: PostgresSource, origin: str) -> str:
-    url = os.environ.get(spec.url_env)
+def source_url(url_env: str, origin: str) -> str:
+    """The source database URL from environment variable `url_env`; a SourceError saying so if unset."""
+    url = os.environ.get(url_env)
     if not url:
         raise SourceError(
-            f"{origin}: environment variable {spec.url_env} is not set; it must hold the source database URL "
+            f"{origin}: environment variable {url_env} is not set; it must hold the source database URL "
             "(postgresql://user@host:port/dbname; the password in it or in PGPASSWORD)"
         )
     return url
@@ -109,7 +115,7 @@ def _partitions(spec: PostgresSource) -> list[tuple[str, str]]:
     """The leaf partitions of the source table, (schema, name), in the order of their bounds."""
     source, origin = _source_sql(spec)
     assert spec.table is not None  # the spec requires a table with partitions: true
-    conn = _connect(_url(spec, origin), spec.url_env)
+    conn = connect_source(source_url(spec.url_env, origin), spec.url_env)
     try:
         rows = conn.execute(
             "SELECT n.nspname, c.relname, c.relkind FROM pg_partition_tree(%s::regclass) t"
@@ -118,7 +124,7 @@ def _partitions(spec: PostgresSource) -> list[tuple[str, str]]:
             (source.as_string(conn),)).fetchall()
         conn.rollback()
     except psycopg.Error as exc:
-        _raise_for(origin, exc)
+        raise_for(origin, exc)
     finally:
         conn.close()
     if not rows or (len(rows) == 1 and rows[0][1] == spec.table.split(".")[-1] and rows[0][2] == "r"):
@@ -196,7 +202,7 @@ def _lenient(base: type[abc.Loader]) -> type[Loader]:
     return Lenient
 
 
-def _connect(url: str, env: str) -> psycopg.Connection[Any]:
+def connect_source(url: str, env: str) -> psycopg.Connection[Any]:
     try:
         conn: psycopg.Connection[Any] = Target(url).connect(application_name="pgmill source")
     except DatabaseUnavailable as exc:
@@ -228,7 +234,7 @@ def _read(conn: psycopg.Connection[Any], spec: PostgresSource, source: sql.Compo
     try:
         columns = _describe(conn, source, origin)
     except psycopg.Error as exc:
-        _raise_for(origin, exc)
+        raise_for(origin, exc)
     names = [n for n, _ in columns]
     if cursor is not None and cursor not in names:
         raise SourceError(
@@ -294,7 +300,7 @@ def _read(conn: psycopg.Connection[Any], spec: PostgresSource, source: sql.Compo
         cur.close()
         conn.rollback()
     except psycopg.Error as exc:
-        _raise_for(origin, exc)
+        raise_for(origin, exc)
 
 
 def _describe(conn: psycopg.Connection[Any], source: sql.Composable, origin: str) -> list[tuple[str, int]]:
@@ -385,7 +391,7 @@ def _to_arrow(names: list[str], oids: list[int], rows: list[Sequence[Any]]) -> p
     return pa.table(arrays, names=names)
 
 
-def _raise_for(origin: str, exc: psycopg.Error) -> NoReturn:
+def raise_for(origin: str, exc: psycopg.Error) -> NoReturn:
     """A lost connection stays retryable; anything else the source refused is permanent."""
     if is_transient(exc):
         raise exc

@@ -1,0 +1,313 @@
+"""Loading a CDC pipeline: one snapshot, then the changes, exactly once (docs/cdc.md).
+
+- **Snapshot.** With no stored position (the first run), or when the slot was lost, pgmill creates the slot
+  on a replication connection, which exports the snapshot of its starting point, and loads the whole table
+  in that snapshot as a replace: one target transaction that swaps the new table in and stores the slot's
+  starting position with it. A crash before that commit leaves the old table and no position: the next run
+  starts the snapshot over (the slot is dropped and made again).
+- **Changes.** Streamed from the stored position. Whole source transactions are folded into batches
+  (changes.py), each loaded as an ordinary checkpoint: contract, quarantine, counts, and the end position
+  of its last transaction in pgmill.state, all in one target transaction. Only after that commit is the
+  slot told (replication.confirm). On restart, transactions that end at or below the stored position are
+  skipped: the slot is a retention hint, the stored position is the truth. So a crash anywhere (pgmill, the
+  target, the source) loses nothing and applies nothing twice.
+- **Segments.** The stream is loaded in segments of `SEGMENT_S` seconds, each a `load` step of the run with
+  its counts and the arrival-to-queryable latency of its batches (source commit time to target commit), and
+  the slot's health in pgmill.state. A run without --follow stops once it has applied what the source had
+  committed when it started.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from pgmill.config.spec import CdcSpec, PostgresSource
+from pgmill.config.types import parse_type
+from pgmill.db.catalog import qualified
+from pgmill.errors import ConfigError, ContractError, SourceError
+from pgmill.ingest import state
+from pgmill.ingest.cdc import slot
+from pgmill.ingest.cdc.changes import Change, Folder, Key
+from pgmill.ingest.cdc.pgoutput import (
+    Begin,
+    Commit,
+    Delete,
+    Insert,
+    Relation,
+    Truncate,
+    Update,
+    decode,
+    lsn_text,
+)
+from pgmill.ingest.cdc.replication import ReplicationStream
+from pgmill.ingest.follow import Follow
+from pgmill.ingest.pipeline import PipelinePlan
+from pgmill.ingest.sources import RawBatch, SourceState, Stream
+from pgmill.ingest.sources.postgres import read_postgres, source_url
+from pgmill.ingest.stream_load import Progress, ProgressFn, load_replace, load_stream
+from pgmill.observe import ledger
+from pgmill.project import ProjectContext
+
+#: seconds of stream per `load` step
+SEGMENT_S = 30.0
+#: seconds a batch waits for more transactions when the stream is busy (an idle stream flushes at once)
+MAX_WAIT_S = 0.2
+#: a run without --follow ends when the server has sent everything up to the source's position at the start
+#: and nothing came for QUIET_S, or when nothing came for IDLE_END_S
+QUIET_S = 0.2
+IDLE_END_S = 2.0
+
+CHECKPOINT_KEY = "cdc"
+
+
+def load_cdc(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, progress: ProgressFn | None, prog: Progress,
+             follow: Follow | None) -> None:
+    """Snapshot if needed, then apply changes until caught up (with `follow`: until stopped)."""
+    spec = pipe.spec.source
+    assert isinstance(spec, PostgresSource) and spec.cdc is not None
+    if pipe.partition is not None:
+        raise ConfigError(f"pipeline {pipe.name}: a cdc source cannot load into a partitioned table yet")
+    names = slot.names(pipe.name, spec.cdc)
+    src = slot.connect(spec)
+    try:
+        slot.check_source(src, spec)
+        slot.ensure_publication(src, spec, names)
+        with ctx.target.connect() as conn:
+            with conn.transaction():
+                _ensure_soft_delete(conn, pipe)
+            stored = state.load_state(conn, pipe.name).checkpoint.get(CHECKPOINT_KEY)
+            health = slot.health(src, names.slot)
+            if stored is None or stored.get("slot") != names.slot or health.lost:
+                if stored is not None:  # the slot is gone: the changes since cannot be streamed, load again
+                    ledger.step(conn, run_id, f"resnapshot {spec.table}", "succeeded", datetime.now(UTC),
+                                detail={"reason": _lost_reason(health), "stored_lsn": lsn_text(int(stored["lsn"])),
+                                        "slot": health.as_dict()})
+                if health.exists:  # left by a snapshot that never committed, or lost
+                    slot.drop_slot(src, names.slot)
+                _snapshot(conn, pipe, run_id, spec, names, progress, prog)
+                stored = state.load_state(conn, pipe.name).checkpoint[CHECKPOINT_KEY]
+            until = None if follow is not None else slot.current_lsn(src)
+            _stream(ctx, conn, src, pipe, run_id, spec, names, int(stored["lsn"]), until, progress, prog, follow)
+    finally:
+        src.close()
+
+
+def _lost_reason(h: slot.SlotHealth) -> str:
+    if not h.exists:
+        return f"replication slot {h.slot} no longer exists on the source"
+    return f"replication slot {h.slot} lost the WAL it held (wal_status {h.wal_status}; max_slot_wal_keep_size?)"
+
+
+def _snapshot(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, spec: PostgresSource,
+              names: slot.Names, progress: ProgressFn | None, prog: Progress) -> None:
+    """Create the slot, load the table as of its exported snapshot, and store its position, in one commit."""
+    where = slot.origin(spec)
+    rep = ReplicationStream(source_url(spec.url_env, where), where)
+    try:
+        lsn, snap = rep.create_slot(names.slot)
+        stream = Stream(f"{spec.table} snapshot", lambda: read_postgres(spec, SourceState({}, None, {}), None,
+                                                                        pipe.spec.batch_rows, snapshot=snap), None)
+
+        def position(c: psycopg.Connection[Any]) -> None:
+            _ensure_soft_delete(c, pipe)  # the new table has the contract's columns only
+            state.save_checkpoint(c, pipe.name, run_id, {CHECKPOINT_KEY: {"lsn": lsn, "slot": names.slot}}, None, None)
+
+        load_replace(conn, pipe, run_id, [stream], progress, prog, before_commit=position)
+    finally:
+        rep.close()
+
+
+def _ensure_soft_delete(conn: psycopg.Connection[Any], pipe: PipelinePlan) -> None:
+    if pipe.soft_delete is not None:
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} timestamptz").format(
+            qualified(pipe.spec.table), sql.Identifier(pipe.soft_delete)))
+
+
+@dataclass
+class _Position:
+    """What the target has committed, shared by the loader (which sets it) and the reader (which confirms it)."""
+
+    committed: int
+    confirmed: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _stream(ctx: ProjectContext, conn: psycopg.Connection[Any], src: psycopg.Connection[Any], pipe: PipelinePlan,
+            run_id: int, spec: PostgresSource, names: slot.Names, lsn: int, until: int | None,
+            progress: ProgressFn | None, prog: Progress, follow: Follow | None) -> None:
+    where = slot.origin(spec)
+    assert spec.cdc is not None
+    rep = ReplicationStream(source_url(spec.url_env, where), where)
+    try:
+        rep.start(names.slot, names.publication, lsn)
+        reader = _Reader(ctx, pipe, spec.cdc, rep, _Position(lsn), until, follow.stop if follow else None)
+        while True:
+            stream = Stream(f"{spec.table} changes", reader.segment, None, committed=reader.committed)
+            load_stream(conn, pipe, run_id, stream, progress, prog, record_empty=False)
+            h = slot.health(src, names.slot)
+            _save_health(conn, pipe.name, h)
+            limit = spec.cdc.max_lag_bytes
+            if limit is not None and (h.retained_bytes or 0) > limit:
+                raise SourceError(
+                    f"{where}: replication slot {names.slot} holds {h.retained_bytes:,} bytes of WAL on the source, "
+                    f"more than max_lag_bytes ({limit:,}): pgmill is not keeping up; the source's disk fills "
+                    "while this grows")
+            if reader.done:
+                return
+    finally:
+        rep.close()
+
+
+def _save_health(conn: psycopg.Connection[Any], pipeline: str, h: slot.SlotHealth) -> None:
+    with conn.transaction():
+        conn.execute("UPDATE pgmill.state SET state = state || %s WHERE pipeline = %s",
+                     (Jsonb({"cdc_slot": {**h.as_dict(), "checked_at": datetime.now(UTC).isoformat()}}), pipeline))
+
+
+class _Reader:
+    """Reads the stream into batches of whole transactions, segment after segment, on the loader's reading
+    thread (one at a time)."""
+
+    def __init__(self, ctx: ProjectContext, pipe: PipelinePlan, cdc: CdcSpec, rep: ReplicationStream,
+                 pos: _Position, until: int | None, stop: threading.Event | None) -> None:
+        self.ctx = ctx
+        self.pipe = pipe
+        self.cdc = cdc
+        self.rep = rep
+        self.pos = pos
+        self.until = until
+        self.stop = stop
+        self.done = False
+        spec = pipe.spec.source
+        assert isinstance(spec, PostgresSource)
+        self.where = slot.origin(spec)
+        self.table = tuple(spec.table.split(".")) if spec.table and "." in spec.table else ("public", spec.table)
+        kinds = {pipe.compiled.source_name(c): parse_type(col.type).kind for c, col in pipe.contract.columns.items()}
+        self.to_contract = dict(zip(pipe.source_columns, pipe.columns, strict=True))
+        self.folder = Folder(self.where, [pipe.compiled.source_name(k) for k in pipe.key], kinds, self._stored)
+        self.relations: dict[int, Relation] = {}
+        self.slot = slot.names(pipe.name, cdc).slot
+
+    def committed(self, raw: RawBatch) -> None:
+        """The loader committed `raw`: its position may be confirmed to the source."""
+        ck = (raw.checkpoint or {}).get(CHECKPOINT_KEY)
+        if ck is not None:
+            with self.pos.lock:
+                self.pos.committed = max(self.pos.committed, int(ck["lsn"]))
+
+    def _confirm(self) -> None:
+        with self.pos.lock:
+            lsn = self.pos.committed
+        if lsn > self.pos.confirmed:
+            self.rep.confirm(lsn)
+            self.pos.confirmed = lsn
+
+    def segment(self) -> Iterator[RawBatch]:
+        """Batches for up to SEGMENT_S seconds (ending between transactions)."""
+        started = time.monotonic()
+        txn: list[Change] | None = None
+        begin: Begin | None = None
+        pending: list[Change] = []
+        last_end = self.pos.committed
+        first_commit: float | None = None
+        idle_since = time.monotonic()
+        batch_rows = self.pipe.spec.batch_rows
+        while True:
+            self._confirm()
+            msg = self.rep.read(0.05 if pending else 0.5)
+            now = time.monotonic()
+            if msg is None:
+                if pending:  # nothing more right now: apply what has arrived
+                    yield self._batch(pending, last_end, first_commit)
+                    pending, first_commit = [], None
+                    continue
+                if txn is None and self._should_end(now - started, now - idle_since, last_end):
+                    return
+                continue
+            idle_since = now
+            m = decode(msg.payload)
+            if isinstance(m, Begin):
+                txn, begin = [], m
+            elif isinstance(m, Relation):
+                if (m.schema, m.name) == self.table:
+                    try:
+                        self.folder.check_relation(m, begin.final_lsn if begin is not None else msg.data_start)
+                    except (ContractError, SourceError):
+                        if pending:  # the transactions before this one are applied first
+                            yield self._batch(pending, last_end, first_commit)
+                        raise
+                self.relations[m.oid] = m
+            elif isinstance(m, (Insert, Update, Delete, Truncate)):
+                if txn is None or begin is None:
+                    raise SourceError(f"{self.where}: a change arrived outside a transaction (lsn {lsn_text(msg.data_start)})")
+                for rel in self._relations(m):
+                    txn.append(Change(msg.data_start, begin.commit_time, rel, m))
+            elif isinstance(m, Commit):
+                if txn and m.end_lsn > max(self.pos.committed, last_end):  # else applied before: skipped
+                    pending.extend(txn)
+                    if first_commit is None:
+                        first_commit = m.commit_time.timestamp()
+                    last_end = m.end_lsn
+                elif txn is not None and not pending and m.end_lsn > last_end:
+                    with self.pos.lock:  # nothing of ours in it (servers before 15 send those): confirm it
+                        if self.pos.committed >= last_end:
+                            self.pos.committed = max(self.pos.committed, m.end_lsn)
+                    last_end = max(last_end, m.end_lsn)
+                txn, begin = None, None
+                if len(pending) >= batch_rows or (pending and first_commit is not None
+                                                  and time.time() - first_commit > MAX_WAIT_S * 5):
+                    yield self._batch(pending, last_end, first_commit)
+                    pending, first_commit = [], None
+
+    def _should_end(self, elapsed: float, idle: float, last_end: int) -> bool:
+        """Between transactions with nothing pending: end the segment, and say whether the run is done."""
+        if self.stop is not None and self.stop.is_set():
+            self.done = True
+        elif self.until is not None and (last_end >= self.until or idle >= IDLE_END_S
+                                         or (idle >= QUIET_S and self.rep.wal_end >= self.until)):
+            # everything committed at the start is applied; or the server said it has sent everything up to
+            # there (a keepalive's position), or the stream has been quiet for long
+            self.done = True
+        return self.done or elapsed >= SEGMENT_S
+
+    def _relations(self, m: Insert | Update | Delete | Truncate) -> list[Relation]:
+        oids = m.relation_oids if isinstance(m, Truncate) else (m.relation_oid,)
+        out = []
+        for oid in oids:
+            rel = self.relations.get(oid)
+            if rel is None:
+                raise SourceError(f"{self.where}: a change for relation {oid} arrived before its description")
+            if (rel.schema, rel.name) == self.table:
+                out.append(rel)
+        return out
+
+    def _batch(self, pending: list[Change], end: int, first_commit: float | None) -> RawBatch:
+        raw = self.folder.fold(pending)
+        raw.checkpoint = {CHECKPOINT_KEY: {"lsn": end, "slot": self.slot}}
+        raw.arrived = first_commit
+        return raw
+
+    def _stored(self, key: list[str], keys: list[Key], wanted: list[str]) -> dict[Key, dict[str, str | None]]:
+        """The target's stored text of the `wanted` source columns for `keys` (unchanged TOAST values)."""
+        tkey = [self.to_contract.get(k, k) for k in key]
+        cols = [self.to_contract.get(c, c) for c in wanted]
+        select = sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(c)) for c in [*tkey, *cols])
+        keyset = sql.SQL(", ").join(sql.SQL("unnest(%s::text[]) AS {}").format(sql.Identifier(c)) for c in tkey)
+        types = [parse_type(self.pipe.contract.columns[c].type).sql for c in tkey]
+        match = sql.SQL(" AND ").join(sql.SQL("t.{0} = k.{0}::{1}").format(sql.Identifier(c), sql.SQL(t))
+                                      for c, t in zip(tkey, types, strict=True))  # the key's index serves it
+        stmt = sql.SQL("SELECT {} FROM {} t JOIN (SELECT {}) k ON {}").format(
+            select, qualified(self.pipe.spec.table), keyset, match)
+        with self.ctx.target.connect() as c:
+            rows = c.execute(stmt, [[k[i] for k in keys] for i in range(len(tkey))]).fetchall()
+        n = len(tkey)
+        return {tuple(r[:n]): dict(zip(wanted, r[n:], strict=True)) for r in rows}
