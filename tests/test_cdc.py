@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +18,8 @@ from typer.testing import CliRunner
 
 from pgmill.cli.root import app
 from pgmill.errors import ConfigError, ContractError, SourceError
+from pgmill.ingest.follow import Follow
+from pgmill.ingest.runner import run_pipelines
 from pgmill.project import open_project
 from tests.cdc_source import CONTRACT, ENV, cdc_pipeline, cdc_source, same_rows
 from tests.helpers import ProjectDir, connect, execute, query, run_one
@@ -290,3 +295,75 @@ def test_cdc_config_errors(project: ProjectDir) -> None:
                                "table": "orders", "contract": "contracts/orders.yaml", "mode": "merge"}})
     with pytest.raises(ConfigError, match=r"cdc streams the changes of one `table` \(not a query"):
         open_project(project.path)
+
+
+def _until(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_follow_streams_until_stopped_with_latency_per_batch(project: ProjectDir, cdc_source: str) -> None:
+    cdc_pipeline(project)
+    follow = Follow()
+    result: list[Any] = []
+    loader = threading.Thread(target=lambda: result.append(run_pipelines(open_project(project.path), follow=follow)))
+    loader.start()
+    try:
+        _until(lambda: bool(project.scalar("SELECT to_regclass('pgmill.state') IS NOT NULL")) and project.scalar(
+            "SELECT count(*) FROM pgmill.state WHERE state ? 'cdc'") == 1)  # the snapshot is in
+        with connect(cdc_source) as c:
+            for i in range(1, 41):
+                c.execute("INSERT INTO shop.orders VALUES (%s, 'c', %s, NULL, '2024-01-01Z')", (i, i))
+                if i % 10 == 0:
+                    c.execute("DELETE FROM shop.orders WHERE id = %s", (i - 5,))
+                time.sleep(0.01)
+        _until(lambda: project.scalar("SELECT count(*) FROM orders") == 36)
+    finally:
+        follow.stop.set()
+        loader.join(60)
+    [[run]] = result
+    assert run.status == "succeeded" and run.counts.balanced()
+    assert run.counts.rows_inserted == 40 and run.counts.rows_deleted == 4
+    same_rows(project, cdc_source)
+    # each batch's source commit to target commit, in the step of its segment
+    samples = [x for (s,) in project.query("SELECT detail->'arrival_samples_s' FROM pgmill.run_steps"
+                                            " WHERE name = 'load shop.orders changes'") for x in s]
+    assert samples and all(0 <= x < 10 for x in samples)
+    # confirmed to the source only what the target committed: the slot is at the stored position
+    [(confirmed,)] = query(cdc_source, "SELECT (confirmed_flush_lsn - '0/0')::bigint FROM pg_replication_slots"
+                                       " WHERE slot_name = 'pgmill_orders'")
+    assert 0 < int(confirmed) <= stored_lsn(project)
+
+
+def test_a_lost_slot_is_detected_and_the_table_loaded_again(project: ProjectDir, cdc_source: str,
+                                                            pg15_logical: str) -> None:
+    execute(cdc_source, "INSERT INTO shop.orders SELECT g, 'c', g, NULL, '2024-01-01Z' FROM generate_series(1, 50) g")
+    cdc_pipeline(project)
+    run_one()
+    with connect(pg15_logical) as admin:
+        admin.execute("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+        admin.execute("SELECT pg_reload_conf()")
+        try:
+            execute(cdc_source, "DELETE FROM shop.orders WHERE id <= 10")  # in the WAL the slot is about to lose
+            for _ in range(4):  # WAL segments past the slot's limit, then a checkpoint removes them
+                admin.execute("CREATE TEMP TABLE IF NOT EXISTS filler (x text)")
+                admin.execute("INSERT INTO filler SELECT repeat('x', 100) FROM generate_series(1, 2000)")
+                admin.execute("SELECT pg_switch_wal()")
+            admin.execute("CHECKPOINT")
+            _until(lambda: query(cdc_source, "SELECT wal_status FROM pg_replication_slots"
+                                             " WHERE slot_name = 'pgmill_orders'") == [("lost",)], 20)
+        finally:
+            admin.execute("ALTER SYSTEM RESET max_slot_wal_keep_size")
+            admin.execute("SELECT pg_reload_conf()")
+    run_one()
+    [(detail,)] = project.query("SELECT detail FROM pgmill.run_steps WHERE name = 'resnapshot shop.orders'")
+    assert "replication slot pgmill_orders lost the WAL it held (wal_status lost" in detail["reason"]
+    assert detail["slot"]["wal_status"] == "lost"
+    same_rows(project, cdc_source)
+    assert project.scalar("SELECT count(*) FROM orders") == 40
+    # and it streams again from the new slot
+    execute(cdc_source, "INSERT INTO shop.orders VALUES (100, 'z', 1, NULL, '2024-01-01Z')")
+    run_one()
+    same_rows(project, cdc_source)

@@ -59,8 +59,10 @@ from pgmill.project import ProjectContext
 
 #: seconds of stream per `load` step
 SEGMENT_S = 30.0
-#: seconds a batch waits for more transactions when the stream is busy (an idle stream flushes at once)
-MAX_WAIT_S = 0.2
+#: a batch gathers transactions for MIN_BATCH_S after its first (so a busy stream is not applied a row at a time:
+#: each checkpoint has a fixed cost), then is applied once nothing more is waiting, or at MAX_WAIT_S at the latest
+MIN_BATCH_S = 0.05
+MAX_WAIT_S = 0.25
 #: a run without --follow ends when the server has sent everything up to the source's position at the start
 #: and nothing came for QUIET_S, or when nothing came for IDLE_END_S
 QUIET_S = 0.2
@@ -218,12 +220,13 @@ class _Reader:
         begin: Begin | None = None
         pending: list[Change] = []
         last_end = self.pos.committed
-        first_commit: float | None = None
+        first_commit: float | None = None  # the source's commit time of the batch's first transaction
+        pending_since = 0.0  # when it arrived here
         idle_since = time.monotonic()
         batch_rows = self.pipe.spec.batch_rows
         while True:
             self._confirm()
-            msg = self.rep.read(0.05 if pending else 0.5)
+            msg = self.rep.read(max(0.0, pending_since + MIN_BATCH_S - time.monotonic()) if pending else 0.5)
             now = time.monotonic()
             if msg is None:
                 if pending:  # nothing more right now: apply what has arrived
@@ -255,7 +258,7 @@ class _Reader:
                 if txn and m.end_lsn > max(self.pos.committed, last_end):  # else applied before: skipped
                     pending.extend(txn)
                     if first_commit is None:
-                        first_commit = m.commit_time.timestamp()
+                        first_commit, pending_since = m.commit_time.timestamp(), now
                     last_end = m.end_lsn
                 elif txn is not None and not pending and m.end_lsn > last_end:
                     with self.pos.lock:  # nothing of ours in it (servers before 15 send those): confirm it
@@ -263,10 +266,13 @@ class _Reader:
                             self.pos.committed = max(self.pos.committed, m.end_lsn)
                     last_end = max(last_end, m.end_lsn)
                 txn, begin = None, None
-                if len(pending) >= batch_rows or (pending and first_commit is not None
-                                                  and time.time() - first_commit > MAX_WAIT_S * 5):
+                if len(pending) >= batch_rows or (pending and now - pending_since > MAX_WAIT_S):
                     yield self._batch(pending, last_end, first_commit)
                     pending, first_commit = [], None
+                if self._should_end(now - started, 0.0, last_end):  # a busy stream ends its segments too
+                    if pending:
+                        yield self._batch(pending, last_end, first_commit)
+                    return
 
     def _should_end(self, elapsed: float, idle: float, last_end: int) -> bool:
         """Between transactions with nothing pending: end the segment, and say whether the run is done."""
