@@ -18,7 +18,9 @@ Arms, each a session of its own against the same two servers:
 - reference: PostgreSQL's own logical replication, `CREATE PUBLICATION` on the source and `CREATE SUBSCRIPTION`
   in a fresh database of the embedded PostgreSQL 18 of a BenchProject;
 - pgmill: `pgmill run events --follow` (a `kind: postgres` pipeline with `cdc: {}`, a contract with a primary
-  key and rules) in a subprocess, stopped by SIGINT; its RSS (with children) sampled every `--rss-every` s.
+  key and rules) in a subprocess, stopped by SIGINT; its RSS (with children) sampled every `--rss-every` s;
+- poll: the same table and contract read by its cursor (`cursor: id`, no `cdc:`) by `pgmill run
+  events_poll --follow` at the default interval (1 s): the polled-table figure of the issue.
 
 Usage: python bench/bench_cdc.py [--seconds 300] [--profiles A,B] [--arms pgmill,reference] [--reps 1]
 (`--seconds 1800 --profiles A --arms pgmill` for the memory-over-30-minutes run).
@@ -57,6 +59,8 @@ from common import BENCH_DIR, BenchProject, loadavg, log, machine, median, pgmil
 SOURCE_DB = "cdcsrc"
 SOURCE_TABLE = ("shop", "events")
 PIPELINE = "events"
+#: the `poll` arm: the same table read by its cursor (`id`) at `pgmill run --follow`'s default interval (1 s)
+POLL_PIPELINE = "events_poll"
 TARGET_TABLE = ("bench", "events")  # the pgmill arm's table
 PUBLICATION = "bench_ref"
 SUBSCRIPTION = "bench_ref"
@@ -348,12 +352,15 @@ def _drop_cdc(proj: BenchProject, src: str) -> None:
         c.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
 
 
-def pgmill_arm(src: str, proj: BenchProject, profile: str, args: argparse.Namespace) -> dict[str, Any]:
-    """`pgmill run events --follow` from the source's shop.events into bench.events, measured alike."""
+def pgmill_arm(src: str, proj: BenchProject, profile: str, args: argparse.Namespace,
+               pipeline: str = PIPELINE) -> dict[str, Any]:
+    """`pgmill run events --follow` from the source's shop.events into bench.events, measured alike (the `poll`
+    arm: `events_poll`, by cursor)."""
     _source_table(src)
     _drop_cdc(proj, src)
     proj.reset(PIPELINE, ".".join(TARGET_TABLE))
-    cmd = [sys.executable, "-m", "pgmill", "run", PIPELINE, "--project", str(proj.dir), "--json", "--follow",
+    proj.reset(POLL_PIPELINE, None)
+    cmd = [sys.executable, "-m", "pgmill", "run", pipeline, "--project", str(proj.dir), "--json", "--follow",
            *shlex.split(args.pgmill_args)]
     since = time.time()
     proc = subprocess.Popen(cmd, env={**os.environ, **pgmill_env(), "SRC_URL": src}, stdout=subprocess.PIPE,
@@ -410,10 +417,10 @@ def _recorded(proj: BenchProject, since: float) -> dict[str, Any] | None:
 
 
 def configure(proj: BenchProject) -> None:
-    proj.configure({PIPELINE: {"source": {"kind": "postgres", "url_env": "SRC_URL", "table": ".".join(SOURCE_TABLE),
-                                          "cdc": {}},
-                               "contract": f"contracts/{PIPELINE}.yaml", "table": ".".join(TARGET_TABLE),
-                               "mode": "merge"}},
+    source = {"kind": "postgres", "url_env": "SRC_URL", "table": ".".join(SOURCE_TABLE)}
+    target = {"contract": f"contracts/{PIPELINE}.yaml", "table": ".".join(TARGET_TABLE), "mode": "merge"}
+    proj.configure({PIPELINE: {"source": {**source, "cdc": {}}, **target},
+                    POLL_PIPELINE: {"source": source, **target, "cursor": "id"}},
                    {PIPELINE: CONTRACT})
 
 
@@ -425,7 +432,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=300.0, help="how long the generator writes, per session")
     ap.add_argument("--profiles", default="A,B", help="A: 1,000 rows/s, 1 a transaction; B: 10,000 rows/s, 100")
-    ap.add_argument("--arms", default="pgmill,reference", help="pgmill, reference, or both (comma-separated)")
+    ap.add_argument("--tag", default="", help="suffix of the result files (`_memory`: results_cdc_memory.json)")
+    ap.add_argument("--arms", default="pgmill,poll,reference",
+                    help="pgmill (cdc), poll (the same table by cursor), reference (comma-separated)")
     ap.add_argument("--reps", type=int, default=1, help="sessions per profile and arm (figures: their medians)")
     ap.add_argument("--first-timeout", type=float, default=60.0, help="seconds for row 0 to become visible")
     ap.add_argument("--drain-timeout", type=float, default=120.0, help="seconds after the generator for the rest")
@@ -434,8 +443,8 @@ def main() -> None:
     args = ap.parse_args()
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     profiles = [p.strip().upper() for p in args.profiles.split(",") if p.strip()]
-    if not arms or set(arms) - {"pgmill", "reference"} or not profiles or set(profiles) - set(PROFILES):
-        ap.error("--arms takes pgmill and/or reference, --profiles A and/or B")
+    if not arms or set(arms) - {"pgmill", "poll", "reference"} or not profiles or set(profiles) - set(PROFILES):
+        ap.error("--arms takes pgmill, poll and/or reference, --profiles A and/or B")
     proj = BenchProject("cdc").fresh()
     configure(proj)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {p: {a: [] for a in arms} for p in profiles}
@@ -451,7 +460,7 @@ def main() -> None:
                     for arm in arms:
                         log(f"rep {rep + 1}/{args.reps}, profile {profile}, {arm}: {args.seconds:g} s ...")
                         r = (reference(src, proj, profile, args, sock) if arm == "reference"
-                             else pgmill_arm(src, proj, profile, args))
+                             else pgmill_arm(src, proj, profile, args, POLL_PIPELINE if arm == "poll" else PIPELINE))
                         log(f"  {({k: r[k] for k in SUMMARY if k in r})}")
                         runs[profile][arm].append(r)
             target_version = proj.server_version()
@@ -464,15 +473,15 @@ def main() -> None:
     doc = {"measured_at": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "args": vars(args),
            "source": f"PostgreSQL {source_version} (tests/pg15.py cluster, wal_level = logical)",
            "target": f"PostgreSQL {target_version} (embedded)", "figures": figures, "runs": runs}
-    (BENCH_DIR / "results_cdc.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (BENCH_DIR / "RESULTS_cdc.md").write_text(render(doc))
-    log((BENCH_DIR / "RESULTS_cdc.md").read_text())
+    (BENCH_DIR / f"results_cdc{args.tag}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (BENCH_DIR / f"RESULTS_cdc{args.tag}.md").write_text(render(doc))
+    log((BENCH_DIR / f"RESULTS_cdc{args.tag}.md").read_text())
 
 
 def render(doc: dict[str, Any]) -> str:
     m, a = doc["machine"], doc["args"]
     cmd = (f"python bench/bench_cdc.py --seconds {a['seconds']:g} --profiles {a['profiles']} --arms {a['arms']} "
-           f"--reps {a['reps']}")
+           f"--reps {a['reps']}" + (f" --tag {a['tag']}" if a.get('tag') else ""))
     lines = [
         "# Arrival to queryable: CDC from PostgreSQL 15",
         "",
@@ -494,7 +503,8 @@ def render(doc: dict[str, Any]) -> str:
         "| profile | arm | rows | achieved rows/s | p50 s | p95 s | p99 s | max s | under 1 s | load avg |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    names = {"reference": "PostgreSQL subscription (reference)", "pgmill": "pgmill run --follow"}
+    names = {"reference": "PostgreSQL subscription (reference)", "pgmill": "pgmill run --follow, cdc",
+             "poll": "pgmill run --follow, cursor poll (1 s interval)"}
     for profile, by in doc["figures"].items():
         for arm, f in by.items():
             lines.append(f"| {profile} | {names[arm]} | {f['rows_delivered']:,} | {f['achieved_rows_per_s']:,} | "
