@@ -55,7 +55,6 @@ class ReplicationStream:
                 raise SourceError(f"{where}: {message}: the role needs the REPLICATION attribute") from exc
             raise DatabaseUnavailable(f"{where}: cannot open a replication connection: {message}") from exc
         self.cur = self.conn.cursor()
-        self.started = False
 
     def create_slot(self, slot: str) -> tuple[int, str]:
         """Create logical slot `slot` (pgoutput); its consistent point and the snapshot it exports, valid
@@ -79,8 +78,11 @@ class ReplicationStream:
                                        options={"proto_version": "1", "publication_names": publication})
         except self._errors.Error as exc:
             text = redact(str(exc).strip())
+            if getattr(exc, "pgcode", None) == "55006" or isinstance(exc, self._errors.OperationalError):
+                # the slot is still held by a consumer that is going away (a killed pgmill's walsender notices
+                # its client is gone only when it next writes), or the connection broke: worth retrying
+                raise DatabaseUnavailable(f"{self.where}: cannot stream from slot {slot} yet: {text}") from exc
             raise SourceError(f"{self.where}: cannot stream from slot {slot}: {text}") from exc
-        self.started = True
 
     def read(self, timeout: float) -> Received | None:
         """The next message, waiting up to `timeout` seconds; None when there is none yet."""
