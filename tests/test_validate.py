@@ -34,7 +34,8 @@ QUERY_KEYS = ("query_p95", "query_reduction")
 COST_KEYS = ("cost_processing", "cost_storage", "cost_month", "cost_per_gb")
 # every criterion the failing project is built to fail
 FAILING = ("query_p95", "index_utilization", "query_reduction", "pipeline_success", "retries", "data_loss",
-           "validation_loads", "validation_checks", "schema_enforced", "completeness", "duplicates", *COST_KEYS)
+           "validation_loads", "validation_checks", "schema_enforced", "completeness", "duplicates", "realtime",
+           *COST_KEYS)
 NEVER_MEASURED = ("parallel_throughput", "query_p95_at_10x")
 
 
@@ -101,6 +102,10 @@ def failing(pg_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory)
                                         ("orders", "failed", 1, 10, 7, 0, 0, 0, 0, 100, 3)])
         conn.execute("UPDATE pgmill.runs SET error = 'PostgreSQL: could not serialize access due to concurrent"
                      " update [SQLSTATE 40001]' WHERE run_id = %s", (failed,))
+        # files that took 12 s and 2 s from arrival to queryable: p95 11.5 s, over the brief's 5 s
+        conn.execute("INSERT INTO pgmill.run_steps (run_id, name, status, started_at, finished_at, detail)"
+                     " SELECT %s, 'load f', 'succeeded', now(), now(), jsonb_build_object('arrival_to_queryable_s', s)"
+                     " FROM unnest('{12, 2}'::float8[]) s", (ok,))
         # table checks: 5 nulls in 100 required values, 20 in 100 for completeness; the unique rule broke
         quality_result(conn, 1, "not_null(customer_id)", "not_null", 100, 5, "fail")
         quality_result(conn, 1, "completeness(total)", "completeness", 100, 20, "fail")
@@ -142,6 +147,7 @@ def test_a_project_built_to_fail_reports_each_criterion_failed(failing: Built) -
     assert got["schema_enforced"].figure.startswith("1 of 2 pipelines") and "lost:" in got["schema_enforced"].note
     assert got["completeness"].value == pytest.approx(175 / 200)
     assert got["duplicates"].figure == "1 duplicate rules could not run"
+    assert got["realtime"].value == 11.5 and got["realtime"].figure.startswith("11.50 s p95 (orders, 2 measured)")
 
 
 def test_cost_criteria_are_the_cost_reports_targets(failing: Built) -> None:
@@ -180,7 +186,7 @@ def test_cli_exit_code_out_file_and_json(failing: Built, tmp_path: Path, monkeyp
     assert [c["key"] for c in d["criteria"]] == [
         "query_p95", "index_utilization", "query_reduction", "parallel_throughput", "pipeline_success", "retries",
         "data_loss", "validation_loads", "validation_checks", "schema_enforced", "completeness", "duplicates",
-        *COST_KEYS, "query_p95_at_10x"]
+        *COST_KEYS, "realtime", "query_p95_at_10x"]
     assert set(d["criteria"][0]) == {"key", "area", "name", "threshold", "status", "figure", "value", "source",
                                      "window", "note", "detail"}
     assert all(c["source"] for c in d["criteria"])
@@ -247,7 +253,7 @@ def test_without_data_every_criterion_is_not_measured(project: ProjectDir) -> No
     assert v.ok and v.exit_code == 0
     res = runner.invoke(app, ["validate"])
     assert res.exit_code == 0, res.output
-    assert "| result | pass: 0 passed, 0 failed, 17 not measured (exit code 0) |" in res.stdout
+    assert "| result | pass: 0 passed, 0 failed, 18 not measured (exit code 0) |" in res.stdout
 
 
 def test_a_real_load_without_tuning(project: ProjectDir) -> None:

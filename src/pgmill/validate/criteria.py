@@ -13,7 +13,7 @@ from pgmill import __version__
 from pgmill.observe.cost import cost_report
 from pgmill.observe.success import success_rate
 from pgmill.project import ProjectContext
-from pgmill.validate import data_quality, performance, reliability
+from pgmill.validate import data_quality, performance, realtime, reliability
 from pgmill.validate.costs import cost_criteria
 from pgmill.validate.model import Validation, days
 
@@ -49,6 +49,7 @@ def validate(conn: Conn, ctx: ProjectContext, since: timedelta = DEFAULT_SINCE, 
         data_quality.completeness(checks, window),
         data_quality.duplicates(checks, ledger, window),
         *cost_criteria(cost_report(conn, ctx.config.cost, now=now)),
+        realtime.realtime(conn, since, window),
         performance.scale_10x(scale_results or ctx.dir / performance.SCALE_RESULTS),
     ]
     return Validation(ctx.dir.name, ctx.target.display_url, now, __version__, since, criteria)
