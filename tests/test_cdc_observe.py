@@ -98,3 +98,6 @@ def test_slot_gauges_and_batch_latency_in_metrics(project: ProjectDir, cdc_sourc
     p95 = orders(samples, "pgmill_arrival_to_queryable_seconds", quantile="0.95")
     assert 0 < p50 <= p95 <= orders(samples, "pgmill_arrival_to_queryable_seconds", quantile="1") == round(worst, 3)
     assert p95 < 60
+    status = CliRunner().invoke(app, ["status"])  # `pgmill status` reads the same figures
+    assert status.exit_code == 0
+    assert f"orders: arrival to queryable p50 {p50:g} s, p95 {p95:g} s" in status.stdout
