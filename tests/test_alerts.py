@@ -136,6 +136,27 @@ def slow_load(conn: Conn, at: datetime, seconds: float) -> None:
                  (run_id, Jsonb({"arrival_to_queryable_s": seconds})))
 
 
+def slot_health(conn: Conn, pipeline: str, at: datetime, retained: int | None, lag: int | None = 0,
+                exists: bool = True, wal_status: str | None = "reserved") -> None:
+    """The health of a CDC pipeline's slot as its loader stores it in pgmill.state (ingest/cdc/run.py)."""
+    health = {"slot": f"pgmill_{pipeline}", "exists": exists, "active": exists, "wal_status": wal_status,
+              "restart_lsn": 1000, "confirmed_lsn": 2000, "retained_bytes": retained, "lag_bytes": lag,
+              "checked_at": at.isoformat()}
+    conn.execute("INSERT INTO pgmill.state (pipeline, state) VALUES (%s, %s) ON CONFLICT (pipeline) DO UPDATE"
+                 " SET state = pgmill.state.state || excluded.state",
+                 (pipeline, Jsonb({"cdc": {"lsn": 2000, "slot": f"pgmill_{pipeline}"}, "cdc_slot": health})))
+
+
+def resnapshot(conn: Conn, pipeline: str, at: datetime, status: str = "running") -> None:
+    """The step the CDC loader records when it found its slot lost and loaded a new snapshot."""
+    run_id = run(conn, pipeline, status, at)
+    conn.execute("INSERT INTO pgmill.run_steps (run_id, name, status, started_at, finished_at, detail)"
+                 " VALUES (%s, 'resnapshot shop.orders', 'succeeded', %s, %s, %s)",
+                 (run_id, at, at, Jsonb({"reason": f"replication slot pgmill_{pipeline} no longer exists on the "
+                                         "source", "stored_lsn": "0/16B3748",
+                                         "slot": {"slot": f"pgmill_{pipeline}", "exists": False}})))
+
+
 def slot(conn: Conn, job: str, at: datetime, state: str, finished: datetime | None = None,
          error: str | None = None, run_id: int | None = None) -> None:
     conn.execute("INSERT INTO pgmill.expected_runs (job, scheduled_for, state, finished_at, error, run_id)"
@@ -237,6 +258,10 @@ CASES = {
         lambda c, t, s: slow_load(c, t, 30.0),
         lambda c, t, s: c.execute("UPDATE pgmill.run_steps SET finished_at = finished_at - interval '1 hour'"
                                   " WHERE detail ? 'arrival_to_queryable_s'") and None),
+    "cdc_slot": Case(
+        {"kind": "cdc_slot", "retained_above": "1MB", "pipelines": ["orders"]}, "orders",
+        lambda c, t, s: (slot_health(c, "orders", t, 5 << 20), slot_health(c, "events", t, 5 << 20)) and None,
+        lambda c, t, s: slot_health(c, "orders", t, 1 << 20)),  # at the limit: not above it
     "cost_over_budget": Case(
         {"kind": "cost_over_budget"}, "budget", _set_cost((52.0, 90.0)), _set_cost((12.0, 30.0))),
 }
@@ -474,3 +499,60 @@ def test_a_run_and_the_slot_that_started_it_are_one_outcome(project: ProjectDir,
     messages = {f["subject"]: f["message"] for f in report.fired}
     assert "timed out: cancelled after its timeout (10m)" in messages["transform"]
     assert "exited with code 4" in messages["checks"]
+
+
+# ------------------------------------------------------------------ change data capture's slots
+
+
+def test_cdc_slot_names_the_slot_the_bytes_and_what_to_do(project: ProjectDir, receiver: Receiver) -> None:
+    """Held-back WAL, lag, a lost slot and a re-snapshot: one alert per pipeline naming each; a later
+    re-snapshot notifies again while it fires; the default limit is 1GB."""
+    ctx = alert_project(project, {"hook": receiver.url("hook")}, [
+        {"kind": "cdc_slot", "retained_above": "100 kB", "lag_above": 2048, "window": "30m"}])
+    t = datetime.now(UTC)
+    with psycopg.connect(project.db_url, autocommit=True) as c:
+        slot_health(c, "orders", t, 3 * 2**20, lag=4096)
+        slot_health(c, "events", t, 50 * 2**10)  # under both limits
+        slot_health(c, "lines", t, None, lag=None, wal_status="lost")
+        resnapshot(c, "shop", t - timedelta(hours=2), "succeeded")  # before the window
+        report = evaluate(ctx, t)
+        by = {f["subject"]: f["message"] for f in report.fired}
+        assert sorted(by) == ["lines", "orders"]
+        assert by["orders"].startswith(
+            f"orders: replication slot pgmill_orders holds 3.0 MB (3,145,728 bytes) of WAL on the source (as seen "
+            f"{t.strftime('%Y-%m-%d %H:%M UTC')}), above 100 kB; replication slot pgmill_orders is 4.0 kB (4,096 "
+            "bytes) of WAL behind the source")
+        assert "A stalled consumer fills the source's disk" in by["orders"]
+        assert "`pgmill cdc status`" in by["orders"] and "`pgmill cdc drop orders`" in by["orders"]
+        assert "replication slot pgmill_lines is lost" in by["lines"] and "wal_status lost" in by["lines"]
+        assert "the next run loads a new snapshot" in by["lines"]
+
+        resnapshot(c, "orders", t + timedelta(minutes=1))
+        again = evaluate(ctx, t + timedelta(minutes=1))
+        [msg] = [f["message"] for f in again.fired]
+        assert msg.startswith("orders: replication slot pgmill_orders holds 3.0 MB")
+        assert ("; loaded a new snapshot of shop.orders at " in msg
+                and ": replication slot pgmill_orders no longer exists on the source (the target had applied "
+                    "changes up to 0/16B3748; the snapshot replaced the table)." in msg)
+
+        # the slot is fine again, the re-snapshot older than the window: resolved (resolve_after 1m)
+        slot_health(c, "orders", t, 10, lag=0)
+        slot_health(c, "lines", t, 10, lag=0)
+        later = t + timedelta(minutes=40)
+        evaluate(ctx, later)
+        done = evaluate(ctx, later + timedelta(minutes=2))
+        assert sorted(r["subject"] for r in done.resolved) == ["lines", "orders"]
+
+    # the default: 1GB (1024-based); sizes as bytes or with a unit; anything else is refused
+    from pgmill.config.alerts import CdcSlot, parse_size
+    from pgmill.errors import ConfigError
+
+    assert parse_size(CdcSlot(kind="cdc_slot").retained_above) == 2**30
+    assert [parse_size(v) for v in (512, "512", "1.5kB", "2 MB", "1gb", "1TB")] == [
+        512, 512, 1536, 2 * 2**20, 2**30, 2**40]
+    for bad in ("1 GiB", "lots", "-1", "1e9"):
+        with pytest.raises(ValueError, match="is not a size"):
+            parse_size(bad)
+    project.config({}, alerts={"rules": [{"kind": "cdc_slot", "retained_above": "ten GB"}]})
+    with pytest.raises(ConfigError, match="'ten GB' is not a size"):
+        open_project()

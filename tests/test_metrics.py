@@ -422,3 +422,114 @@ def test_serve_and_the_command_report_the_projects_tables(project: ProjectDir) -
     assert res.exit_code == 0 and line in res.stdout.splitlines()
     with TestClient(create_app(open_project(project.path), token=None), base_url="http://127.0.0.1") as client:
         assert line in client.get("/metrics").text.splitlines()
+
+
+def test_cdc_counts_and_slot_health(db_url: str) -> None:
+    """rows_deleted and rows_superseded (migration 15) as two more outcomes, ended runs and running ones; each
+    CDC pipeline's slot as its loader last stored it in pgmill.state; a value the loader did not write reads
+    as missing, never failing the scrape."""
+    with connect(db_url) as conn:
+        [ended, running] = insert_runs(conn, [("orders", "succeeded", 5, 10, 4, 1, 0, 0, 0, 100, 0),
+                                              ("orders", "running", None, 6, 1, 0, 0, 0, 0, 60, 0)])
+        conn.execute("UPDATE pgmill.runs SET rows_deleted = 3, rows_superseded = 2 WHERE run_id = %s", (ended,))
+        conn.execute("UPDATE pgmill.runs SET rows_deleted = 4, rows_superseded = 1 WHERE run_id = %s", (running,))
+        checked = "2026-12-03T10:00:00.5+00:00"
+        for pipeline, health in (
+                ("orders", {"slot": "pgmill_orders", "exists": True, "active": True, "wal_status": "reserved",
+                            "restart_lsn": 100, "confirmed_lsn": 300, "retained_bytes": 123456, "lag_bytes": 789,
+                            "checked_at": checked}),
+                ("lines", {"slot": "pgmill_lines", "exists": True, "active": False, "wal_status": "lost",
+                           "restart_lsn": None, "confirmed_lsn": 300, "retained_bytes": None, "lag_bytes": 5,
+                           "checked_at": checked}),
+                ("gone", {"slot": "pgmill_gone", "exists": False, "checked_at": checked}),
+                ("odd", {"slot": "x", "exists": True, "active": "yes", "retained_bytes": "12", "checked_at": "noon"})):
+            conn.execute("INSERT INTO pgmill.state (pipeline, state) VALUES (%s, %s)",
+                         (pipeline, Jsonb({"cdc": {"lsn": 300}, "cdc_slot": health})))
+        conn.execute("INSERT INTO pgmill.state (pipeline, state) VALUES ('files', '{\"cursor\": 1}')")
+        samples, types = scrape(conn)
+
+        assert value(samples, "pgmill_rows_total", pipeline="orders", outcome="deleted") == 7
+        assert value(samples, "pgmill_rows_total", pipeline="orders", outcome="superseded") == 3
+        outcomes = sum(value(samples, "pgmill_rows_total", pipeline="orders", outcome=o)
+                       for o in ("inserted", "updated", "unchanged", "quarantined", "duplicate", "deleted", "superseded"))
+        assert outcomes == value(samples, "pgmill_rows_read_total", pipeline="orders") == 16  # the identity
+
+        assert types["pgmill_cdc_slot_retained_wal_bytes"] == "gauge"
+        assert value(samples, "pgmill_cdc_slot_retained_wal_bytes", pipeline="orders") == 123456
+        assert value(samples, "pgmill_cdc_slot_lag_bytes", pipeline="orders") == 789
+        assert value(samples, "pgmill_cdc_slot_active", pipeline="orders") == 1
+        assert value(samples, "pgmill_cdc_slot_lost", pipeline="orders") == 0
+        assert value(samples, "pgmill_cdc_slot_checked_timestamp_seconds", pipeline="orders") == 1796292000.5
+        assert value(samples, "pgmill_cdc_slot_lost", pipeline="lines") == 1  # wal_status lost
+        assert value(samples, "pgmill_cdc_slot_active", pipeline="lines") == 0
+        assert value(samples, "pgmill_cdc_slot_lag_bytes", pipeline="lines") == 5
+        assert ("pgmill_cdc_slot_retained_wal_bytes", frozenset({("pipeline", "lines")})) not in samples
+        assert value(samples, "pgmill_cdc_slot_lost", pipeline="gone") == 1  # no longer exists
+        assert value(samples, "pgmill_cdc_slot_active", pipeline="odd") == 0
+        assert not any(dict(labels).get("pipeline") in ("odd", "files") for name, labels in samples
+                       if name in ("pgmill_cdc_slot_retained_wal_bytes", "pgmill_cdc_slot_checked_timestamp_seconds"))
+        assert not any(dict(labels).get("pipeline") == "files" for name, labels in samples
+                       if name.startswith("pgmill_cdc_"))
+        for _, labels in samples:
+            assert {k for k, _ in labels} <= ALLOWED_LABELS
+
+        # a database whose run_totals predates migration 15 (a scrape racing the migration): zeros, no error
+        conn.execute("ALTER TABLE pgmill.run_totals DROP COLUMN rows_deleted, DROP COLUMN rows_superseded")
+        older, _ = scrape(conn)
+        assert value(older, "pgmill_rows_total", pipeline="orders", outcome="deleted") == 0
+        assert value(older, "pgmill_rows_total", pipeline="orders", outcome="inserted") == 5
+        assert value(older, "pgmill_rows_read_total", pipeline="orders") == 16
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    """PostgreSQL's percentile_cont: linear between the two nearest ranks."""
+    xs = sorted(xs)
+    pos = q * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def test_arrival_latency_counts_each_batch(db_url: str) -> None:
+    """A step with `arrival_samples_s` counts each batch's figure, one without counts once; the maximum is
+    the steps' own (a sample list may have left the worst batch out); the partial index finds them."""
+    from pgmill.observe.latency import arrival_latency
+
+    cdc = [0.012, 0.02, 0.015, 0.4, 0.011, 0.013]
+    with connect(db_url) as conn:
+        [stream, files, old] = insert_runs(conn, [("orders", "running", None, *[0] * 8),
+                                                  ("files", "succeeded", 5, *[0] * 8),
+                                                  ("orders", "succeeded", 5, *[0] * 8)], ago="0 s")
+        steps = [(stream, {"arrival_to_queryable_s": 0.4, "arrival_samples_s": cdc[:4]}, "0 s"),
+                 (stream, {"arrival_to_queryable_s": 0.9, "arrival_samples_s": cdc[4:]}, "0 s"),  # 0.9 not sampled
+                 (stream, {"arrival_to_queryable_s": 0.05, "arrival_samples_s": []}, "0 s"),  # counts as itself
+                 (files, {"arrival_to_queryable_s": 2.5}, "0 s"), (files, {"arrival_to_queryable_s": 4.5}, "0 s"),
+                 (old, {"arrival_to_queryable_s": 99.0, "arrival_samples_s": [99.0]}, "2 hours"),  # outside
+                 (stream, {"rows_read": 3}, "0 s")]  # measured nothing
+        for run_id, detail, ago in steps:
+            conn.execute("INSERT INTO pgmill.run_steps (run_id, name, status, finished_at, detail)"
+                         " VALUES (%s, 'load x', 'succeeded', clock_timestamp() - %s::interval, %s)",
+                         (run_id, ago, Jsonb(detail)))
+        lat = {x.pipeline: x for x in arrival_latency(conn, timedelta(hours=1))}
+        figures = [*cdc, 0.05]
+        assert (lat["orders"].loads, lat["orders"].batches, lat["orders"].max_s) == (3, 7, 0.9)
+        assert lat["orders"].p50_s == round(_percentile(figures, 0.5), 3) == 0.015
+        assert lat["orders"].p95_s == round(_percentile(figures, 0.95), 3)
+        assert lat["orders"].counted() == "7 batches in 3 loads"
+        assert (lat["files"].loads, lat["files"].batches, lat["files"].p50_s, lat["files"].max_s) == (2, 2, 3.5, 4.5)
+        assert lat["files"].counted() == "2 loads"
+
+        samples, _ = scrape(conn)
+        assert value(samples, "pgmill_arrival_to_queryable_seconds", pipeline="orders", quantile="0.95") == (
+            lat["orders"].p95_s)
+        assert value(samples, "pgmill_arrival_to_queryable_seconds", pipeline="orders", quantile="1") == 0.9
+        assert value(samples, "pgmill_arrival_to_queryable_loads", pipeline="orders") == 3
+        assert value(samples, "pgmill_arrival_to_queryable_batches", pipeline="orders") == 7
+        assert value(samples, "pgmill_arrival_to_queryable_batches", pipeline="files") == 2
+
+        with conn.transaction():  # the measured steps are found by the partial index, not a scan of every step
+            conn.execute("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(r[0] for r in conn.execute(
+                "EXPLAIN SELECT 1 FROM pgmill.run_steps s WHERE s.detail ? 'arrival_to_queryable_s'"
+                " AND s.finished_at >= clock_timestamp() - interval '1 hour'").fetchall())
+            assert "run_steps_arrival" in plan

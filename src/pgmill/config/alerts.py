@@ -8,6 +8,7 @@ alerts:
     - {kind: run_failed, channels: [oncall]}
     - {kind: late_run, after: 10m}
     - {kind: cost_over_budget}
+    - {kind: cdc_slot, retained_above: 1GB}   # sizes: bytes, or kB, MB, GB, TB (1024-based, as PostgreSQL's)
   repeat: 4h                                  # re-notify a rule still firing after this long
   resolve_after: 5m                           # resolved once false this long (a flapping rule stays one alert)
   heartbeat_url: "https://hc-ping.com/${HC_UUID}"   # pinged after every tick of `pgmill serve`
@@ -22,13 +23,38 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from pgmill.config.base import StrictModel
 from pgmill.config.duration import Duration
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 CHANNEL_FAILING = "channel_failing"  # the built-in rule: a channel whose deliveries fail, reported on the others
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb)?", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30, "tb": 2**40}
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes in a size: an int (bytes), or a number with B, kB, MB, GB or TB (any case; 1024-based, as
+    PostgreSQL's `pg_size_pretty` and settings such as max_slot_wal_keep_size); ValueError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"size {value!r} must not be negative")
+        return value
+    m = _SIZE.fullmatch(str(value).strip())
+    if m is None:
+        raise ValueError(f"{value!r} is not a size: use bytes (1048576) or e.g. 512MB, 1GB, 100 kB")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
+
+
+def _size_checked(value: str | int) -> str | int:
+    parse_size(value)
+    return value
+
+
+#: a size field of pgmill.yaml, kept as written and checked when the file is read
+Size = Annotated[str | int, AfterValidator(_size_checked)]
 
 
 class _Rule(StrictModel):
@@ -112,12 +138,25 @@ class SuccessRate(_Rule):
 
 
 class ArrivalLatency(_Rule):
-    """A pipeline's data took longer than `above` from arrival to queryable at p95 over `window` (the loads
-    that measure it: files, in `pgmill run --follow` and in ordinary runs)."""
+    """A pipeline's data took longer than `above` from arrival to queryable at p95 over `window` (the batches
+    of the loads that measure it: files, in `pgmill run --follow` and in ordinary runs; a CDC stream's batches,
+    from the source's commit)."""
 
     kind: Literal["latency"]
     above: Duration = Field("5s", description="p95 from arrival to queryable")
     window: Duration = Field("15m")
+
+
+class CdcSlot(_Rule):
+    """A CDC pipeline's replication slot holds back more WAL on the source than `retained_above` (or its
+    unconfirmed changes exceed `lag_above`), or the slot is lost, or the pipeline loaded a new snapshot of
+    its table because the slot was lost within `window` (figures: as the loader last saw the slot)."""
+
+    kind: Literal["cdc_slot"]
+    retained_above: Size = Field("1GB", description="WAL the slot keeps on the source: bytes, or e.g. 512MB, 1GB")
+    lag_above: Size | None = Field(None, description="WAL since the slot's confirmed position (changes not applied "
+                                   "and confirmed yet); default: not checked")
+    window: Duration = Field("1h", description="a re-snapshot keeps the alert firing this long")
 
 
 class CostOverBudget(_Rule):
@@ -129,7 +168,7 @@ class CostOverBudget(_Rule):
 
 AlertRule = Annotated[
     RunFailed | ConsecutiveFailures | LateRun | MissedRun | Freshness | QualityFailed | QuarantineRate | QueryP95
-    | SuccessRate | ArrivalLatency | CostOverBudget,
+    | SuccessRate | ArrivalLatency | CdcSlot | CostOverBudget,
     Field(discriminator="kind"),
 ]
 

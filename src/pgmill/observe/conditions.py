@@ -15,6 +15,7 @@ returns one `Condition` per subject for which the rule holds. Subjects are bound
 | query_p95            | declared query                   | p95 above target, or regressed against its baseline  |
 | success_rate         | pipeline or job                  | successful runs over `window` < `below` %            |
 | latency              | pipeline                         | p95 arrival to queryable over `window` > `above`     |
+| cdc_slot             | pipeline                         | slot over its limits or lost; a re-snapshot in window|
 | cost_over_budget     | `budget`                         | month-to-date (or projected) cost > cost.budget.month|
 
 A run's outcome comes from pgmill.runs, joined to the expected run that started it; an expected run that
@@ -33,6 +34,7 @@ from psycopg import sql
 
 from pgmill.config.alerts import (
     ArrivalLatency,
+    CdcSlot,
     ConsecutiveFailures,
     CostOverBudget,
     Freshness,
@@ -43,8 +45,11 @@ from pgmill.config.alerts import (
     QueryP95,
     RunFailed,
     SuccessRate,
+    parse_size,
 )
 from pgmill.config.duration import parse_duration
+from pgmill.figures import size
+from pgmill.observe.cdc_health import slot_states
 from pgmill.observe.latency import arrival_latency
 from pgmill.project import ProjectContext
 from pgmill.redact import redact
@@ -206,10 +211,64 @@ def success_rate(rule: SuccessRate, scope: Scope) -> list[Condition]:
 def latency(rule: ArrivalLatency, scope: Scope) -> list[Condition]:
     limit = parse_duration(rule.above)
     return [Condition(lat.pipeline, f"{lat.pipeline}: data took {lat.p95_s:g} s from arrival to queryable at p95 "
-                                    f"over the last {rule.window} ({lat.loads} loads, max {lat.max_s:g} s; limit "
+                                    f"over the last {rule.window} ({lat.counted()}, max {lat.max_s:g} s; limit "
                                     f"{rule.above})", lat.p95_s)
             for lat in arrival_latency(scope.conn, timedelta(seconds=parse_duration(rule.window)))
             if lat.p95_s > limit and wanted(rule.pipelines, lat.pipeline)]
+
+
+# the re-snapshots of the window: steps of the runs going on or ended in it (indexes runs_running, runs_finished)
+_RESNAPSHOTS = """
+SELECT r.pipeline, s.name, s.finished_at, s.detail->>'reason', s.detail->>'stored_lsn', s.detail->'slot'->>'slot'
+FROM pgmill.runs r JOIN pgmill.run_steps s USING (run_id)
+WHERE (r.status = 'running' OR r.finished_at >= %(since)s) AND s.name LIKE 'resnapshot %%'
+  AND s.finished_at >= %(since)s
+ORDER BY r.pipeline, s.finished_at
+"""
+
+_CDC_WHAT_TO_DO = ("A stalled consumer fills the source's disk: keep the pipeline following (`pgmill run --follow`, "
+                   "or `follow: true` under `pgmill serve`) or run it often; `pgmill cdc status` shows the slot; "
+                   "`pgmill cdc drop {p}` removes it if the pipeline is retired (its next run loads a new snapshot)")
+
+
+def cdc_slot(rule: CdcSlot, scope: Scope) -> list[Condition]:
+    """From the slot's health each CDC loader stores in pgmill.state (observe/cdc_health.py) and the ledger's
+    `resnapshot TABLE` steps: one condition per pipeline, naming everything wrong with its slot."""
+    retained_limit = parse_size(rule.retained_above)
+    lag_limit = None if rule.lag_above is None else parse_size(rule.lag_above)
+    since = scope.now - timedelta(seconds=parse_duration(rule.window))
+    found: dict[str, tuple[list[str], float | None]] = {}
+    latest: dict[str, str] = {}  # a new re-snapshot notifies again while the alert fires
+    for st in slot_states(scope.conn):
+        if not wanted(rule.pipelines, st.pipeline):
+            continue
+        seen = f" (as seen {stamp(st.checked_at)})" if st.checked_at is not None else ""
+        what: list[str] = []
+        if st.lost:
+            what.append(f"replication slot {st.slot} is lost{seen}: "
+                        + ("it no longer exists on the source" if not st.exists else
+                           "the source removed WAL it needed (wal_status lost; max_slot_wal_keep_size?)")
+                        + "; the changes since cannot be streamed and the next run loads a new snapshot")
+        if st.retained_bytes is not None and st.retained_bytes > retained_limit:
+            what.append(f"replication slot {st.slot} holds {size(st.retained_bytes)} ({st.retained_bytes:,} bytes) "
+                        f"of WAL on the source{seen}, above {rule.retained_above}")
+        if lag_limit is not None and st.lag_bytes is not None and st.lag_bytes > lag_limit:
+            what.append(f"replication slot {st.slot} is {size(st.lag_bytes)} ({st.lag_bytes:,} bytes) of WAL "
+                        f"behind the source{seen}, above {rule.lag_above}")
+        if what:
+            found[st.pipeline] = (what, float(st.retained_bytes) if st.retained_bytes is not None else None)
+    for p, name, at, reason, lsn, slot_name in scope.conn.execute(_RESNAPSHOTS, {"since": since}).fetchall():
+        if not wanted(rule.pipelines, p):
+            continue
+        table = name.removeprefix("resnapshot ")
+        found.setdefault(p, ([], None))[0].append(
+            f"loaded a new snapshot of {table} at {stamp(at)}: "
+            f"{_one_line(reason) or f'replication slot {slot_name} was lost'}"
+            + (f" (the target had applied changes up to {lsn}; the snapshot replaced the table)" if lsn else ""))
+        latest[p] = at.isoformat()
+    return [Condition(p, f"{p}: " + "; ".join(what) + ". " + _CDC_WHAT_TO_DO.format(p=p), value,
+                      occurrence=latest.get(p))
+            for p, (what, value) in sorted(found.items())]
 
 
 def quarantine_rate(rule: QuarantineRate, scope: Scope) -> list[Condition]:
@@ -385,5 +444,6 @@ CONDITIONS: dict[str, ConditionFn] = {
     "query_p95": query_p95,
     "success_rate": success_rate,
     "latency": latency,
+    "cdc_slot": cdc_slot,
     "cost_over_budget": cost_over_budget,
 }

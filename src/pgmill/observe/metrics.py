@@ -5,8 +5,10 @@ from an index or a small table, so its cost does not grow with the history: ende
 pgmill.run_totals (kept by triggers in the transaction that ends a run, migration 8) and runs going on
 from pgmill.runs; the slots of the last 24 hours by job and state, and the late ones; the latest quality result of each
 rule (a skip scan); the latest tuning measurement; index use; the service's ticks; where their tables or
-columns are in place, alert deliveries and cost; and the storage of the project's tables (db/storage.py: the
-catalog, per table and per partition, and pgmill.archives). `READERS` lists them.
+columns are in place, alert deliveries and cost; the storage of the project's tables (db/storage.py: the
+catalog, per table and per partition, and pgmill.archives); arrival to queryable (observe/latency.py); and the
+health of change data capture's replication slots, as the loader last saw it (pgmill.state). `READERS` lists
+them.
 
 Labels are bounded by construction: pipeline, job, table, rule, query (a declared query's name), status,
 state, outcome, channel, component, partition (of the project's tables: as many as retention keeps). Never a
@@ -29,12 +31,14 @@ from prometheus_client.registry import Collector
 from psycopg import sql
 
 from pgmill.db.storage import table_storage
+from pgmill.observe.cdc_health import slot_states
 from pgmill.observe.latency import arrival_latency
 
 Conn = psycopg.Connection[Any]
 Connect = Callable[[], AbstractContextManager[Conn]]
 
-OUTCOMES = ("inserted", "updated", "unchanged", "quarantined", "duplicate")
+#: where the rows read went (they add up to rows read); deleted and superseded are change data capture's
+OUTCOMES = ("inserted", "updated", "unchanged", "quarantined", "duplicate", "deleted", "superseded")
 #: expected runs are counted over the slots due in this window (the schedule's history only grows)
 EXPECTED_WINDOW = timedelta(hours=24)
 #: a service instance whose last tick is older than this many ticks is not ticking
@@ -42,7 +46,7 @@ STALE_TICKS = 3
 #: index utilization counts the scans of tables over this many rows (as `pgmill indexes` does)
 BIG_TABLE_ROWS = 10_000
 _TABLES = ("runs", "run_totals", "expected_runs", "quality_results", "tuning_runs", "index_actions",
-           "service_instances", "alert_deliveries", "run_costs", "archives")
+           "service_instances", "alert_deliveries", "run_costs", "archives", "state")
 
 
 @dataclass(frozen=True)
@@ -52,15 +56,18 @@ class LedgerTables:
 
     tables: frozenset[str]
     project_tables: tuple[str, ...] = ()
+    cdc_counts: bool = True  # run_totals has rows_deleted and rows_superseded (migration 15)
 
 
 def read_ledger_tables(conn: Conn, project_tables: Sequence[str] = ()) -> LedgerTables:
     row = conn.execute(
         "SELECT array(SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        "             WHERE n.nspname = 'pgmill' AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s))",
+        "             WHERE n.nspname = 'pgmill' AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s)),"
+        " (SELECT count(*) = 2 FROM pg_attribute WHERE attrelid = to_regclass('pgmill.run_totals')"
+        "  AND attname IN ('rows_deleted', 'rows_superseded') AND NOT attisdropped)",
         (list(_TABLES),)).fetchone()
     assert row is not None
-    return LedgerTables(frozenset(row[0]), tuple(project_tables))
+    return LedgerTables(frozenset(row[0]), tuple(project_tables), bool(row[1]))
 
 
 def _f(x: Any) -> float:
@@ -69,23 +76,26 @@ def _f(x: Any) -> float:
 
 # ---------------------------------------------------------------- the readers
 
-# ended runs from pgmill.run_totals (kept by triggers, migration 8), runs going on from pgmill.runs
+# ended runs from pgmill.run_totals (kept by triggers, migration 8), runs going on from pgmill.runs; {cdc}: the
+# counts of migration 15, or zeros before it
 _RUNS = (
     "SELECT pipeline, status, runs, rows_read, rows_inserted, rows_updated, rows_unchanged, rows_quarantined,"
-    " rows_duplicate, bytes_read, retries, extract(epoch FROM last_finished_at)::float8, seconds, timed, le"
+    " rows_duplicate, {cdc}, bytes_read, retries, extract(epoch FROM last_finished_at)::float8, seconds, timed, le"
     " FROM pgmill.run_totals"
     " UNION ALL"
     " SELECT pipeline, 'running', count(*), sum(rows_read), sum(rows_inserted), sum(rows_updated),"
-    " sum(rows_unchanged), sum(rows_quarantined), sum(rows_duplicate), sum(bytes_read), sum(retries), NULL, 0, 0,"
-    " NULL FROM pgmill.runs WHERE status = 'running' GROUP BY pipeline"
+    " sum(rows_unchanged), sum(rows_quarantined), sum(rows_duplicate), {cdc_sum}, sum(bytes_read), sum(retries),"
+    " NULL, 0, 0, NULL FROM pgmill.runs WHERE status = 'running' GROUP BY pipeline"
     " ORDER BY 1, 2"
 )
+_CDC_COUNTS = ("rows_deleted, rows_superseded", "sum(rows_deleted), sum(rows_superseded)")
+_NO_CDC_COUNTS = ("0, 0", "0, 0")
 
 
 @dataclass
 class _PipelineRuns:
     running: int = 0
-    totals: tuple[float, ...] = (0.0,) * 8  # rows read, the five outcomes, bytes read, retries
+    totals: tuple[float, ...] = (0.0,) * 10  # rows read, the seven outcomes, bytes read, retries
     last_success: float | None = None
     seconds: float = 0.0
     timed: int = 0
@@ -109,26 +119,27 @@ def runs_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
     bounds_row = conn.execute("SELECT pgmill.run_duration_bounds()").fetchone()
     bounds: list[float] = list(bounds_row[0]) if bounds_row else []
     per: dict[str, _PipelineRuns] = {}
-    for r in conn.execute(_RUNS).fetchall():
+    cdc, cdc_sum = _CDC_COUNTS if cat.cdc_counts else _NO_CDC_COUNTS
+    for r in conn.execute(sql.SQL(_RUNS).format(cdc=sql.SQL(cdc), cdc_sum=sql.SQL(cdc_sum))).fetchall():
         pipeline, status, n = r[0], r[1], int(r[2])
         p = per.setdefault(pipeline, _PipelineRuns(cumulative=(0,) * len(bounds)))
         if status == "running":
             p.running += n
         else:
             runs.add_metric([pipeline, status], n)
-            p.seconds += _f(r[12])
-            p.timed += int(r[13])
-            p.cumulative = tuple(a + int(b) for a, b in zip(p.cumulative, r[14], strict=True))
-        p.totals = tuple(a + _f(b) for a, b in zip(p.totals, r[3:11], strict=True))
-        if status == "succeeded" and r[11] is not None:
-            p.last_success = float(r[11])
+            p.seconds += _f(r[14])
+            p.timed += int(r[15])
+            p.cumulative = tuple(a + int(b) for a, b in zip(p.cumulative, r[16], strict=True))
+        p.totals = tuple(a + _f(b) for a, b in zip(p.totals, r[3:13], strict=True))
+        if status == "succeeded" and r[13] is not None:
+            p.last_success = float(r[13])
     for pipeline, p in per.items():
         running.add_metric([pipeline], p.running)
         read.add_metric([pipeline], p.totals[0])
-        for outcome, value in zip(OUTCOMES, p.totals[1:6], strict=True):
+        for outcome, value in zip(OUTCOMES, p.totals[1:8], strict=True):
             rows.add_metric([pipeline, outcome], value)
-        nbytes.add_metric([pipeline], p.totals[6])
-        retries.add_metric([pipeline], p.totals[7])
+        nbytes.add_metric([pipeline], p.totals[8])
+        retries.add_metric([pipeline], p.totals[9])
         if p.last_success is not None:
             last.add_metric([pipeline], p.last_success)
         buckets = [(_le(b), float(k)) for b, k in zip(bounds, p.cumulative, strict=True)]
@@ -352,19 +363,53 @@ LATENCY_WINDOW = timedelta(hours=1)
 
 
 def latency_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
-    """Arrival to queryable per pipeline over the last hour: p50, p95 and max of the loads that measured it."""
+    """Arrival to queryable per pipeline over the last hour: p50 and p95 over the batches of the loads that
+    measured it (a file's load is one), and the worst."""
     if "runs" not in cat.tables:
         return []
     secs = GaugeMetricFamily("pgmill_arrival_to_queryable_seconds", "From data's arrival at the source (a file's "
-                             "modification time) to the commit that made it queryable, over the last hour",
-                             labels=["pipeline", "quantile"])
+                             "modification time, a change's commit) to the commit that made it queryable, over "
+                             "the batches of the last hour", labels=["pipeline", "quantile"])
     loads = GaugeMetricFamily("pgmill_arrival_to_queryable_loads", "Loads that measured it in the last hour",
                               labels=["pipeline"])
+    batches = GaugeMetricFamily("pgmill_arrival_to_queryable_batches", "The batches those loads measured (the "
+                                "quantiles are over these; a file's load is one)", labels=["pipeline"])
     for lat in arrival_latency(conn, LATENCY_WINDOW):
         for q, v in (("0.5", lat.p50_s), ("0.95", lat.p95_s), ("1", lat.max_s)):
             secs.add_metric([lat.pipeline, q], v)
         loads.add_metric([lat.pipeline], lat.loads)
-    return [secs, loads]
+        batches.add_metric([lat.pipeline], lat.batches)
+    return [secs, loads, batches]
+
+
+def cdc_slot_metrics(conn: Conn, cat: LedgerTables) -> list[Metric]:
+    """Each CDC pipeline's replication slot as its loader last saw it (`cdc_slot` in pgmill.state, written
+    after every segment of the stream): WAL it holds back on the source, changes not confirmed yet, active,
+    lost, and when that was."""
+    if "state" not in cat.tables:
+        return []
+    retained = GaugeMetricFamily("pgmill_cdc_slot_retained_wal_bytes", "WAL the source keeps for the pipeline's "
+                                 "replication slot (from its restart_lsn): a stalled consumer fills the source's "
+                                 "disk", labels=["pipeline"])
+    lag = GaugeMetricFamily("pgmill_cdc_slot_lag_bytes", "WAL written on the source since the slot's confirmed "
+                            "position: changes pgmill has not applied and confirmed yet", labels=["pipeline"])
+    active = GaugeMetricFamily("pgmill_cdc_slot_active", "1 when a consumer was streaming from the slot",
+                               labels=["pipeline"])
+    lost = GaugeMetricFamily("pgmill_cdc_slot_lost", "1 when the slot was gone or had lost its WAL "
+                             "(wal_status lost): the next run loads a new snapshot", labels=["pipeline"])
+    checked = GaugeMetricFamily("pgmill_cdc_slot_checked_timestamp_seconds", "When the loader last read the "
+                                "slot's health", labels=["pipeline"])
+    for st in slot_states(conn):
+        p = [st.pipeline]
+        if st.retained_bytes is not None:
+            retained.add_metric(p, st.retained_bytes)
+        if st.lag_bytes is not None:
+            lag.add_metric(p, st.lag_bytes)
+        active.add_metric(p, 1 if st.active else 0)
+        lost.add_metric(p, 1 if st.lost else 0)
+        if st.checked_at is not None:
+            checked.add_metric(p, st.checked_at.timestamp())
+    return [retained, lag, active, lost, checked]
 
 
 def _le(bound: float) -> str:
@@ -374,7 +419,8 @@ def _le(bound: float) -> str:
 
 Reader = Callable[[Conn, LedgerTables], list[Metric]]
 READERS: tuple[Reader, ...] = (runs_metrics, expected_metrics, quality_metrics, tuning_metrics, index_metrics,
-                               service_metrics, alert_metrics, cost_metrics, storage_metrics, latency_metrics)
+                               service_metrics, alert_metrics, cost_metrics, storage_metrics, latency_metrics,
+                               cdc_slot_metrics)
 
 
 def read_metrics(conn: Conn, project_tables: Sequence[str] = ()) -> list[Metric]:
