@@ -64,6 +64,10 @@ def test_snapshot_then_inserts_updates_deletes(project: ProjectDir, cdc_source: 
     c = counts(project)
     assert c["deleted"] == 1 and c["quarantined"] == 0
     assert c["read"] == 6 and c["inserted"] + c["updated"] + c["superseded"] + c["deleted"] == 6
+    # the run confirmed its last batch to the source before it ended, and saw the slot let go
+    assert query(cdc_source, "SELECT (confirmed_flush_lsn - '0/0')::bigint FROM pg_replication_slots"
+                             " WHERE slot_name = 'pgmill_orders'") == [(stored_lsn(project),)]
+    assert project.scalar("SELECT state->'cdc_slot'->>'active' FROM pgmill.state") == "false"
 
     # nothing new: nothing read, nothing applied twice
     before = stored_lsn(project)

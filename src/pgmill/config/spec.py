@@ -323,7 +323,7 @@ class CdcSpec(StrictModel):
         "deleted, instead of deleting the target row (the contract must not name it)")
     max_lag_bytes: int | None = Field(
         None, ge=0, description="stop with an error when the slot holds back more WAL than this on the source "
-        "(default: no limit; the `cdc_lag` alert warns first)")
+        "(its retained WAL, checked after each 30 s of stream; default: no limit; the `cdc_slot` alert warns first)")
 
     @field_validator("slot", "publication", "soft_delete")
     @classmethod

@@ -1,5 +1,7 @@
 """`pgmill cdc status` and `pgmill cdc drop`: a CDC pipeline's slot as the source sees it, against the
-position the target stored; and removing the slot and publication (the next run loads a new snapshot)."""
+position the target stored (and written to pgmill.state for /metrics and the cdc_slot alert, as a run does
+after each segment: run `pgmill cdc status` on a schedule to watch a slot nothing streams from); and removing
+the slot and publication (the next run loads a new snapshot)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pgmill.errors import ConfigError
 from pgmill.ingest import lock
 from pgmill.ingest.cdc import slot
 from pgmill.ingest.cdc.pgoutput import lsn_text
+from pgmill.ingest.cdc.run import save_health
 from pgmill.ingest.cdc.slot import SlotHealth
 from pgmill.project import ProjectContext
 
@@ -68,6 +71,8 @@ def status(ctx: ProjectContext, names: list[str] | None = None) -> list[CdcStatu
             health = slot.health(src, n.slot)
         finally:
             src.close()
+        with ctx.target.connect() as conn:  # what /metrics and the cdc_slot alert read, fresh
+            save_health(conn, name, health)
         out.append(CdcStatus(name, n.slot, n.publication, None if row is None or row[0] is None else int(row[0]),
                              health))
     return out

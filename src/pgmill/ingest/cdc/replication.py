@@ -103,14 +103,17 @@ class ReplicationStream:
         """The server's WAL end as of the last message or keepalive received."""
         return int(self.cur.wal_end)
 
-    def confirm(self, lsn: int) -> None:
-        """Tell the server everything up to `lsn` is applied: the slot may release WAL before it."""
+    def confirm(self, lsn: int, force: bool = False) -> None:
+        """Tell the server everything up to `lsn` is applied: the slot may release WAL before it. Sent with the
+        next status update (every 5 s), or now with `force`."""
         try:
-            self.cur.send_feedback(flush_lsn=lsn, write_lsn=lsn, apply_lsn=lsn)
+            self.cur.send_feedback(flush_lsn=lsn, write_lsn=lsn, apply_lsn=lsn, force=force)
         except self._errors.Error as exc:
             raise DatabaseUnavailable(f"{self.where}: the replication stream broke: {redact(str(exc).strip())}") from exc
 
     def close(self) -> None:
+        if self.conn.closed:
+            return
         try:
             self.conn.close()
         except self._errors.Error:

@@ -90,9 +90,14 @@ def load_cdc(ctx: ProjectContext, pipe: PipelinePlan, run_id: int, progress: Pro
             health = slot.health(src, names.slot)
             if stored is None or stored.get("slot") != names.slot or health.lost:
                 if stored is not None:  # the slot is gone: the changes since cannot be streamed, load again
-                    ledger.step(conn, run_id, f"resnapshot {spec.table}", "succeeded", datetime.now(UTC),
-                                detail={"reason": _lost_reason(health), "stored_lsn": lsn_text(int(stored["lsn"])),
-                                        "slot": health.as_dict()})
+                    # the old position goes first, with the record of why: if the new snapshot does not
+                    # commit, the next run must snapshot again, never stream from the old position on a new slot
+                    with conn.transaction():
+                        conn.execute("UPDATE pgmill.state SET state = state - %s WHERE pipeline = %s",
+                                     (CHECKPOINT_KEY, pipe.name))
+                        ledger.step(conn, run_id, f"resnapshot {spec.table}", "succeeded", datetime.now(UTC),
+                                    detail={"reason": _lost_reason(health), "stored_lsn": lsn_text(int(stored["lsn"])),
+                                            "slot": health.as_dict(), "then": "a new snapshot of the table"})
                 if health.exists:  # left by a snapshot that never committed, or lost
                     slot.drop_slot(src, names.slot)
                 _snapshot(conn, pipe, run_id, spec, names, progress, prog)
@@ -155,8 +160,16 @@ def _stream(ctx: ProjectContext, conn: psycopg.Connection[Any], src: psycopg.Con
         while True:
             stream = Stream(f"{spec.table} changes", reader.segment, None, committed=reader.committed)
             load_stream(conn, pipe, run_id, stream, progress, prog, record_empty=False)
+            if reader.done:  # the last position confirmed now, and the slot seen once this stream has let go
+                reader.confirm(force=True)
+                rep.close()
             h = slot.health(src, names.slot)
-            _save_health(conn, pipe.name, h)
+            for _ in range(20):  # the walsender lets the slot go as it exits, a moment after the close
+                if not (reader.done and h.active):
+                    break
+                time.sleep(0.05)
+                h = slot.health(src, names.slot)
+            save_health(conn, pipe.name, h)
             limit = spec.cdc.max_lag_bytes
             if limit is not None and (h.retained_bytes or 0) > limit:
                 raise SourceError(
@@ -169,7 +182,7 @@ def _stream(ctx: ProjectContext, conn: psycopg.Connection[Any], src: psycopg.Con
         rep.close()
 
 
-def _save_health(conn: psycopg.Connection[Any], pipeline: str, h: slot.SlotHealth) -> None:
+def save_health(conn: psycopg.Connection[Any], pipeline: str, h: slot.SlotHealth) -> None:
     with conn.transaction():
         conn.execute("UPDATE pgmill.state SET state = state || %s WHERE pipeline = %s",
                      (Jsonb({"cdc_slot": {**h.as_dict(), "checked_at": datetime.now(UTC).isoformat()}}), pipeline))
@@ -206,11 +219,12 @@ class _Reader:
             with self.pos.lock:
                 self.pos.committed = max(self.pos.committed, int(ck["lsn"]))
 
-    def _confirm(self) -> None:
+    def confirm(self, force: bool = False) -> None:
+        """Tell the source what the target has committed (`force`: send it now, not at the next status update)."""
         with self.pos.lock:
             lsn = self.pos.committed
-        if lsn > self.pos.confirmed:
-            self.rep.confirm(lsn)
+        if lsn > self.pos.confirmed or force:
+            self.rep.confirm(lsn, force=force)
             self.pos.confirmed = lsn
 
     def segment(self) -> Iterator[RawBatch]:
@@ -225,7 +239,7 @@ class _Reader:
         idle_since = time.monotonic()
         batch_rows = self.pipe.spec.batch_rows
         while True:
-            self._confirm()
+            self.confirm()
             msg = self.rep.read(max(0.0, pending_since + MIN_BATCH_S - time.monotonic()) if pending else 0.5)
             now = time.monotonic()
             if msg is None:
