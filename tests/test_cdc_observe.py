@@ -101,3 +101,4 @@ def test_slot_gauges_and_batch_latency_in_metrics(project: ProjectDir, cdc_sourc
     status = CliRunner().invoke(app, ["status"])  # `pgmill status` reads the same figures
     assert status.exit_code == 0
     assert f"orders: arrival to queryable p50 {p50:g} s, p95 {p95:g} s" in status.stdout
+    assert f"over {batches} batches in 1 load in the last 24 h" in status.stdout

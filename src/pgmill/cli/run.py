@@ -160,7 +160,7 @@ def status(
     for lat in latencies:
         if pipeline is None or lat.pipeline == pipeline:
             out.print(f"{lat.pipeline}: arrival to queryable p50 {lat.p50_s:g} s, p95 {lat.p95_s:g} s, max "
-                      f"{lat.max_s:g} s over {lat.loads} loads in the last 24 h", markup=False)
+                      f"{lat.max_s:g} s over {lat.counted()} in the last 24 h", markup=False)
     for t in _tables_storage(project):
         if t.partitioned:
             out.print(_storage_line(t), markup=False)
