@@ -68,6 +68,10 @@ def test_snapshot_then_inserts_updates_deletes(project: ProjectDir, cdc_source: 
     assert query(cdc_source, "SELECT (confirmed_flush_lsn - '0/0')::bigint FROM pg_replication_slots"
                              " WHERE slot_name = 'pgmill_orders'") == [(stored_lsn(project),)]
     assert project.scalar("SELECT state->'cdc_slot'->>'active' FROM pgmill.state") == "false"
+    # and the ledger keeps it with the segment that applied the changes
+    [(held,)] = project.query("SELECT detail->'slot'->'retained_bytes' FROM pgmill.run_steps"
+                              " WHERE name = 'load shop.orders changes'")
+    assert isinstance(held, int) and held >= 0
 
     # nothing new: nothing read, nothing applied twice
     before = stored_lsn(project)

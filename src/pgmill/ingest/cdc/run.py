@@ -183,7 +183,7 @@ def _stream(ctx: ProjectContext, conn: psycopg.Connection[Any], src: psycopg.Con
         reader = _Reader(ctx, pipe, spec.cdc, rep, _Position(lsn), until, follow.stop if follow else None, relid)
         while True:
             stream = Stream(f"{spec.table} changes", reader.segment, None, committed=reader.committed)
-            load_stream(conn, pipe, run_id, stream, progress, prog, record_empty=False)
+            segment = load_stream(conn, pipe, run_id, stream, progress, prog, record_empty=False)
             if reader.done:  # the last position confirmed now, and the slot seen once this stream has let go
                 reader.confirm(force=True)
                 rep.close()
@@ -194,6 +194,12 @@ def _stream(ctx: ProjectContext, conn: psycopg.Connection[Any], src: psycopg.Con
                 time.sleep(0.05)
                 h = slot.health(src, names.slot)
             save_health(conn, pipe.name, h)
+            if segment.rows_read:  # the segment's step carries the slot's health too: the ledger keeps its history
+                with conn.transaction():
+                    conn.execute(
+                        "UPDATE pgmill.run_steps SET detail = detail || %s WHERE step_id = (SELECT max(step_id)"
+                        " FROM pgmill.run_steps WHERE run_id = %s AND name = %s)",
+                        (Jsonb({"slot": h.as_dict()}), run_id, f"load {stream.label}"))
             limit = spec.cdc.max_lag_bytes
             if limit is not None and (h.retained_bytes or 0) > limit:
                 raise SourceError(
