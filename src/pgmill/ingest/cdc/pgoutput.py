@@ -156,6 +156,10 @@ def _time(micros: int) -> datetime:
     return POSTGRES_EPOCH + timedelta(microseconds=micros)
 
 
+_INT16 = struct.Struct(">h")
+_INT32 = struct.Struct(">i")
+
+
 class _Reader:
     __slots__ = ("data", "pos", "kind")
 
@@ -216,6 +220,37 @@ class _Reader:
                                 f"{exc.start}); connect with client_encoding = UTF8") from None
 
     def tuple_data(self) -> TupleData:
+        """One tuple: in one tight pass when it is well formed (the stream's hot path, ~5 us for a few text
+        columns), else again column by column to say exactly what is wrong."""
+        data, pos, end = self.data, self.pos, len(self.data)
+        values: list[Value] = []
+        append = values.append
+        try:
+            (n,) = _INT16.unpack_from(data, pos)
+            pos += 2
+            for _ in range(n):
+                kind = data[pos]
+                pos += 1
+                if kind == 116:  # 't': a value as text
+                    (size,) = _INT32.unpack_from(data, pos)
+                    pos += 4
+                    stop = pos + size
+                    if size < 0 or stop > end:
+                        raise ValueError
+                    append(data[pos:stop].decode())
+                    pos = stop
+                elif kind == 110:  # 'n': null
+                    append(None)
+                elif kind == 117:  # 'u': unchanged TOAST
+                    append(UNCHANGED_TOAST)
+                else:
+                    raise ValueError
+        except (ValueError, IndexError, struct.error):  # UnicodeDecodeError is a ValueError
+            return self._tuple_data_checked()
+        self.pos = pos
+        return TupleData(tuple(values))
+
+    def _tuple_data_checked(self) -> TupleData:
         values: list[Value] = []
         for i in range(self.int16("the tuple's column count")):
             kind = self.byte(f"column {i + 1}'s kind")

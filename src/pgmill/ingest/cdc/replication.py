@@ -21,13 +21,12 @@ from pgmill.redact import redact
 SESSION = "-c DateStyle=ISO,YMD -c TimeZone=UTC -c extra_float_digits=3 -c IntervalStyle=postgres"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Received:
     """One pgoutput message and the position of its WAL record."""
 
     payload: bytes
     data_start: int
-    send_time: float
 
 
 def _psycopg2() -> Any:
@@ -103,7 +102,7 @@ class ReplicationStream:
             raise DatabaseUnavailable(f"{self.where}: the replication stream broke: {text}") from exc
         if msg is None:
             return None
-        return Received(msg.payload, int(msg.data_start), msg.send_time.timestamp())
+        return Received(msg.payload, msg.data_start)
 
     @property
     def wal_end(self) -> int:

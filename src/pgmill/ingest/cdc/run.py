@@ -65,6 +65,12 @@ SEGMENT_S = 30.0
 #: each checkpoint has a fixed cost), then is applied once nothing more is waiting, or at MAX_WAIT_S at the latest
 MIN_BATCH_S = 0.05
 MAX_WAIT_S = 0.25
+#: ... unless the loader already holds BEHIND batches not committed yet: then the batch keeps gathering (up to
+#: the pipeline's batch_rows) until the loader is free, so a stream that outruns the loader is applied in fewer,
+#: larger checkpoints, each with its fixed cost once, instead of falling further behind
+BEHIND = 2
+#: how often a gathering batch looks whether the loader is free again
+BEHIND_POLL_S = 0.01
 #: a run without --follow ends when the server has sent everything up to the source's position at the start
 #: and nothing came for QUIET_S, or when nothing came for IDLE_END_S
 QUIET_S = 0.2
@@ -294,15 +300,22 @@ class _Reader:
             pending, pending_floor, first_commit = [], None, None
             return raw
 
+        settle = True  # confirm what the target committed: after a commit message or a quiet read, not per change
         while True:
-            floors = [f for f in (pending_floor, txn_floor if txn is not None else None) if f is not None]
-            self._open_floor = min(floors) if floors else None
-            self.confirm()
-            msg = self.rep.read(max(0.0, pending_since + MIN_BATCH_S - time.monotonic()) if pending else 0.5)
+            if settle:
+                floors = [f for f in (pending_floor, txn_floor if txn is not None else None) if f is not None]
+                self._open_floor = min(floors) if floors else None
+                self.confirm()
+            behind = len(self.pos.inflight) >= BEHIND
+            wait = (BEHIND_POLL_S if behind else max(0.0, pending_since + MIN_BATCH_S - time.monotonic())
+                    ) if pending else 0.5
+            msg = self.rep.read(wait)
             now = time.monotonic()
+            settle = msg is None
             if msg is None:
-                if pending:  # nothing more right now: apply what has arrived
-                    yield flush()
+                if pending:  # nothing more right now: apply what has arrived (once the loader is free)
+                    if not behind:
+                        yield flush()
                     continue
                 if txn is None and self._should_end(now - started, now - idle_since, last_end):
                     self._open_floor = None  # nothing open, nothing pending
@@ -328,6 +341,7 @@ class _Reader:
                 for rel in self._relations(m):
                     txn.append(Change(msg.data_start, begin.commit_time, rel, m))
             elif isinstance(m, Commit):
+                settle = True
                 if txn and m.end_lsn > max(self.pos.committed, last_end):  # else applied before: skipped
                     pending.extend(txn)
                     pending_floor = txn_floor if pending_floor is None else min(pending_floor, txn_floor)
@@ -340,7 +354,8 @@ class _Reader:
                             self.pos.committed = max(self.pos.committed, m.end_lsn)
                     last_end = max(last_end, m.end_lsn)
                 txn, begin = None, None
-                if len(pending) >= batch_rows or (pending and now - pending_since > MAX_WAIT_S):
+                if len(pending) >= batch_rows or (pending and now - pending_since > MAX_WAIT_S
+                                                  and len(self.pos.inflight) < BEHIND):
                     yield flush()
                 if self._should_end(now - started, 0.0, last_end):  # a busy stream ends its segments too
                     if pending:
@@ -368,6 +383,10 @@ class _Reader:
         return self.done or elapsed >= SEGMENT_S
 
     def _relations(self, m: Insert | Update | Delete | Truncate) -> list[Relation]:
+        if not isinstance(m, Truncate):  # the hot path: one relation
+            rel = self.relations.get(m.relation_oid)
+            if rel is not None and rel.name == self.table[1] and rel.schema == self.table[0]:
+                return [rel]
         oids = m.relation_oids if isinstance(m, Truncate) else (m.relation_oid,)
         out = []
         for oid in oids:
