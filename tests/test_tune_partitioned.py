@@ -58,7 +58,8 @@ def tune_keeps_the_customer_index(project: ProjectDir) -> tuple[Any, list[Any]]:
                       cfg=TuneConfig(observed=0, executions=20), apply=True)
     assert report.applied is not None
     kept = [o for o in report.applied.outcomes if o.status == "kept"]
-    assert [o.label for o in kept] == ["public.orders (customer_id)"], (
+    # the customer index; on a busy machine its covering variant may measure faster and be kept instead
+    assert [o.label.split(" INCLUDE ")[0] for o in kept] == ["public.orders (customer_id)"], (
         [(o.label, o.status, o.reason) for o in report.applied.outcomes], report.applied.as_dict()["before"],
         report.applied.as_dict()["after"])
     return report, kept

@@ -246,7 +246,11 @@ def test_indexes_page_shows_the_unused_and_duplicate_ones(full: ProjectContext) 
     assert listed == {ix: (size(sizes[ix]), str(scans[ix])) for ix in sizes}
     assert page.by_id["tile-duplicate"] == "1" and page.by_id["tile-unused"] == str(
         sum(1 for f in health.findings if f.kind == "unused"))
-    assert page.by_id["reclaimable"] == size(sizes["public.orders_status_ix"] + sizes["public.orders_status_copy"])
+    # every unused, duplicate, redundant or invalid index counted once: the two planted ones at least (on a busy
+    # machine the statistics of another index may not be flushed yet, so it is listed as unused too)
+    flagged = {f.index for f in health.findings if f.kind != "bloat"}
+    assert {"public.orders_status_ix", "public.orders_status_copy"} <= flagged
+    assert page.by_id["reclaimable"] == size(sum(sizes[ix] for ix in flagged))
     assert "statistics" in page.by_id["stats-age"]
 
 
