@@ -150,3 +150,33 @@ def test_a_quote_never_closed_before_the_end_costs_its_line_only(project: Projec
     assert (run.counts.rows_inserted, run.counts.rows_quarantined) == (2, 1)
     assert project.query("SELECT source_location, raw_text FROM pgmill.quarantine") == [
         ("data/end.csv:line 3", '2,102,F,2.00,2024-01-02,"open')]
+
+
+def test_a_split_file_cuts_where_the_reader_does_after_a_stray_quote(tmp_path: Path) -> None:
+    """A stray quote flips the parity of every quote after it: cut by parity, a range would start inside the
+    genuine record below it. Cut as the reader reads, every range reads like the whole file."""
+    from pgmill.ingest.sources.split import range_task, split_file
+
+    lines = [HEADER] + [_good(i) for i in range(1, 41)]
+    lines[5] = '5,105,F,1.00,2024-01-05,"stray'
+    lines[20] = '20,120,F,1.00,2024-01-20,"a genuine\nvalue, over lines"'
+    path = tmp_path / "s.csv"
+    path.write_text("\n".join(lines) + "\n")
+    spec = CsvSource(kind="csv", path="s.csv")
+    task = FileTask(path, path.name, path.stat().st_size, "")
+    needed = ["order_id", "customer_id", "status", "total", "ordered_at"]
+
+    def records(t: FileTask) -> list[tuple[str, Any]]:
+        out: list[tuple[str, Any]] = []
+        for b in read_csv_file(spec, t, COLS, 4, needed):
+            out += [(b.location(i), b.records_at([i])[0]["note"]) for i in range(b.table.num_rows)]
+            out += [(x.location, x.raw_text) for x in b.bad]
+        return sorted(out)
+
+    whole = records(task)
+    assert ("s.csv:line 6", '5,105,F,1.00,2024-01-05,"stray') in whole
+    assert ("s.csv:line 21", "a genuine\nvalue, over lines") in whole and len(whole) == 40
+    ranges = split_file(path, spec, 40, min_bytes=0)
+    assert len(ranges) > 20
+    assert all(r.start != path.read_bytes().index(b"value, over") for r in ranges)
+    assert sorted(x for r in ranges for x in records(range_task(task, r))) == whole

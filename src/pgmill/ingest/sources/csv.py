@@ -1,10 +1,13 @@
 """CSV files, streamed in record-aligned chunks parsed by pyarrow.
 
-pgmill cuts the file itself, at a newline outside quotes, so that it knows the byte offset and physical
-line of every chunk: a rerun resumes at the byte after the last committed record, and every record, good
-or bad, is named by its file and line. pyarrow parses each chunk (all columns as raw bytes, so nothing is
-coerced behind the contract's back) and hands over ragged or unterminated records through its invalid-row
-handler: they are quarantined with their text, never dropped.
+pgmill cuts the file itself, at record boundaries, so that it knows the byte offset and physical line of
+every chunk: a rerun resumes at the byte after the last committed record, and every record, good or bad, is
+named by its file and line. A line is a record unless a quoted value opened on it is closed, into one
+well-formed record, by the next line with an odd number of quotes; a line whose quote nothing closes is a
+stray, quarantined alone with its text, so that one bad line costs one line (`_plan`). pyarrow parses each
+chunk, stray lines cut out (all columns as raw bytes, so nothing is coerced behind the contract's back), and
+hands over ragged records through its invalid-row handler: they are quarantined with their text, never
+dropped.
 """
 
 from __future__ import annotations
@@ -287,9 +290,11 @@ class CsvReader:
             bad_rows.append((row.number, row.text))
             return "skip"
 
+        names = self.names
+        if not chunk:  # every line of the chunk was stray
+            return pa.table({n: pa.array([], pa.string()) for n in include or names}), [], [], True
         if self.encoding != "utf-8":
             chunk = self._decode(chunk, f"line {first_line}").encode("utf-8")
-        names = self.names
         try:
             table = pacsv.read_csv(
                 pa.BufferReader(pa.py_buffer(chunk)),  # no copy of the chunk
