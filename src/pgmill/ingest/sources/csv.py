@@ -49,9 +49,10 @@ class _Plan:
     stray: list[int]  # lines (0-based within the chunk) whose quotes open a record no later line closes
     spans: bool  # some record of the chunk spans lines (a quoted value with a newline)
     newlines: np.ndarray  # offsets of the chunk's newlines
+    waits: bool = False  # the chunk ends before a line whose quote no line of the buffer closes yet
 
 
-def _line_quotes(buf: bytes | bytearray, quote: int, newlines: np.ndarray) -> np.ndarray:
+def _line_quotes(buf: bytes | bytearray | memoryview, quote: int, newlines: np.ndarray) -> np.ndarray:
     """Quote bytes on each line of `buf` (one entry per newline, and one for the text after the last)."""
     q = np.flatnonzero(np.frombuffer(buf, np.uint8) == quote)
     return np.bincount(np.searchsorted(newlines, q), minlength=len(newlines) + 1)
@@ -90,6 +91,19 @@ def _one_record(text: bytes, spec: CsvSource) -> bool:
 
 
 def _plan(buf: bytes | bytearray, want: int, eof: bool, spec: CsvSource) -> _Plan | None:
+    """The records of `buf` to hand over as one chunk of about `want` bytes; None: read more first (see
+    `_plan_in`). Only the first ~2 x `want` bytes are scanned when they settle it: after a stray quote the
+    reader holds a long stretch read ahead, and every chunk taken from it would scan all of it again."""
+    view_end = buf.rfind(b"\n", 0, 2 * want) + 1 if len(buf) > 2 * want else 0
+    if view_end > want:
+        with memoryview(buf) as mv, mv[:view_end] as view:
+            plan = _plan_in(view, want, False, spec)
+        if plan is not None and not plan.waits:
+            return plan
+    return _plan_in(buf, want, eof, spec)
+
+
+def _plan_in(buf: bytes | bytearray | memoryview, want: int, eof: bool, spec: CsvSource) -> _Plan | None:
     """The records of `buf` to hand over as one chunk of about `want` bytes; None: read more first.
 
     A line with an even number of quotes is a record of its own. A line with an odd number either opens a
@@ -122,7 +136,7 @@ def _plan(buf: bytes | bytearray, want: int, eof: bool, spec: CsvSource) -> _Pla
                 stray.append(first)
                 i += 1
                 continue
-            return None if first == 0 else _Plan(int(starts[first]), stray, spans, nl[:first])
+            return None if first == 0 else _Plan(int(starts[first]), stray, spans, nl[:first], waits=True)
         close = odd[i + 1]
         if (_closes(bytes(buf[starts[close]:ends[close]]), spec)
                 and _one_record(bytes(buf[starts[first]:ends[close]]), spec)):
@@ -267,8 +281,9 @@ class CsvReader:
                 more(max(len(data), self.chunk_bytes))  # a record that spans lines goes on below
             if plan.end <= 0:
                 return
-            chunk = data[: plan.end]
-            del data[: plan.end]
+            # the chunk keeps the buffer (no copy of it); the few bytes after it start the next one
+            chunk, data = data, data[plan.end:]
+            del chunk[plan.end:]
             offset += len(chunk)
             done = eof and not data
             newlines = plan.newlines  # found once, used for line numbers and for cutting out good lines
@@ -314,25 +329,22 @@ class CsvReader:
             raise SourceError(f"{self.task.display}:line {first_line}: cannot parse CSV: {exc}") from exc
         table, utf8_bad = _to_utf8(table)
         # physical line of every record: records are numbered 1.. within the chunk, bad ones included
-        bad_by_num = dict(bad_rows)
         total = table.num_rows + len(bad_rows)
         simple = newlines == total - (0 if chunk.endswith(b"\n") else 1)
         if simple:
-            starts = list(range(total))
+            starts = lines[:total] if lines is not None else list(range(first_line, first_line + total))
         else:
             starts = _record_lines(chunk.decode("utf-8", "replace"), 0, self.spec)
             if len(starts) != total:  # pragma: no cover - defensive: fall back to record numbers
                 starts = list(range(total))
-        starts = [lines[i] for i in starts] if lines is not None else [first_line + i for i in starts]
-        positions: list[int] = []
-        bad: list[BadRecord] = []
-        for num in range(1, total + 1):
-            ln = starts[num - 1]
-            if num in bad_by_num:
-                text = bad_by_num[num]
-                bad.append(BadRecord(f"{self.task.display}:line {ln}", text, _why_bad(text, len(names), self.spec)))
-            else:
-                positions.append(ln)
+            starts = [lines[i] for i in starts] if lines is not None else [first_line + i for i in starts]
+        bad = [BadRecord(f"{self.task.display}:line {starts[num - 1]}", text, _why_bad(text, len(names), self.spec))
+               for num, text in bad_rows]
+        if bad_rows:
+            gone = {num for num, _ in bad_rows}
+            positions = [ln for num, ln in enumerate(starts, 1) if num not in gone]
+        else:
+            positions = starts  # the common case: no record pyarrow could not parse
         if utf8_bad:
             first_bad: dict[int, str] = {}
             for r, col in utf8_bad:
