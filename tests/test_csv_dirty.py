@@ -180,3 +180,18 @@ def test_a_split_file_cuts_where_the_reader_does_after_a_stray_quote(tmp_path: P
     assert len(ranges) > 20
     assert all(r.start != path.read_bytes().index(b"value, over") for r in ranges)
     assert sorted(x for r in ranges for x in records(range_task(task, r))) == whole
+
+
+def test_a_value_over_many_lines_longer_than_a_chunk_is_one_record(tmp_path: Path) -> None:
+    """Its closing line is looked for beyond the chunk, found, and the record read whole."""
+    big = "\n".join(f"line {k} of a long, quoted note" for k in range(600))  # ~20 KB, chunks are ~4 KB
+    lines = [HEADER] + [_good(i) for i in range(1, 101)]
+    lines[50] = f'50,150,F,1.00,2024-01-01,"{big}"'
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(lines) + "\n")
+    batches = _read(path)
+    rows = {b.location(i): b for b in batches for i in range(b.table.num_rows)}
+    assert len(rows) == 100 and not [x for b in batches for x in b.bad]
+    [b] = [b for b in batches if b.positions and 51 in b.positions]
+    assert b.records_at([b.positions.index(51)])[0]["note"] == big  # type: ignore[union-attr]
+    assert "big.csv:line 652" in rows  # the next record, after the value's 600 lines

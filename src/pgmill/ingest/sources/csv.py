@@ -15,7 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,21 +90,25 @@ def _one_record(text: bytes, spec: CsvSource) -> bool:
     return len(rows) == 1
 
 
-def _plan(buf: bytes | bytearray, want: int, eof: bool, spec: CsvSource) -> _Plan | None:
+def _plan(buf: bytes | bytearray, want: int, eof: bool, spec: CsvSource, stray_at: Container[int] = ()) -> _Plan | None:
     """The records of `buf` to hand over as one chunk of about `want` bytes; None: read more first (see
     `_plan_in`). Only the first ~2 x `want` bytes are scanned when they settle it: after a stray quote the
     reader holds a long stretch read ahead, and every chunk taken from it would scan all of it again."""
     view_end = buf.rfind(b"\n", 0, 2 * want) + 1 if len(buf) > 2 * want else 0
     if view_end > want:
         with memoryview(buf) as mv, mv[:view_end] as view:
-            plan = _plan_in(view, want, False, spec)
+            plan = _plan_in(view, want, False, spec, stray_at)
         if plan is not None and not plan.waits:
             return plan
-    return _plan_in(buf, want, eof, spec)
+    return _plan_in(buf, want, eof, spec, stray_at)
 
 
-def _plan_in(buf: bytes | bytearray | memoryview, want: int, eof: bool, spec: CsvSource) -> _Plan | None:
-    """The records of `buf` to hand over as one chunk of about `want` bytes; None: read more first.
+def _plan_in(buf: bytes | bytearray | memoryview, want: int, eof: bool, spec: CsvSource,
+             stray_at: Container[int] = ()) -> _Plan | None:
+    """The records of `buf` to hand over as one chunk of about `want` bytes; None: read more first (no whole
+    line yet). A chunk that ends before a line whose quote nothing in `buf` closes yet `waits` (its `end` is
+    0 when that is the first line): the caller looks further, or says the line is stray (`stray_at`: the
+    offsets in `buf` of lines known to be stray).
 
     A line with an even number of quotes is a record of its own. A line with an odd number either opens a
     record that spans lines, closed by the next such line, or is stray: it is a spanning record only when
@@ -127,7 +131,7 @@ def _plan_in(buf: bytes | bytearray | memoryview, want: int, eof: bool, spec: Cs
     while i < len(odd) and odd[i] <= cut:
         first = odd[i]
         line = bytes(buf[starts[first]:ends[first]])
-        if not _opens(line, spec):
+        if int(starts[first]) in stray_at or not _opens(line, spec):
             stray.append(first)
             i += 1
             continue
@@ -136,7 +140,7 @@ def _plan_in(buf: bytes | bytearray | memoryview, want: int, eof: bool, spec: Cs
                 stray.append(first)
                 i += 1
                 continue
-            return None if first == 0 else _Plan(int(starts[first]), stray, spans, nl[:first], waits=True)
+            return _Plan(int(starts[first]), stray, spans, nl[:first], waits=True)
         close = odd[i + 1]
         if (_closes(bytes(buf[starts[close]:ends[close]]), spec)
                 and _one_record(bytes(buf[starts[first]:ends[close]]), spec)):
@@ -271,14 +275,21 @@ class CsvReader:
             if not got or left == 0 or fh.peek(1) == b"":
                 eof = True
 
+        stray_at: set[int] = set()  # offsets in `data` of lines found stray by looking ahead
         while True:
             if len(data) < self.chunk_bytes and not eof:
                 more(self.chunk_bytes - len(data))
             while True:
-                plan = _plan(data, self.chunk_bytes, eof, self.spec)
-                if plan is not None:
+                plan = _plan(data, self.chunk_bytes, eof, self.spec, stray_at)
+                if plan is not None and not (plan.waits and plan.end == 0):
                     break
+                if plan is not None:  # the first line opens a quoted value: does the next odd line close it?
+                    closer = self._next_odd_line(fh, bytes(data[data.rfind(b"\n") + 1:]), left)
+                    if closer is None or not _closes(closer, self.spec):
+                        stray_at.add(0)  # stray: nothing more is read for it
+                        continue
                 more(max(len(data), self.chunk_bytes))  # a record that spans lines goes on below
+            stray_at.clear()
             if plan.end <= 0:
                 return
             # the chunk keeps the buffer (no copy of it); the few bytes after it start the next one
@@ -291,6 +302,32 @@ class CsvReader:
             line += len(newlines)
             if done:
                 return
+
+    def _next_odd_line(self, fh: io.BufferedReader, carry: bytes, left: int) -> bytes | None:
+        """The first line with an odd number of quotes from `carry` (the text after the buffer's last
+        newline) and the file after it, read up to `left` bytes (-1: no limit) and at most MAX_RECORD_BYTES;
+        None: none. Scanned block by block and not kept: the file position is restored."""
+        quote = ord(self.spec.quote)
+        pos = fh.tell()
+        seen = 0
+        try:
+            while True:
+                n = 16 << 20 if left < 0 else min(16 << 20, left - seen)
+                block = fh.read(n) if n > 0 else b""
+                seen += len(block)
+                buf = carry + block
+                nl = np.flatnonzero(np.frombuffer(buf, np.uint8) == 10)
+                end = not block or seen >= MAX_RECORD_BYTES
+                counts = _line_quotes(buf, quote, nl)
+                odd = np.flatnonzero(counts[: len(nl) + (1 if end else 0)] & 1)
+                if odd.size:
+                    i = int(odd[0])
+                    return buf[0 if i == 0 else int(nl[i - 1]) + 1 : int(nl[i]) + 1 if i < len(nl) else len(buf)]
+                if end:
+                    return None
+                carry = buf[int(nl[-1]) + 1:] if nl.size else buf
+        finally:
+            fh.seek(pos)
 
     # ------------------------------------------------------------ parse
 

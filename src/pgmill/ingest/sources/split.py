@@ -139,7 +139,7 @@ def _csv_cuts(fh: BinaryIO, start: int, targets: list[int], spec: CsvSource) -> 
             eof = not more
             continue
         plan = _plan(data, want, eof, spec)
-        if plan is None:  # a quoted value goes on below
+        if plan is None or plan.end == 0:  # a quoted value goes on below
             more = fh.read(max(_BLOCK, len(data)))
             data += more
             eof = not more
