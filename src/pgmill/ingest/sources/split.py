@@ -133,8 +133,8 @@ def _csv_cuts(fh: BinaryIO, start: int, targets: list[int], spec: CsvSource) -> 
             ti += 1
             continue
         want = min(targets[ti] - pos, _BLOCK)
-        if len(data) <= want and not eof:
-            more = fh.read(_BLOCK)
+        if len(data) <= want and not eof:  # a little past the target: each byte is scanned about once
+            more = fh.read(max(want + (1 << 16) - len(data), 1 << 16))
             data += more
             eof = not more
             continue
