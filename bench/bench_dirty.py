@@ -10,6 +10,7 @@ it and checking the same rules, loading nothing) in the same run.
 Goals: dirty / clean <= 1.3x, and pgmill's validate-and-load of the dirty file faster than pandera's validation.
 
 Usage: python bench/bench_dirty.py [--rows N] [--reps N] [--out FILE] [--md FILE]
+(needs pandera for the reference: `.venv/bin/pip install "pandera[polars]"`; not a pgmill dependency)
 """
 
 from __future__ import annotations
