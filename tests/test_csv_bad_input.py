@@ -33,16 +33,17 @@ def test_ragged_rows_are_quarantined_with_line_and_text(project: ProjectDir) -> 
     ]
 
 
-def test_unterminated_quote_keeps_the_swallowed_text(project: ProjectDir) -> None:
+def test_unterminated_quote_costs_its_own_line(project: ProjectDir) -> None:
     text = orders_csv(GOOD[:2]) + '3,13,"F,3.50,2024-01-03,2024-02-01T00:00:00Z\n4,14,F,4.50,2024-01-04,x\n'
     project.write("data/orders.csv", text)
     run = _run(project)
     assert run.counts.rows_inserted == 2
-    assert run.counts.rows_quarantined == 1
-    [(loc, raw, msg)] = _quarantine(project)
-    assert loc == "data/orders.csv:line 4"
-    assert raw is not None and "4,14,F,4.50" in raw  # nothing lost: the next line is inside the raw text
+    assert run.counts.rows_quarantined == 2
+    (loc, raw, msg), (loc2, _, msg2) = _quarantine(project)
+    assert (loc, raw) == ("data/orders.csv:line 4", '3,13,"F,3.50,2024-01-03,2024-02-01T00:00:00Z')
     assert "unterminated quote" in msg
+    # nothing lost: the next line is read on its own, and quarantined for its own fault
+    assert loc2 == "data/orders.csv:line 5" and "updated_at" in msg2
 
 
 def test_truncated_last_line(project: ProjectDir) -> None:

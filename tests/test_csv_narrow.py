@@ -161,7 +161,7 @@ def test_the_utf8_check_agrees_with_python(data: bytes) -> None:
     assert _is_utf8(bytearray(data)) is valid
 
 
-def test_a_file_whose_records_often_span_lines_stops_trying_narrow_reads(
+def test_a_chunk_with_a_record_over_lines_is_parsed_once_in_full(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pgmill.ingest.sources import csv as csv_source
 
@@ -171,14 +171,14 @@ def test_a_file_whose_records_often_span_lines_stops_trying_narrow_reads(
     calls: list[list[str] | None] = []
     real = csv_source.CsvReader._parse
 
-    def counting(self: Any, chunk: Any, first_line: int, newlines: int, include: list[str] | None = None) -> Any:
+    def counting(self: Any, chunk: Any, first_line: int, newlines: int, include: list[str] | None = None,
+                 lines: list[int] | None = None) -> Any:
         calls.append(include)
-        return real(self, chunk, first_line, newlines, include)
+        return real(self, chunk, first_line, newlines, include, lines)
 
     monkeypatch.setattr(csv_source.CsvReader, "_parse", counting)
     task = FileTask(path, "a.csv", path.stat().st_size, "")
     batches = list(read_csv_file(CsvSource(kind="csv", path="a.csv"), task, HEADER.split(","), 50, ["order_id"]))
-    assert len(batches) > 5 and not any(b.narrow for b in batches)
+    assert len(batches) > 5 and not any(b.narrow for b in batches)  # a spanning record in every chunk
     assert sum(b.table.num_rows for b in batches) == 2000
-    assert sum(1 for c in calls if c is not None) == 2  # two narrow tries, then every chunk is parsed once
-    assert sum(1 for c in calls if c is None) == len(batches)
+    assert calls == [None] * len(batches)  # known before parsing: no narrow parse in vain

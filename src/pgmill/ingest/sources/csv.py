@@ -1,10 +1,13 @@
 """CSV files, streamed in record-aligned chunks parsed by pyarrow.
 
-pgmill cuts the file itself, at a newline outside quotes, so that it knows the byte offset and physical
-line of every chunk: a rerun resumes at the byte after the last committed record, and every record, good
-or bad, is named by its file and line. pyarrow parses each chunk (all columns as raw bytes, so nothing is
-coerced behind the contract's back) and hands over ragged or unterminated records through its invalid-row
-handler: they are quarantined with their text, never dropped.
+pgmill cuts the file itself, at record boundaries, so that it knows the byte offset and physical line of
+every chunk: a rerun resumes at the byte after the last committed record, and every record, good or bad, is
+named by its file and line. A line is a record unless a quoted value opened on it is closed, into one
+well-formed record, by the next line with an odd number of quotes; a line whose quote nothing closes is a
+stray, quarantined alone with its text, so that one bad line costs one line (`_plan`). pyarrow parses each
+chunk, stray lines cut out (all columns as raw bytes, so nothing is coerced behind the contract's back), and
+hands over ragged records through its invalid-row handler: they are quarantined with their text, never
+dropped.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,23 +41,116 @@ def _count(buf: bytes | bytearray, byte: int, start: int = 0, end: int | None = 
     return int(np.count_nonzero(np.frombuffer(buf, np.uint8, stop - start, start) == byte))
 
 
-def _cut(buf: bytes | bytearray, quote: int, parity: int) -> tuple[int, int]:
-    """Offset just past the last newline in `buf` that lies outside quotes, and the quote parity there;
-    (-1, parity) when there is none."""
-    pos = buf.rfind(b"\n")
-    if pos < 0:
-        return -1, (parity + _count(buf, quote)) & 1
-    if parity == 0 and buf.find(bytes([quote])) < 0:
-        return pos + 1, 0  # no quotes at all: every newline ends a record
-    inside = parity + _count(buf, quote, 0, pos)  # quotes before the candidate newline
-    while True:
-        if inside & 1 == 0:
-            return pos + 1, 0
-        prev = buf.rfind(b"\n", 0, pos)
-        if prev < 0:
-            return -1, (parity + _count(buf, quote)) & 1
-        inside -= _count(buf, quote, prev, pos)
-        pos = prev
+@dataclass(frozen=True)
+class _Plan:
+    """Where a chunk ends and which of its lines are stray: what `_plan` found in a buffer."""
+
+    end: int  # offset just past the chunk's last record
+    stray: list[int]  # lines (0-based within the chunk) whose quotes open a record no later line closes
+    spans: bool  # some record of the chunk spans lines (a quoted value with a newline)
+    newlines: np.ndarray  # offsets of the chunk's newlines
+    waits: bool = False  # the chunk ends before a line whose quote no line of the buffer closes yet
+
+
+def _line_quotes(buf: bytes | bytearray | memoryview, quote: int, newlines: np.ndarray) -> np.ndarray:
+    """Quote bytes on each line of `buf` (one entry per newline, and one for the text after the last)."""
+    q = np.flatnonzero(np.frombuffer(buf, np.uint8) == quote)
+    return np.bincount(np.searchsorted(newlines, q), minlength=len(newlines) + 1)
+
+
+def _opens(line: bytes, spec: CsvSource) -> bool:
+    """Whether `line` ends inside a quoted value that began at a field's start (a record may go on below)."""
+    try:
+        next(csv.reader(io.StringIO(line.decode("utf-8", "replace"), newline=""), delimiter=spec.delimiter,
+                        quotechar=spec.quote, strict=True), None)
+    except csv.Error:
+        return True
+    return False  # a quote inside a value is text to a CSV parser: the line is a record of its own
+
+
+def _closes(line: bytes, spec: CsvSource) -> bool:
+    """Whether `line` can end a quoted value opened above it: once that value's closing quote is met, the
+    rest of the line parses as fields."""
+    try:
+        rows = list(csv.reader(io.StringIO((spec.quote + line.decode("utf-8", "replace")), newline=""),
+                               delimiter=spec.delimiter, quotechar=spec.quote, strict=True))
+    except csv.Error:
+        return False
+    return len(rows) == 1
+
+
+def _one_record(text: bytes, spec: CsvSource) -> bool:
+    """Whether `text` is exactly one well-formed record (it may still have too few or too many fields: then
+    it is one bad record, quarantined whole with its text)."""
+    try:
+        rows = list(csv.reader(io.StringIO(text.decode("utf-8", "replace"), newline=""), delimiter=spec.delimiter,
+                               quotechar=spec.quote, strict=True))
+    except csv.Error:
+        return False
+    return len(rows) == 1
+
+
+def _plan(buf: bytes | bytearray, want: int, eof: bool, spec: CsvSource, stray_at: Container[int] = ()) -> _Plan | None:
+    """The records of `buf` to hand over as one chunk of about `want` bytes; None: read more first (see
+    `_plan_in`). Only the first ~2 x `want` bytes are scanned when they settle it: after a stray quote the
+    reader holds a long stretch read ahead, and every chunk taken from it would scan all of it again."""
+    view_end = buf.rfind(b"\n", 0, 2 * want) + 1 if len(buf) > 2 * want else 0
+    if view_end > want:
+        with memoryview(buf) as mv, mv[:view_end] as view:
+            plan = _plan_in(view, want, False, spec, stray_at)
+        if plan is not None and not plan.waits:
+            return plan
+    return _plan_in(buf, want, eof, spec, stray_at)
+
+
+def _plan_in(buf: bytes | bytearray | memoryview, want: int, eof: bool, spec: CsvSource,
+             stray_at: Container[int] = ()) -> _Plan | None:
+    """The records of `buf` to hand over as one chunk of about `want` bytes; None: read more first (no whole
+    line yet). A chunk that ends before a line whose quote nothing in `buf` closes yet `waits` (its `end` is
+    0 when that is the first line): the caller looks further, or says the line is stray (`stray_at`: the
+    offsets in `buf` of lines known to be stray).
+
+    A line with an even number of quotes is a record of its own. A line with an odd number either opens a
+    record that spans lines, closed by the next such line, or is stray: it is a spanning record only when
+    that pair of lines and every line between parse, strictly, as one record. A stray
+    line is one bad record; the lines after it are read as if it were not there (one bad line costs one
+    line, never the rest of the file, as reading quotes by parity from the file's start would)."""
+    nl = np.flatnonzero(np.frombuffer(buf, np.uint8) == 10)
+    starts = np.concatenate(([0], nl + 1))
+    ends = np.append(nl + 1, len(buf))  # one past each line's newline; the last: the text after it
+    last = len(nl) if eof and starts[-1] < len(buf) else len(nl) - 1  # the last whole line
+    if last < 0:
+        return None if not eof else _Plan(len(buf), [], False, nl)
+    # the chunk ends at the line that crosses `want` (or the last whole one)
+    cut = min(int(np.searchsorted(ends, want)), last)
+    quote = ord(spec.quote)
+    odd = np.flatnonzero(_line_quotes(buf, quote, nl)[: last + 1] & 1).tolist()
+    stray: list[int] = []
+    spans = False
+    i = 0
+    while i < len(odd) and odd[i] <= cut:
+        first = odd[i]
+        line = bytes(buf[starts[first]:ends[first]])
+        if int(starts[first]) in stray_at or not _opens(line, spec):
+            stray.append(first)
+            i += 1
+            continue
+        if i + 1 >= len(odd):  # nothing below closes it yet
+            if eof or len(buf) - starts[first] >= MAX_RECORD_BYTES:
+                stray.append(first)
+                i += 1
+                continue
+            return _Plan(int(starts[first]), stray, spans, nl[:first], waits=True)
+        close = odd[i + 1]
+        if (_closes(bytes(buf[starts[close]:ends[close]]), spec)
+                and _one_record(bytes(buf[starts[first]:ends[close]]), spec)):
+            spans = True
+            cut = max(cut, close)
+            i += 2
+            continue
+        stray.append(first)
+        i += 1
+    return _Plan(int(ends[cut]), stray, spans, nl[: cut + 1] if cut < len(nl) else nl)
 
 
 def _first_cut(buf: bytes, quote: int) -> int:
@@ -155,71 +252,101 @@ class CsvReader:
     # ------------------------------------------------------------ chunks
 
     def _chunks(self, fh: io.BufferedReader, offset: int,
-                line: int) -> Iterator[tuple[bytearray, int, int, bool, np.ndarray]]:
-        """(chunk, offset after it, physical line of its first byte, at end of file, offsets of its newlines).
+                line: int) -> Iterator[tuple[bytearray, int, int, bool, np.ndarray, _Plan]]:
+        """(chunk, offset after it, physical line of its first byte, at end of file, offsets of its newlines,
+        what `_plan` found in it).
 
-        Each chunk is a fresh buffer read straight from the file (no concatenation or slicing copies);
-        the few bytes after its last whole record start the next one. A task with an `end_offset` is read
-        up to that byte only, as if the file ended there (a range cut at a record boundary: split.py)."""
+        A chunk is about `chunk_bytes` of whole records; the bytes after it start the next one. A record
+        that spans lines makes its chunk longer, a stray quote never does (see `_plan`). A task with an
+        `end_offset` is read up to that byte only, as if the file ended there (a range cut at a record
+        boundary: split.py)."""
         fh.seek(offset)
-        quote = ord(self.spec.quote)
         limit = self.task.end_offset
         left = -1 if limit is None else max(0, limit - offset)  # bytes of the range not yet read; -1: no limit
-        pending = b""
-        while True:
-            data = bytearray(max(self.chunk_bytes, len(pending)))
-            data[: len(pending)] = pending
-            stop = len(data) if left < 0 else len(pending) + left
-            with memoryview(data) as view, view[len(pending):stop] as room:
-                got = len(pending) + (fh.readinto(room) or 0)
+        data = bytearray()
+        eof = False
+
+        def more(n: int) -> None:
+            nonlocal left, eof
+            got = fh.read(n if left < 0 else min(left, n)) if left != 0 else b""
             if left >= 0:
-                left -= got - len(pending)
-            eof = got == len(pending) or left == 0 or fh.peek(1) == b""
-            del data[got:]
+                left -= len(got)
+            data.extend(got)
+            if not got or left == 0 or fh.peek(1) == b"":
+                eof = True
+
+        stray_at: set[int] = set()  # offsets in `data` of lines found stray by looking ahead
+        while True:
+            if len(data) < self.chunk_bytes and not eof:
+                more(self.chunk_bytes - len(data))
             while True:
-                end, _ = _cut(data, quote, 0)
-                if end > 0 or eof:
+                plan = _plan(data, self.chunk_bytes, eof, self.spec, stray_at)
+                if plan is not None and not (plan.waits and plan.end == 0):
                     break
-                if len(data) >= MAX_RECORD_BYTES:
-                    # an unterminated quote: give up on finding its end; the parser reports the record as bad
-                    end = data.rfind(b"\n") + 1 or len(data)
-                    break
-                want = max(len(data), self.chunk_bytes)
-                more = fh.read(want if left < 0 else min(left, want))
-                if left >= 0:
-                    left -= len(more)
-                if not more or left == 0:
-                    eof = True
-                if not more:
-                    break
-                data += more
-            if eof and end <= 0:
-                end = len(data)
-            if end <= 0:
+                if plan is not None:  # the first line opens a quoted value: does the next odd line close it?
+                    closer = self._next_odd_line(fh, bytes(data[data.rfind(b"\n") + 1:]), left)
+                    if closer is None or not _closes(closer, self.spec):
+                        stray_at.add(0)  # stray: nothing more is read for it
+                        continue
+                more(max(len(data), self.chunk_bytes))  # a record that spans lines goes on below
+            stray_at.clear()
+            if plan.end <= 0:
                 return
-            pending = bytes(data[end:])
-            del data[end:]
-            offset += len(data)
-            # found once, used for line numbers and for cutting out good lines
-            newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
-            yield data, offset, line, eof and not pending, newlines
+            # the chunk keeps the buffer (no copy of it); the few bytes after it start the next one
+            chunk, data = data, data[plan.end:]
+            del chunk[plan.end:]
+            offset += len(chunk)
+            done = eof and not data
+            newlines = plan.newlines  # found once, used for line numbers and for cutting out good lines
+            yield chunk, offset, line, done, newlines, plan
             line += len(newlines)
-            if eof and not pending:
+            if done:
                 return
+
+    def _next_odd_line(self, fh: io.BufferedReader, carry: bytes, left: int) -> bytes | None:
+        """The first line with an odd number of quotes from `carry` (the text after the buffer's last
+        newline) and the file after it, read up to `left` bytes (-1: no limit) and at most MAX_RECORD_BYTES;
+        None: none. Scanned block by block and not kept: the file position is restored."""
+        quote = ord(self.spec.quote)
+        pos = fh.tell()
+        seen = 0
+        try:
+            while True:
+                n = 16 << 20 if left < 0 else min(16 << 20, left - seen)
+                block = fh.read(n) if n > 0 else b""
+                seen += len(block)
+                buf = carry + block
+                nl = np.flatnonzero(np.frombuffer(buf, np.uint8) == 10)
+                end = not block or seen >= MAX_RECORD_BYTES
+                counts = _line_quotes(buf, quote, nl)
+                odd = np.flatnonzero(counts[: len(nl) + (1 if end else 0)] & 1)
+                if odd.size:
+                    i = int(odd[0])
+                    return buf[0 if i == 0 else int(nl[i - 1]) + 1 : int(nl[i]) + 1 if i < len(nl) else len(buf)]
+                if end:
+                    return None
+                carry = buf[int(nl[-1]) + 1:] if nl.size else buf
+        finally:
+            fh.seek(pos)
 
     # ------------------------------------------------------------ parse
 
     def _parse(self, chunk: bytes | bytearray, first_line: int, newlines: int, include: list[str] | None = None,
-               ) -> tuple[pa.Table, list[int], list[BadRecord], bool]:
+               lines: list[int] | None = None) -> tuple[pa.Table, list[int], list[BadRecord], bool]:
+        """The chunk's records as a table of text columns, the physical line of each row, the records that
+        could not be parsed, and whether every record is one line. `lines`: the physical line of each line of
+        `chunk` when they are not consecutive from `first_line` (stray lines were cut out of it)."""
         bad_rows: list[tuple[int, str]] = []
 
         def on_bad(row: Any) -> str:
             bad_rows.append((row.number, row.text))
             return "skip"
 
+        names = self.names
+        if not chunk:  # every line of the chunk was stray
+            return pa.table({n: pa.array([], pa.string()) for n in include or names}), [], [], True
         if self.encoding != "utf-8":
             chunk = self._decode(chunk, f"line {first_line}").encode("utf-8")
-        names = self.names
         try:
             table = pacsv.read_csv(
                 pa.BufferReader(pa.py_buffer(chunk)),  # no copy of the chunk
@@ -239,24 +366,22 @@ class CsvReader:
             raise SourceError(f"{self.task.display}:line {first_line}: cannot parse CSV: {exc}") from exc
         table, utf8_bad = _to_utf8(table)
         # physical line of every record: records are numbered 1.. within the chunk, bad ones included
-        bad_by_num = dict(bad_rows)
         total = table.num_rows + len(bad_rows)
-        simple = newlines == total or (newlines == total - 1 and not chunk.endswith(b"\n"))
+        simple = newlines == total - (0 if chunk.endswith(b"\n") else 1)
         if simple:
-            starts = list(range(first_line, first_line + total))
+            starts = lines[:total] if lines is not None else list(range(first_line, first_line + total))
         else:
-            starts = _record_lines(chunk.decode("utf-8", "replace"), first_line, self.spec)
+            starts = _record_lines(chunk.decode("utf-8", "replace"), 0, self.spec)
             if len(starts) != total:  # pragma: no cover - defensive: fall back to record numbers
-                starts = list(range(first_line, first_line + total))
-        positions: list[int] = []
-        bad: list[BadRecord] = []
-        for num in range(1, total + 1):
-            ln = starts[num - 1]
-            if num in bad_by_num:
-                text = bad_by_num[num]
-                bad.append(BadRecord(f"{self.task.display}:line {ln}", text, _why_bad(text, len(names), self.spec)))
-            else:
-                positions.append(ln)
+                starts = list(range(total))
+            starts = [lines[i] for i in starts] if lines is not None else [first_line + i for i in starts]
+        bad = [BadRecord(f"{self.task.display}:line {starts[num - 1]}", text, _why_bad(text, len(names), self.spec))
+               for num, text in bad_rows]
+        if bad_rows:
+            gone = {num for num, _ in bad_rows}
+            positions = [ln for num, ln in enumerate(starts, 1) if num not in gone]
+        else:
+            positions = starts  # the common case: no record pyarrow could not parse
         if utf8_bad:
             first_bad: dict[int, str] = {}
             for r, col in utf8_bad:
@@ -288,25 +413,27 @@ class CsvReader:
                 offset, line = after_header, line_after
             self.chunk_bytes = self._chunk_size(fh, offset)
             narrow = self._narrow_columns(names)
-            spans = 0  # chunks that were parsed narrow in vain (a record over several lines)
             if not names or offset >= t.size or (t.end_offset is not None and offset >= t.end_offset):
                 # empty file or header only: nothing to load, but the file is remembered as loaded
                 yield RawBatch(pa.table({}), t.display, [], [], 0,
                                file_mark=t.mark(done, t.end, line, True))
                 return
-            for chunk, end, first_line, last, line_ends in self._chunks(fh, offset, line):
+            for chunk, end, first_line, last, line_ends, plan in self._chunks(fh, offset, line):
                 newlines = len(line_ends)
                 plain = self.encoding == "utf-8" and b"\r" not in chunk
+                body, lines, stray = self._without_stray(chunk, line_ends, first_line, plan.stray)
                 parsed = None
-                if narrow is not None and plain and _is_utf8(chunk):
-                    parsed = self._parse(chunk, first_line, newlines, narrow)
-                    if not parsed[3]:  # a record spans lines: the good lines cannot be cut out, parse it all
+                # a chunk with a record over several lines is parsed in full (its good lines cannot be cut
+                # out); the chunks after it are parsed narrow again
+                if narrow is not None and plain and not plan.spans and _is_utf8(chunk):
+                    parsed = self._parse(body, first_line, newlines - len(stray), narrow, lines)
+                    if not parsed[3]:  # pragma: no cover - defensive: a record pyarrow read over lines
                         parsed = None
-                        spans += 1
-                        if spans >= 2:  # a file whose records often span lines: stop parsing twice
-                            narrow = None
                 is_narrow = parsed is not None
-                table, positions, bad, simple = parsed or self._parse(chunk, first_line, newlines)
+                table, positions, bad, simple = parsed or self._parse(body, first_line, newlines - len(stray),
+                                                                      None, lines)
+                if stray:
+                    bad = sorted(bad + stray, key=lambda b: int(b.location.rsplit(" ", 1)[1]))
                 done += table.num_rows + len(bad)
                 text = None
                 if simple and plain:
@@ -317,6 +444,29 @@ class CsvReader:
                     file_mark=t.mark(done, end, first_line + newlines, last or end >= t.end),
                     csv_text=text, narrow=is_narrow,
                 )
+
+    def _without_stray(self, chunk: bytearray, line_ends: np.ndarray, first_line: int, stray: list[int],
+                       ) -> tuple[bytes | bytearray, list[int] | None, list[BadRecord]]:
+        """The chunk without its stray lines (see `_plan`), the physical line of each line left (None: all
+        are left), and the stray lines as bad records, each with its own text."""
+        if not stray:
+            return chunk, None, []
+        starts = np.concatenate(([0], line_ends + 1))
+        ends = np.append(line_ends + 1, len(chunk))
+        view = memoryview(chunk)
+        keep: list[memoryview] = []
+        bad: list[BadRecord] = []
+        prev = 0
+        for i in stray:
+            keep.append(view[prev:starts[i]])
+            text = bytes(view[starts[i]:ends[i]]).rstrip(b"\r\n").decode(self.encoding, "replace")
+            bad.append(BadRecord(f"{self.task.display}:line {first_line + i}", text,
+                                 _why_bad(text, len(self.names), self.spec)))
+            prev = int(ends[i])
+        keep.append(view[prev:])
+        gone = set(stray)
+        total = len(line_ends) + (0 if chunk.endswith(b"\n") else 1)
+        return b"".join(keep), [first_line + i for i in range(total) if i not in gone], bad
 
     def _narrow_columns(self, names: list[str]) -> list[str] | None:
         """The columns to parse when a chunk allows a narrow read (see the class); None: always all."""

@@ -4,11 +4,12 @@ Each range is read on its own (a FileTask with `resume_offset` = start, `resume_
 `end_offset` = end) and yields exactly the records an unsplit read yields for those bytes, with the same
 line numbers, so a quarantined row is named the same however the file was split.
 
-A CSV cut is only at a newline outside quotes. Whether a byte is inside quotes depends on every quote
-before it, so the file is read once from the end of its header, counting quote bytes and newlines block by
-block (vectorized, about 2 GB/s): the cut is exact, not a guess from a sample, and the newline count gives
-each range's first line number. A doubled quote ("") counts twice, so the parity is right across it; this
-is the same parity rule the reader uses to cut its own chunks. In NDJSON every newline ends a record.
+A CSV cut is only at a record boundary as the reader sees it (csv._plan: a line is a record unless a
+quoted value opened on it is closed, as one well-formed record, by the next line with an odd number of
+quotes; a stray quote costs its own line). That depends on the lines before it, so the file is read once
+from the end of its header with the reader's own planner, block by block: the cut is exact, not a guess from
+a sample, and the newline count gives each range's first line number. In NDJSON every newline ends a
+record.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import BinaryIO
 from pgmill.config.spec import CsvSource, NdjsonSource
 from pgmill.errors import SourceError
 from pgmill.ingest.sources.base import ByteRange
-from pgmill.ingest.sources.csv import CsvReader, _count
+from pgmill.ingest.sources.csv import CsvReader, _count, _plan
 from pgmill.ingest.sources.files import FileTask, Splitter
 
 MIN_SPLIT_BYTES = 64 << 20  # a smaller file is one range: a unit's fixed costs outweigh the parallelism
@@ -43,16 +44,15 @@ def split_file(path: Path, spec: CsvSource | NdjsonSource, parts: int, *,
         if isinstance(spec, CsvSource):
             task = FileTask(path, str(path), size, "")
             _, start, first_line = CsvReader(spec, task, [], 1).read_header(fh)
-            quote: int | None = ord(spec.quote)
         else:
             start = 3 if fh.read(3) == b"\xef\xbb\xbf" else 0
-            first_line, quote = 1, None
+            first_line = 1
         start = min(start, size)
         if parts == 1 or size < min_bytes or size - start < 2:
             return [ByteRange(start, size, first_line)]
         step = (size - start) / parts
         targets = [start + round(step * k) for k in range(1, parts)]
-        cuts = _cuts(fh, start, targets, quote)
+        cuts = _csv_cuts(fh, start, targets, spec) if isinstance(spec, CsvSource) else _cuts(fh, start, targets, None)
     ranges: list[ByteRange] = []
     prev, line = start, first_line
     for cut, lines in cuts:
@@ -115,6 +115,42 @@ def _cuts(fh: BinaryIO, start: int, targets: list[int], quote: int | None) -> li
                 parity ^= _count(buf, quote, i) & 1
             lines += _count(buf, 10, i)
         pos += len(buf)
+    return cuts
+
+
+def _csv_cuts(fh: BinaryIO, start: int, targets: list[int], spec: CsvSource) -> list[tuple[int, int]]:
+    """For each target offset, the first record boundary at or after it as the CSV reader cuts records:
+    (offset, newlines between `start` and it). Reads the file once from `start`, sequentially, at most
+    about two blocks in memory."""
+    fh.seek(start)
+    data = bytearray()
+    pos, lines, eof = start, 0, False
+    cuts: list[tuple[int, int]] = []
+    ti = 0
+    while ti < len(targets):
+        if targets[ti] <= pos:  # pos is a boundary, the first at or after the target
+            cuts.append((pos, lines))
+            ti += 1
+            continue
+        want = min(targets[ti] - pos, _BLOCK)
+        if len(data) <= want and not eof:  # a little past the target: each byte is scanned about once
+            more = fh.read(max(want + (1 << 16) - len(data), 1 << 16))
+            data += more
+            eof = not more
+            continue
+        plan = _plan(data, want, eof, spec)
+        if plan is None or plan.end == 0:  # a quoted value goes on below
+            more = fh.read(max(_BLOCK, len(data)))
+            data += more
+            eof = not more
+            continue
+        if plan.end <= 0:
+            break
+        lines += len(plan.newlines)
+        pos += plan.end
+        del data[: plan.end]
+        if eof and not data:
+            break
     return cuts
 
 
