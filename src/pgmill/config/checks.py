@@ -111,6 +111,14 @@ class NearDuplicates(Rated):
     )
     similarity: float = Field(0.8, gt=0, le=1, description="trigram: lowest similarity that is a match")
     max_distance: int = Field(2, ge=0, le=10, description="levenshtein: most edits that are a match")
+    search: Literal["auto", "exact", "blocked"] = Field(
+        "auto", description="exact compares every pair; blocked only values sharing a word-and-typo key (fast, "
+        "may miss pairs two edits apart in one word); auto is exact up to 5,000 distinct values"
+    )
+    max_seconds: float | None = Field(
+        300, gt=0, description="stop after this long with status skipped (null: no limit)"
+    )
+    sample: int | None = Field(None, ge=2, description="compare a random sample of this many rows only")
 
 
 class Duplicates(Rated):
