@@ -28,7 +28,6 @@ import json
 import math
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 from psycopg import sql
@@ -84,8 +83,8 @@ def _copy(rng: random.Random, text: str, kinds: list[str]) -> tuple[str, str]:
 def names(n: int, seed: int = 1) -> tuple[list[str], list[tuple[int, int, str]]]:
     """n names, 1% of them planted copies of another row: (rows, [(original, copy, kind)])."""
     rng = random.Random(seed)
-    first = list({_word(rng, rng.choice((2, 2, 3))).capitalize() for _ in range(4000)})
-    last = list({_word(rng, rng.choice((2, 3, 3, 4))).capitalize() for _ in range(30000)})
+    first = sorted({_word(rng, rng.choice((2, 2, 3))).capitalize() for _ in range(4000)})
+    last = sorted({_word(rng, rng.choice((2, 3, 3, 4))).capitalize() for _ in range(30000)})
     first += ["José", "Zoë", "Renée", "Björn", "Ångel"]
     rows: list[str] = []
     plants: list[tuple[int, int, str]] = []
@@ -104,7 +103,7 @@ def names(n: int, seed: int = 1) -> tuple[list[str], list[tuple[int, int, str]]]
 
 def texts(n: int, seed: int = 2) -> tuple[list[str], list[tuple[int, int, str]]]:
     rng = random.Random(seed)
-    vocab = list({_word(rng, rng.choice((1, 2, 2, 3))) for _ in range(300)})
+    vocab = sorted({_word(rng, rng.choice((1, 2, 2, 3))) for _ in range(300)})
     rows: list[str] = []
     plants: list[tuple[int, int, str]] = []
     kinds = ["typo", "typo", "two_typos", "case", "spacing", "accents", "word_order"]

@@ -133,6 +133,7 @@ def test_blocking_keys_join_one_edit_and_word_order_only() -> None:
     assert meet("jonathan smith", "jonathon smith")  # substitution
     assert meet("jonathan smith", "jonthan smith")  # deletion
     assert meet("jonathan smith", "jonahtan smith")  # swapped neighbours
+    assert meet("jonathan smith", "jonathan r smith")  # a one-letter word more
     assert not meet("jonathan smith", "jnoathon smith")  # two edits in one word
     assert not meet("jonathan smith", "jonathon smyth")  # one edit in each of two words of a short value
     long = "the quick brown fox jumps over the lazy dog today"

@@ -16,7 +16,7 @@ pass rate, in percent, that still passes; default 100) and a `severity` (`error`
       freshness: {max_age: 1 day}              # newest value of the pipeline's cursor (or `column`)
       row_count: {min: 1}
       volume: {runs: 10, k: 3, severity: warn} # rows added vs. median +- k*MAD of the last runs
-      duplicates: {exact_rows: true, near: {columns: [full_name], similarity: 0.8}}
+      duplicates: {exact_rows: true, near: {columns: [full_name], similarity: 0.8, max_seconds: 60}}
       sql:
         - name: discount_above_total
           query: SELECT * FROM shop.orders WHERE discount > total   # returns the failing rows

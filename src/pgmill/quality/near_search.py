@@ -11,6 +11,7 @@ Two searches over the temporary table of distinct values (id, norm) that duplica
   value with its words sorted (word order never separates two values):
     * for each word, the other words plus that word with one character deleted (or intact): values
       differing by one edit (typo, missing or extra letter, swapped neighbours) in one word meet;
+    * values of 1-3 words: also the whole value with an empty word (a one-letter word more or less);
     * values of 4+ words: the other words without that word (any change confined to one word);
     * values of 6+ words: the words without any two of them (changes confined to two words).
   Pairs the exact search finds that no key joins (two typos in one short name, a split word) are missed:
@@ -144,7 +145,8 @@ def blocking_keys(values: list[str]) -> tuple[np.ndarray[Any, Any], np.ndarray[A
     A value is its multiset of words, hashed as the sum of its words' 64-bit hashes, so word order
     never matters and "the other words" of a word is the sum minus that word's hash. Keys: values of 1-3
     words, for each word, the other words with each one-character deletion of that word (or the word
-    intact); 4+ words, the value less one word; 6+ words, also the value less any two words.
+    intact), and the value with an empty word (a one-letter word more or less); 4+ words, the value less
+    one word; 6+ words, also the value less any two words.
     """
     vocab: dict[str, int] = {}
     word_ids: list[int] = []
@@ -179,6 +181,10 @@ def blocking_keys(values: list[str]) -> tuple[np.ndarray[Any, Any], np.ndarray[A
     offset = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
     keys.append(others[rep] * _MIX + var_hash[var_start[tok_word[rep]] + offset])
     owners.append(tok_value[rep])
+    # ... and the whole value with an empty word: it meets a value with one more word of one letter
+    vals = np.flatnonzero(m <= 3)
+    keys.append(total[vals] * _MIX + np.asarray(hash(""), dtype=np.int64).astype(np.uint64))
+    owners.append(vals)
     # 4+ words: the value less one word
     toks = np.flatnonzero(~short)
     keys.append(others[toks] + _SALT_REST)
