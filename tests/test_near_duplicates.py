@@ -98,6 +98,18 @@ def test_blocked_search_equals_exact_search_on_a_small_table(project: ProjectDir
     assert _grouped(exact) == _grouped(blocked)
 
 
+def test_blocked_levenshtein_equals_exact_levenshtein(project: ProjectDir) -> None:
+    rows, plants = _names(150, seed=11)
+    _table(project, rows)
+    near = {"method": "levenshtein", "max_distance": 2, "severity": "warn"}
+    exact = _check(project, {**near, "search": "exact"})
+    blocked = _check(project, {**near, "search": "blocked"})
+    assert blocked.detail is not None and blocked.detail["method"] == "levenshtein distance <= 2"
+    # every plant but the word-order ones (many edits apart) is within two edits
+    assert exact.rows_failed == blocked.rows_failed == len(plants) - 3
+    assert _grouped(exact) == _grouped(blocked)
+
+
 def test_max_seconds_stops_the_rule_with_status_skipped(project: ProjectDir) -> None:
     # sentences from a small vocabulary: the exact search cannot finish 4,000 of them in 50 ms
     rng = random.Random(3)
