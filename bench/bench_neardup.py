@@ -163,6 +163,27 @@ def search(bp: BenchProject, table: str, similarity: float, mode: str, max_secon
     return out
 
 
+def whole_rule(bp: BenchProject, table: str, similarity: float) -> dict[str, Any]:
+    """The rule as `pgmill check` runs it (search: auto, default max_seconds), with the time it reports."""
+    from pgmill.quality.duplicates import near_duplicates
+    from pgmill.quality.rules import Rule
+    from pgmill.quality.table_info import table_info
+
+    conn = bp.conn()
+    info = table_info(conn, f"public.{table}")
+    assert info is not None
+    rule = Rule("near_duplicates", "near_duplicates(v)", ("v",), 100.0, "warn",
+                {"method": "trigram", "similarity": similarity, "max_distance": 2, "search": "auto",
+                 "max_seconds": 300, "sample": None})
+    [(n,)] = bp.sql(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+    t0 = time.perf_counter()
+    res = near_duplicates(conn, info, rule, int(n))
+    wall = time.perf_counter() - t0
+    assert res.detail is not None
+    return {"status": res.status, "message": res.message, "reported_seconds": res.detail["seconds"],
+            "wall_seconds": round(wall, 2), "search": res.detail.get("search"), "rows_failed": res.rows_failed}
+
+
 def plant_recall(bp: BenchProject, table: str, plants: list[tuple[int, int, str]], similarity: float,
                  pair_set: set[tuple[str, str]]) -> dict[str, Any]:
     """Plants the measure accepts, and how many of them the search put in one group with their original."""
@@ -241,6 +262,8 @@ def dataset(bp: BenchProject, name: str, gen: Any, full: int, ref_sizes: list[in
     log(f"{name}: loaded {full:,} rows in {time.perf_counter() - t0:.1f} s")
     bl = search(bp, name, similarity, "blocked", None)
     out["blocked"] = {k: v for k, v in bl.items() if k != "pair_set"}
+    out["rule"] = whole_rule(bp, name, similarity)
+    log(f"{name}: the whole rule (search: auto) on {full:,} rows: {out['rule']}")
     out["plants"] = plant_recall(bp, name, plants, similarity, bl["pair_set"])
     log(f"{name}: blocked on {full:,} rows: {out['blocked']} plants {out['plants']}")
     return out

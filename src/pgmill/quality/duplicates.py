@@ -20,6 +20,7 @@ from psycopg import sql
 from pgmill.db.migrations import SAMPLE_SIZE
 from pgmill.quality.near_search import (
     AUTO_EXACT_LIMIT,
+    AUTO_EXACT_SECONDS,
     MAX_PAIRS,
     VALS,
     Budget,
@@ -121,7 +122,7 @@ def near_duplicates(conn: psycopg.Connection[Any], info: TableInfo, rule: Rule, 
     msg = (f"{len(groups):,} group{'s' if len(groups) != 1 else ''} of alike rows ({how} after normalizing): {extra:,} extra rows of {rows}"
            if groups else f"no near-duplicates in {rows} rows ({how} after normalizing)")
     detail = {"groups": len(groups), "method": how, "search": found.search, "values": found.values,
-              "candidates": found.candidates, "common_keys": found.common_keys, "notes": norm.notes,
+              "candidates": found.candidates, "common_keys": found.common_keys, "notes": norm.notes + found.notes,
               "pairs_truncated": found.truncated, "seconds": round(budget.elapsed, 3)}
     return judged(info.name, rule, checked, extra, msg, sample=groups[:SAMPLE_SIZE], detail=detail)
 
@@ -134,6 +135,7 @@ class Found:
     values: int  # distinct normalized values compared
     candidates: int | None = None  # blocked: pairs verified in Postgres
     common_keys: int | None = None  # blocked: keys too common to pair through
+    notes: list[str] = field(default_factory=list)
 
 
 def read_values(conn: psycopg.Connection[Any], info: TableInfo, rule: Rule, norm: Normalizer,
@@ -163,12 +165,19 @@ def search_pairs(conn: psycopg.Connection[Any], rule: Rule, norm: Normalizer, bu
     measure = Measure(norm.trigram, norm.fuzzy, float(rule.params["similarity"]), int(rule.params["max_distance"]))
     measure.prepare(conn)
     search = str(rule.params.get("search") or "auto")
-    if search == "auto":
-        search = "exact" if values <= AUTO_EXACT_LIMIT else "blocked"
     found = Found([], False, search, values)
     try:
+        if search == "auto" and values <= AUTO_EXACT_LIMIT:
+            try:
+                with conn.transaction():  # a cancelled statement rolls back to here, the index with it
+                    found.search = "exact"
+                    return exact_pairs(conn, measure, budget.part(AUTO_EXACT_SECONDS)), found
+            except OverBudget:
+                budget.check("comparing values")  # the rule's own budget, not the try's, is spent
+                found.notes.append(f"the exact search did not finish in {AUTO_EXACT_SECONDS:g} s: blocked")
         if search == "exact":
             return exact_pairs(conn, measure, budget), found
+        found.search = "blocked"
         blocked = blocked_pairs(conn, measure, budget)
     except OverBudget as over:
         over.values = values

@@ -36,8 +36,10 @@ MAX_PAIRS = 200_000
 #: a blocking key shared by more values than this is too common to say anything: its values are not paired
 #: through it (counted in the result's detail as `common_keys`)
 MAX_BLOCK = 200
-#: below this many distinct values `search: auto` compares every pair (exact); above it, it blocks
-AUTO_EXACT_LIMIT = 5_000
+#: `search: auto` first tries the exact search on up to this many distinct values, for at most
+#: AUTO_EXACT_SECONDS; when it cannot finish (sentences from a small vocabulary: 5,000 take ~50 s) it blocks
+AUTO_EXACT_LIMIT = 10_000
+AUTO_EXACT_SECONDS = 5.0
 VALS = sql.Identifier("pgmill_near_dup_values")
 _PAIRS_TABLE = sql.Identifier("pgmill_near_dup_candidates")
 
@@ -64,6 +66,11 @@ class Budget:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def part(self, seconds: float) -> Budget:
+        """A budget of at most `seconds` within this one."""
+        left = None if self.limit is None else self.limit - self.elapsed
+        return Budget(seconds if left is None else min(seconds, left))
 
     def check(self, phase: str) -> None:
         if self.limit is not None and self.elapsed >= self.limit:
