@@ -113,7 +113,7 @@ class NearDuplicates(Rated):
     max_distance: int = Field(2, ge=0, le=10, description="levenshtein: most edits that are a match")
     search: Literal["auto", "exact", "blocked"] = Field(
         "auto", description="exact compares every pair; blocked only values sharing a word-and-typo key (fast, "
-        "may miss pairs two edits apart in one word); auto is exact up to 5,000 distinct values"
+        "may miss pairs two edits apart in one word); auto tries exact for 5 s on up to 10,000 values, then blocks"
     )
     max_seconds: float | None = Field(
         300, gt=0, description="stop after this long with status skipped (null: no limit)"

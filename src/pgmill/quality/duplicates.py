@@ -192,10 +192,12 @@ def _groups(conn: psycopg.Connection[Any], info: TableInfo, rule: Rule, norm: No
     pairs, found = search_pairs(conn, rule, norm, budget, read_values(conn, info, rule, norm, budget))
     found.truncated = len(pairs) > MAX_PAIRS
     parent = components(pairs[:MAX_PAIRS])
-    rows = conn.execute(
-        sql.SQL("SELECT id, norm, rows, keys, spellings FROM {} WHERE rows > 1 OR id = ANY(%s)").format(VALS),
-        (list(parent),),
-    ).fetchall()
+    # the paired ids joined, not `id = ANY(%s)`: a bound array is searched linearly for every value
+    rows = conn.execute(sql.SQL(
+        "SELECT id, norm, rows, keys, spellings FROM {v} WHERE rows > 1 UNION ALL"
+        " SELECT v.id, v.norm, v.rows, v.keys, v.spellings FROM {v} AS v JOIN unnest(%s::bigint[]) AS p(id)"
+        " ON v.id = p.id WHERE v.rows = 1"
+    ).format(v=VALS), (list(parent),)).fetchall()
     clusters: dict[int, dict[str, Any]] = {}
     for vid, text, count, keys, spellings in rows:
         g = clusters.setdefault(parent.get(int(vid), int(vid)),
