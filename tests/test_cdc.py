@@ -68,6 +68,10 @@ def test_snapshot_then_inserts_updates_deletes(project: ProjectDir, cdc_source: 
     assert query(cdc_source, "SELECT (confirmed_flush_lsn - '0/0')::bigint FROM pg_replication_slots"
                              " WHERE slot_name = 'pgmill_orders'") == [(stored_lsn(project),)]
     assert project.scalar("SELECT state->'cdc_slot'->>'active' FROM pgmill.state") == "false"
+    # and the ledger keeps it with the segment that applied the changes
+    [(held,)] = project.query("SELECT detail->'slot'->'retained_bytes' FROM pgmill.run_steps"
+                              " WHERE name = 'load shop.orders changes'")
+    assert isinstance(held, int) and held >= 0
 
     # nothing new: nothing read, nothing applied twice
     before = stored_lsn(project)
@@ -370,5 +374,102 @@ def test_a_lost_slot_is_detected_and_the_table_loaded_again(project: ProjectDir,
     assert project.scalar("SELECT count(*) FROM orders") == 40
     # and it streams again from the new slot
     execute(cdc_source, "INSERT INTO shop.orders VALUES (100, 'z', 1, NULL, '2024-01-01Z')")
+    run_one()
+    same_rows(project, cdc_source)
+
+
+def _external_note(cdc_source: str) -> None:
+    execute(cdc_source, "ALTER TABLE shop.orders ALTER COLUMN note SET STORAGE EXTERNAL")  # out of line, uncompressed
+
+
+def test_a_key_change_keeps_the_rows_large_value(project: ProjectDir, cdc_source: str) -> None:
+    big = "k" * 140_000
+    _external_note(cdc_source)
+    execute(cdc_source, "INSERT INTO shop.orders VALUES (1, 'ann', 1, %s, '2024-01-01Z')", (big,))
+    cdc_pipeline(project)
+    run_one()
+    execute(cdc_source, "UPDATE shop.orders SET id = 10 WHERE id = 1")  # note not resent: found by the old key
+    run_one()
+    assert [(r[0], len(r[3])) for r in same_rows(project, cdc_source)] == [(10, 140_000)]
+
+
+def test_an_unchanged_large_value_of_a_column_the_contract_leaves_out(project: ProjectDir, cdc_source: str) -> None:
+    _external_note(cdc_source)
+    execute(cdc_source, "INSERT INTO shop.orders VALUES (1, 'ann', 1, %s, '2024-01-01Z')", ("n" * 140_000,))
+    contract = {"columns": {k: v for k, v in CONTRACT["columns"].items() if k != "note"}}
+    cdc_pipeline(project, contract=contract)
+    run_one()
+    execute(cdc_source, "UPDATE shop.orders SET total = 5 WHERE id = 1")
+    run_one()
+    assert project.query("SELECT id, total::text FROM orders") == [(1, "5.00")]
+
+
+def test_a_large_value_changed_by_a_quarantined_update_is_never_filled_from_the_stale_target(
+        project: ProjectDir, cdc_source: str) -> None:
+    _external_note(cdc_source)
+    execute(cdc_source, "INSERT INTO shop.orders VALUES (1, 'ann', 1, %s, '2024-01-01Z')", ("a" * 140_000,))
+    cdc_pipeline(project)
+    run_one()
+    execute(cdc_source, "UPDATE shop.orders SET total = -1, note = %s WHERE id = 1", ("b" * 150_000,))  # breaks min
+    run_one()
+    execute(cdc_source, "UPDATE shop.orders SET total = 5 WHERE id = 1")  # note unchanged: the target's is stale
+    run_one()
+    assert project.query("SELECT total::text, length(note) FROM orders") == [("1.00", 140_000)]  # left as it was
+    reasons = [r[0] for r in project.query("SELECT violations::text FROM pgmill.quarantine ORDER BY id")]
+    assert len(reasons) == 2 and "an earlier change of this row is in quarantine" in reasons[1]
+
+
+def test_a_slot_of_the_same_name_made_elsewhere_is_never_taken_over(project: ProjectDir, cdc_source: str) -> None:
+    execute(cdc_source, "SELECT pg_create_logical_replication_slot('pgmill_orders', 'pgoutput')")
+    cdc_pipeline(project)
+    with pytest.raises(SourceError, match="replication slot pgmill_orders already exists on the source and this "
+                                          "project did not make it"):
+        run_one()
+    assert query(cdc_source, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgmill_orders'") == [(1,)]
+    cdc_pipeline(project, cdc={"slot": "mine"})  # a name of its own: loads
+    run_one()
+
+
+def test_a_source_table_dropped_and_made_again_is_loaded_again(project: ProjectDir, cdc_source: str) -> None:
+    execute(cdc_source, "INSERT INTO shop.orders VALUES (1, 'ann', 1, NULL, '2024-01-01Z')")
+    cdc_pipeline(project)
+    run_one()
+    with connect(cdc_source) as c:
+        c.execute("DROP TABLE shop.orders")
+        c.execute("CREATE TABLE shop.orders (id bigint PRIMARY KEY, customer text NOT NULL, total numeric(12,2),"
+                  " note text, updated_at timestamptz NOT NULL DEFAULT now())")
+        c.execute("INSERT INTO shop.orders VALUES (2, 'bob', 2, NULL, '2024-01-01Z')")
+    run_one()
+    [(reason,)] = project.query("SELECT detail->>'reason' FROM pgmill.run_steps WHERE name = 'resnapshot shop.orders'")
+    assert reason.startswith("the source table was dropped and made again")
+    same_rows(project, cdc_source)
+    execute(cdc_source, "INSERT INTO shop.orders VALUES (3, 'cy', 3, NULL, '2024-01-01Z')")
+    run_one()
+    assert [r[0] for r in same_rows(project, cdc_source)] == [2, 3]
+
+
+def test_a_contract_key_that_is_not_the_sources_is_refused_before_any_slot(project: ProjectDir,
+                                                                         cdc_source: str) -> None:
+    contract = {"columns": {**CONTRACT["columns"], "id": {"type": "bigint"},
+                            "customer": {"type": "text", "primary_key": True}}}
+    cdc_pipeline(project, contract=contract)
+    with pytest.raises(SourceError, match=r"the contract's key \(customer\) is not the source table's replica "
+                                          r"identity \(id\)"):
+        run_one()
+    assert query(cdc_source, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()") == [(0,)]
+
+
+def test_a_dropped_publication_is_a_clear_error_and_cdc_drop_starts_over(project: ProjectDir,
+                                                                        cdc_source: str) -> None:
+    execute(cdc_source, "INSERT INTO shop.orders VALUES (1, 'ann', 1, NULL, '2024-01-01Z')")
+    cdc_pipeline(project)
+    run_one()
+    execute(cdc_source, "DROP PUBLICATION pgmill_orders")
+    execute(cdc_source, "INSERT INTO shop.orders VALUES (2, 'bob', 2, NULL, '2024-01-01Z')")
+    with pytest.raises(SourceError, match=r"the source stopped the replication stream: .*publication "
+                                          r"\"pgmill_orders\" does not exist.*`pgmill cdc drop PIPELINE`"):
+        run_one()
+    res = CliRunner().invoke(app, ["cdc", "drop", "orders", "--project", str(project.path)])
+    assert res.exit_code == 0, res.output
     run_one()
     same_rows(project, cdc_source)

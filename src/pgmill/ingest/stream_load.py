@@ -215,7 +215,8 @@ def _checkpoint(conn: psycopg.Connection[Any], pipe: PipelinePlan, run_id: int, 
     # position commit or vanish together, so a server or OS crash can only lose the latest checkpoints, which
     # the rerun loads again, never twice. The run's end (ledger.finish_run) commits synchronously, which
     # flushes every checkpoint before it: a run reported finished is on disk.
-    conn.execute("SET LOCAL synchronous_commit TO off")
+    if not prep.raw.durable:
+        conn.execute("SET LOCAL synchronous_commit TO off")
     check_owner(conn, pipe.name, run_id)
     if prep.extra_columns:
         writer.add_text_columns(prep.extra_columns)

@@ -6,10 +6,11 @@ to the same key replaced are counted as folded (`rows_duplicate` in the ledger: 
 later change). A TRUNCATE folds everything before it and empties the target first.
 
 A large value the source did not resend (pgoutput's "unchanged TOAST") is filled from the key's previous
-image: earlier in this batch, in one of the last batches (which may not be committed yet), or else the
-target's stored value (as text, and through the contract again). A row whose value is found nowhere (its
-earlier version was quarantined or never loaded) is quarantined: the stored value is never overwritten
-with NULL.
+image (or, after an update that changed the key, the old key's): earlier in this batch, in one of the last
+batches (which may not be committed yet), or else the target's stored value (as text, and through the
+contract again). A row whose value is found nowhere (its earlier version was quarantined or never loaded),
+or whose key has a change in quarantine (the target's value may be older than the source's), is
+quarantined: a stored value is never overwritten with NULL, nor with a stale one.
 
 Source types the contract cannot take (a column of the contract turned from numeric to text, say) stop the
 stream before the transaction that brings them is applied.
@@ -54,7 +55,9 @@ _ACCEPTS: dict[Kind, set[int] | None] = {  # None: any source type (its text)
 RECENT_BATCHES = 3
 
 Key = tuple[str | None, ...]
-Lookup = Callable[[list[str], list[Key], list[str]], dict[Key, dict[str, str | None]]]
+#: (key columns, keys, wanted columns) -> the target's stored text of the wanted columns by key (None for a
+#: column the target does not have), and the keys with a change in quarantine
+Lookup = Callable[[list[str], list[Key], list[str]], tuple[dict[Key, dict[str, str | None]], set[Key]]]
 
 
 @dataclass
@@ -73,6 +76,7 @@ class _Final:
     lsn: int
     commit_time: datetime
     values: dict[str, Value] = field(default_factory=dict)  # upsert: source column -> value
+    from_key: Key | None = None  # upsert by an update that changed the key: the key it had
 
 
 class Folder:
@@ -133,20 +137,23 @@ class Folder:
             values = dict(zip(names, m.new.values, strict=True))
             k = self._key(names, m.new.values)
             before = finals.get(k)
+            from_key: Key | None = None
             if isinstance(m, Update) and m.old is not None and m.old_kind is not None:
                 old_k = self._key(names, m.old.values)
-                if old_k != k:  # the key changed: the old row goes
+                if old_k != k:  # the key changed: the old row goes (its large values come along)
                     prev = finals.get(old_k)
                     folded += prev is not None
                     finals[old_k] = _Final("delete", ch.lsn, ch.commit_time)
+                    from_key = old_k
                     if before is None and prev is not None and prev.op == "upsert":
                         before = prev
             if before is not None and before.op == "upsert":
                 for col, v in values.items():
                     if v is UNCHANGED_TOAST:
                         values[col] = before.values.get(col, UNCHANGED_TOAST)
+                from_key = before.from_key if from_key is None else from_key
             folded += k in finals
-            finals[k] = _Final("upsert", ch.lsn, ch.commit_time, values)
+            finals[k] = _Final("upsert", ch.lsn, ch.commit_time, values, from_key)
         bad = self._fill_toast(finals)
         self._remember(finals)
         shape = [c.name for c in changes[-1].relation.columns] if changes else []
@@ -157,40 +164,53 @@ class Folder:
         return tuple(v if isinstance(v, str) else None for v in (row.get(k) for k in self.key))
 
     def _fill_toast(self, finals: dict[Key, _Final]) -> list[BadRecord]:
-        """Fill unchanged TOAST values from recent batches, else from the target; quarantine what is in neither."""
+        """Fill unchanged TOAST values from recent batches, else from the target (by the row's key, or the key an
+        update changed); quarantine what is in neither, or what an earlier quarantined change may have changed."""
         todo = {k: f for k, f in finals.items() if f.op == "upsert" and UNCHANGED_TOAST in f.values.values()}
         if not todo:
             return []
         for k, f in todo.items():
-            for images in reversed(self._recent.values()):
-                img = images.get(k)
-                if img is not None:
-                    for col, v in f.values.items():
-                        if v is UNCHANGED_TOAST:
-                            f.values[col] = img.get(col, UNCHANGED_TOAST)
-                    break
+            img = self._recent_image(k) or (self._recent_image(f.from_key) if f.from_key is not None else None)
+            if img is not None:
+                for col, v in f.values.items():
+                    if v is UNCHANGED_TOAST:
+                        f.values[col] = img.get(col, UNCHANGED_TOAST)
         left = {k: f for k, f in todo.items() if UNCHANGED_TOAST in f.values.values()}
         if not left:
             return []
         wanted = sorted({c for f in left.values() for c, v in f.values.items() if v is UNCHANGED_TOAST})
-        stored = self.lookup(self.key, list(left), wanted)
+        asked = list({*left, *(f.from_key for f in left.values() if f.from_key is not None)})
+        stored, tainted = self.lookup(self.key, asked, wanted)
         bad: list[BadRecord] = []
         for k, f in left.items():
-            row = stored.get(k)
+            source = k if k in stored else f.from_key
+            row = stored.get(source) if source is not None else None
             missing = [c for c, v in f.values.items() if v is UNCHANGED_TOAST and (row is None or c not in row)]
+            reason = None
             if missing:
+                reason = (f"the source did not resend the unchanged large value of {', '.join(missing)} and the "
+                          "target has no earlier version of this row (quarantined or never loaded)")
+            elif source in tainted:
+                reason = (f"the source did not resend the unchanged large value of {', '.join(wanted)}, and an "
+                          "earlier change of this row is in quarantine: the target's value may be older than the "
+                          "source's (replay or resolve the quarantined change, then update the row again)")
+            if reason is not None:
                 del finals[k]
                 shown = {c: ("(unchanged, not resent)" if v is UNCHANGED_TOAST else v) for c, v in f.values.items()}
-                bad.append(BadRecord(
-                    f"{self.origin}:lsn {lsn_text(f.lsn)}", repr(shown),
-                    f"the source did not resend the unchanged large value of {', '.join(missing)} and the target "
-                    "has no earlier version of this row (quarantined or never loaded)"))
+                bad.append(BadRecord(f"{self.origin}:lsn {lsn_text(f.lsn)}", repr(shown), reason))
                 continue
             assert row is not None
             for c in wanted:
                 if f.values.get(c) is UNCHANGED_TOAST:
                     f.values[c] = row[c]
         return bad
+
+    def _recent_image(self, k: Key) -> dict[str, Value] | None:
+        for images in reversed(self._recent.values()):
+            img = images.get(k)
+            if img is not None:
+                return img
+        return None
 
     def _remember(self, finals: dict[Key, _Final]) -> None:
         self._batch_no += 1

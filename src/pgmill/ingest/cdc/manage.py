@@ -100,5 +100,6 @@ def drop(ctx: ProjectContext, name: str) -> Dropped:
         migrate(conn)
         lock.take(conn, name, wait=False)  # a follower holds it: stop it first
         slot_dropped, pub_dropped = slot.drop(spec, n)
-        conn.execute("UPDATE pgmill.state SET state = state - 'cdc' - 'cdc_slot' WHERE pipeline = %s", (name,))
+        conn.execute("UPDATE pgmill.state SET state = state - 'cdc' - 'cdc_slot' - 'cdc_pending' WHERE pipeline = %s",
+                     (name,))
     return Dropped(name, n.slot, slot_dropped, n.publication, pub_dropped)

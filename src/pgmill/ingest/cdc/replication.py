@@ -93,7 +93,14 @@ class ReplicationStream:
                 if ready:
                     msg = self.cur.read_message()
         except self._errors.Error as exc:
-            raise DatabaseUnavailable(f"{self.where}: the replication stream broke: {redact(str(exc).strip())}") from exc
+            text = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            if getattr(exc, "pgcode", None) and getattr(exc, "pgcode", None) != "57P01":
+                # the server refused to go on (a publication or slot dropped, a table it cannot decode): not a
+                # network failure, and retrying would fail the same way
+                raise SourceError(
+                    f"{self.where}: the source stopped the replication stream: {text}. If the publication or slot "
+                    "was dropped, `pgmill cdc drop PIPELINE` and run again to start over from a new snapshot") from exc
+            raise DatabaseUnavailable(f"{self.where}: the replication stream broke: {text}") from exc
         if msg is None:
             return None
         return Received(msg.payload, int(msg.data_start), msg.send_time.timestamp())

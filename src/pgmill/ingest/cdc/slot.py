@@ -75,8 +75,10 @@ def connect(spec: PostgresSource) -> psycopg.Connection[Any]:
 def check_source(conn: psycopg.Connection[Any], spec: PostgresSource) -> None:
     """Raise SourceError saying what to change when the source cannot stream changes: `wal_level` below
     logical, or a role without REPLICATION."""
+    # RDS and Aurora grant streaming through membership of rds_replication, not the REPLICATION attribute
     row = conn.execute(
-        "SELECT current_setting('wal_level'), r.rolreplication OR r.rolsuper, current_user"
+        "SELECT current_setting('wal_level'), r.rolreplication OR r.rolsuper OR EXISTS (SELECT 1 FROM pg_roles g"
+        "  WHERE g.rolname = 'rds_replication' AND pg_has_role(current_user, g.oid, 'member')), current_user"
         " FROM pg_roles r WHERE r.rolname = current_user").fetchone()
     assert row is not None
     level, can, user = row
@@ -92,6 +94,34 @@ def check_source(conn: psycopg.Connection[Any], spec: PostgresSource) -> None:
             f"{where}: role {user} may not stream changes: it needs the REPLICATION attribute "
             f"(ALTER ROLE {user} REPLICATION; on a managed service, its replication role: see README "
             "'Near-real-time')")
+
+
+def check_key(conn: psycopg.Connection[Any], spec: PostgresSource, key: list[str]) -> None:
+    """Raise SourceError when the source table's replica identity (what its updates and deletes say about the
+    row they change) does not carry the contract's key (source names): before any slot is made."""
+    assert spec.table is not None
+    schema, table = spec.table.split(".") if "." in spec.table else ("public", spec.table)
+    row = conn.execute(
+        "SELECT c.relreplident, (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_index i"
+        "  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)"
+        "  WHERE i.indrelid = c.oid AND CASE c.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END)"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        (schema, table)).fetchone()
+    if row is None:
+        raise SourceError(f"{origin(spec)}: table {schema}.{table} does not exist on the source")
+    ident, cols = row[0], list(row[1] or [])
+    if ident == "f":
+        return  # the whole old row: any key
+    if ident == "n" or not cols:
+        raise SourceError(
+            f"{origin(spec)}: table {schema}.{table} has no replica identity (no primary key): its updates and deletes "
+            f"cannot be streamed; give it a primary key on {', '.join(key)}, or ALTER TABLE {schema}.{table} REPLICA "
+            "IDENTITY FULL")
+    if sorted(cols) != sorted(key):
+        raise SourceError(
+            f"{origin(spec)}: the contract's key ({', '.join(key)}) is not the source table's replica identity "
+            f"({', '.join(cols)}): updates and deletes name rows by the latter; make the contract's primary key "
+            f"{', '.join(cols)}, or ALTER TABLE {schema}.{table} REPLICA IDENTITY FULL")
 
 
 def ensure_publication(conn: psycopg.Connection[Any], spec: PostgresSource, n: Names) -> None:
@@ -126,6 +156,19 @@ def health(conn: psycopg.Connection[Any], slot: str) -> SlotHealth:
     if row is None:
         return SlotHealth(slot, False)
     return SlotHealth(slot, True, bool(row[0]), row[1], row[2], row[3], row[4], row[5])
+
+
+def table_oid(conn: psycopg.Connection[Any], spec: PostgresSource) -> int:
+    """The source table's oid (a table dropped and made again has a new one)."""
+    assert spec.table is not None
+    schema, table = spec.table.split(".") if "." in spec.table else ("public", spec.table)
+    try:
+        row = conn.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))::oid", (schema, table)).fetchone()
+    except psycopg.Error as exc:
+        raise_for(origin(spec), exc)
+    if row is None or row[0] is None:
+        raise SourceError(f"{origin(spec)}: table {schema}.{table} does not exist on the source")
+    return int(row[0])
 
 
 def current_lsn(conn: psycopg.Connection[Any]) -> int:

@@ -141,6 +141,9 @@ class RawBatch:
     truncate: bool = False
     folded: int = 0
     arrived: float | None = None  # when its oldest record reached the source (epoch seconds), if known
+    # its commit must be on disk before anyone is told (change data capture confirms it to the source's slot,
+    # which then forgets it): no asynchronous commit for this checkpoint
+    durable: bool = False
 
     @property
     def records(self) -> int:
