@@ -329,3 +329,21 @@ def test_markdown_escapes_table_cells(project: ProjectDir) -> None:
     assert text.startswith("# Validation")
     assert "| a \\| b |" in text
 
+
+
+def test_a_near_duplicate_rule_stopped_at_max_seconds_is_not_counted_as_finding_none() -> None:
+    from datetime import datetime, timezone
+
+    from pgmill.validate.data_quality import Result, duplicates
+    from pgmill.validate.reliability import LedgerWindow
+
+    now = datetime.now(timezone.utc)
+    w = LedgerWindow(now, 1, 100, 0, 0, 2, 0, 0, [])
+    done = Result("shop.customers", 1, "email_unique", "unique", 100, 3, "fail", None, None, now)
+    stopped = Result("shop.customers", 1, "name_near", "near_duplicates", 0, 0, "skipped", None,
+                     {"seconds": 300.2}, now)
+    c = duplicates([done, stopped], w, "7d")
+    assert c.status == "pass" and c.value == 5.0
+    assert c.figure == ("2 duplicate records counted by 1 runs; 3 duplicate rows found by 1 check rules; "
+                        "1 stopped at max_seconds (shop.customers name_near)")
+    assert c.detail["rules_skipped"] == ["shop.customers name_near"]

@@ -16,7 +16,7 @@ pass rate, in percent, that still passes; default 100) and a `severity` (`error`
       freshness: {max_age: 1 day}              # newest value of the pipeline's cursor (or `column`)
       row_count: {min: 1}
       volume: {runs: 10, k: 3, severity: warn} # rows added vs. median +- k*MAD of the last runs
-      duplicates: {exact_rows: true, near: {columns: [full_name], similarity: 0.8}}
+      duplicates: {exact_rows: true, near: {columns: [full_name], similarity: 0.8, max_seconds: 60}}
       sql:
         - name: discount_above_total
           query: SELECT * FROM shop.orders WHERE discount > total   # returns the failing rows
@@ -111,6 +111,14 @@ class NearDuplicates(Rated):
     )
     similarity: float = Field(0.8, gt=0, le=1, description="trigram: lowest similarity that is a match")
     max_distance: int = Field(2, ge=0, le=10, description="levenshtein: most edits that are a match")
+    search: Literal["auto", "exact", "blocked"] = Field(
+        "auto", description="exact compares every pair; blocked only values sharing a word-and-typo key (fast, "
+        "may miss pairs two edits apart in one word); auto tries exact for 5 s on up to 10,000 values, then blocks"
+    )
+    max_seconds: float | None = Field(
+        300, gt=0, description="stop after this long with status skipped (null: no limit)"
+    )
+    sample: int | None = Field(None, ge=2, description="compare a random sample of this many rows only")
 
 
 class Duplicates(Rated):

@@ -106,5 +106,6 @@ def _duplicates(dup: Duplicates, default: str, rules: list[Rule]) -> None:
         rules.append(Rule(
             "near_duplicates", _name("near_duplicates", cols), cols, _thr(n, _thr(dup)),
             _sev(n, _sev(dup, default)),
-            {"method": n.method, "similarity": n.similarity, "max_distance": n.max_distance},
+            {"method": n.method, "similarity": n.similarity, "max_distance": n.max_distance, "search": n.search,
+             "max_seconds": n.max_seconds, "sample": n.sample},
         ))

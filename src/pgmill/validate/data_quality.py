@@ -188,9 +188,10 @@ def duplicates(results: list[Result], w: LedgerWindow, window: str) -> Criterion
                          "near_duplicates rules: rows beyond the first of each group)")
     rules = [r for r in results if r.kind in DUPLICATE_KINDS]
     broken = [f"{r.table} {r.rule}" for r in rules if r.status == "error"]
-    found = sum(r.rows_failed for r in rules if r.status != "error")
+    skipped = [f"{r.table} {r.rule}" for r in rules if r.status == "skipped"]  # stopped at max_seconds
+    found = sum(r.rows_failed for r in rules if r.status not in ("error", "skipped"))
     c.detail = {"load_runs": w.runs, "rows_duplicate": w.rows_duplicate, "rules": len(rules),
-                "rows_in_duplicate_groups": found, "rules_not_run": broken}
+                "rows_in_duplicate_groups": found, "rules_not_run": broken, "rules_skipped": skipped}
     if broken:
         c.value = float(len(broken))
         c.status = "fail"
@@ -201,7 +202,9 @@ def duplicates(results: list[Result], w: LedgerWindow, window: str) -> Criterion
         c.note = "no load ended and no duplicate rule ran in the window"
         return c
     c.figure = (f"{w.rows_duplicate:,} duplicate records counted by {w.runs:,} runs; {found:,} duplicate rows "
-                f"found by {len(rules)} check rules")
+                f"found by {len(rules) - len(skipped)} check rules")
+    if skipped:  # a rule stopped at its time bound found nothing it can vouch for: say so, count it as not run
+        c.figure += f"; {len(skipped)} stopped at max_seconds ({', '.join(skipped[:5])})"
     if w.rows_duplicate + found == 0:
         c.note = ("detection ran and found no duplicate, so this data does not show that it works "
                   "(a load counts repeats of a key only for pipelines with a primary key)")
