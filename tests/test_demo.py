@@ -103,7 +103,9 @@ def test_demo_steps_print_what_the_database_holds(project: ProjectDir) -> None:
                                              " WHERE run_id = %s", (int(run.group(1)),)) == len(TABLES)
     assert (int(m.group(3)), int(m.group(4)), int(m.group(5))) == (
         by_status.get("pass", 0), by_status.get("warn", 0), by_status.get("fail", 0) + by_status.get("error", 0))
-    assert by_status.get("warn") == 1 and "completeness(coupon_code)" in text  # the demo's one warning
+    for status, table, rule in project.query("SELECT status, table_name, rule FROM pgmill.quality_results"
+                                             " WHERE run_id = %s AND status <> 'pass'", (int(run.group(1)),)):
+        assert f"  {status:<5} {table} {rule}: " in text  # each rule that did not pass, named
 
     # models: each printed one is a table holding the printed rows
     built = re.search(r"Models: (\d+) built, 0 failed", text)
@@ -117,7 +119,7 @@ def test_demo_steps_print_what_the_database_holds(project: ProjectDir) -> None:
             == _figure(rows) > 0
 
     # tuning: p95 before and after as the tuning run recorded them; the indexes kept are in pg_indexes
-    tuned = re.search(r"Tuning run (\d+):", text)
+    tuned = re.search(r"Tuning run (\d+)\b", text)
     kept = re.search(r"Indexes kept: (\d+) of (\d+) tried", text)
     assert tuned and kept, text
     recorded = project.scalar("SELECT report FROM pgmill.tuning_runs WHERE run_id = %s", (int(tuned.group(1)),))
@@ -142,6 +144,16 @@ def test_demo_steps_print_what_the_database_holds(project: ProjectDir) -> None:
         rules = project.scalar("SELECT count(*) FROM pgmill.quality_results WHERE run_id = %s AND table_name = %s",
                                (int(run.group(1)), f"shop.{name}"))
         assert f"{project.scalar(_count(name)):,} rows; {rules} rules" in html, name
+
+    # validation: the file, its verdicts as printed, its figures from the ledger
+    counts = re.search(r"own figures: (\d+) passed, (\d+) failed, (\d+) not measured", text)
+    md = (project.path / "validation.md").read_text(encoding="utf-8")
+    assert counts and f"{counts.group(1)} passed, {counts.group(2)} failed, {counts.group(3)} not measured" in md
+    for name in re.findall(r"^  fail  (.+?): ", text, re.M):
+        assert f"| {name} |" in md and "**FAIL**" in md, name
+    read_in_all = project.scalar("SELECT sum(rows_read) FROM pgmill.runs")
+    assert read_in_all == sum(m.rows for m in report.manifest.tables.values())
+    assert f"({read_in_all:,} rows read)" in md
 
     # connecting an assistant: the printed JSON is the configuration, starting `pgmill mcp` on this project
     start = lines.index("  {")

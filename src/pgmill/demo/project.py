@@ -161,8 +161,7 @@ checks:
     "orders": """
 checks:
   foreign_keys: {customer_id: shop.customers(customer_id)}
-  ranges: {total: {min: 0}}
-  completeness: {coupon_code: {threshold: 50, severity: warn}}   # most orders have no coupon: a warning
+  ranges: {total: {min: 0, max: 1000, severity: warn}}   # orders above 1,000 are rare: a warning to review
 """,
     "order_items": """
 checks:
