@@ -22,7 +22,8 @@ def _count(table: str) -> sql.Composed:
 
 def test_demo_accounts_for_every_injected_defect(project: ProjectDir) -> None:
     lines: list[str] = []
-    report = run_demo(project.path, scale=0.05, echo=lines.append)
+    report = run_demo(project.path, scale=0.05, echo=lines.append, load_only=True)
+    assert report.steps is None  # the load alone; the steps after it: test_demo_steps_print_what_the_database_holds
     man = report.manifest
     assert not report.embedded and report.database  # PGMILL_DATABASE_URL (set by the fixture) is honoured
     assert set(report.tables) == set(TABLES)
@@ -64,6 +65,17 @@ def test_demo_project_refuses_a_foreign_project(tmp_path: Path) -> None:
     (tmp_path / "pgmill.yaml").write_text("pipelines: {}\n")
     with pytest.raises(ConfigError, match="not the demo"):
         write_demo_project(tmp_path, scale=0.01)
+
+
+def test_demo_project_load_only_has_no_checks_models_or_queries(tmp_path: Path) -> None:
+    write_demo_project(tmp_path, scale=0.01)
+    assert len(list((tmp_path / "queries").glob("*.sql"))) == 14
+    assert len(list((tmp_path / "models" / "marts").glob("*.sql"))) == 4
+    assert all("\nchecks:" in f.read_text() for f in (tmp_path / "contracts").glob("*.yaml"))
+    write_demo_project(tmp_path, scale=0.01, load_only=True)  # over the full one: its extra files go
+    assert not list(tmp_path.glob("queries/*.sql")) and not list(tmp_path.glob("models/marts/*.sql"))
+    assert not any("checks:" in f.read_text() for f in (tmp_path / "contracts").glob("*.yaml"))
+    assert "tune:" not in (tmp_path / "pgmill.yaml").read_text()
 
 
 def test_demo_project_rewrite_drops_files_of_an_earlier_scale(tmp_path: Path) -> None:
