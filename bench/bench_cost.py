@@ -44,7 +44,7 @@ def run_scale(scale: float) -> dict[str, Any]:
         EmbeddedServer(folder / ".pgmill").destroy()
         shutil.rmtree(folder)
     log(f"cost bench: writing the demo at scale {scale:g} ...")
-    manifest = write_demo_project(folder, scale)
+    manifest = write_demo_project(folder, scale, load_only=True)
     ctx = open_project(folder)
     ctx.target.ensure_running()
     with ctx.target.connect() as conn:  # as `pgmill demo` does: parallel pipelines race on CREATE SCHEMA

@@ -43,7 +43,7 @@ def write_project(scale: float) -> tuple[Path, Any]:
 
     folder = WORK / f"shop_{scale:g}x"
     log(f"memory bench: writing the demo at {scale:g}x ...")
-    return folder, write_demo_project(folder, scale)
+    return folder, write_demo_project(folder, scale, load_only=True)
 
 
 def source_of(rev: str) -> Path:

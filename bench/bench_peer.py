@@ -268,7 +268,7 @@ def main() -> None:
         log("peer bench: loading the demo shop at 1x into PostgreSQL 15 ...")
         os.environ["PGMILL_DATABASE_URL"] = url
         try:
-            run_demo(folder, scale=1.0, echo=lambda _s: None)
+            run_demo(folder, scale=1.0, echo=lambda _s: None, load_only=True)
         finally:
             os.environ.pop("PGMILL_DATABASE_URL", None)
         (folder / "queries").mkdir()

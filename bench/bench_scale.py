@@ -75,7 +75,7 @@ def write_projects(scale: float) -> tuple[dict[str, Path], Any]:
             EmbeddedServer(f / ".pgmill").destroy()
             shutil.rmtree(f)
     log(f"scale bench: writing the demo at {scale:g}x ...")
-    manifest = write_demo_project(folders["plain"], scale)
+    manifest = write_demo_project(folders["plain"], scale, load_only=True)
     part = folders["partitioned"]
     (part / "contracts").mkdir(parents=True)
     (part / "data").symlink_to(folders["plain"] / "data", target_is_directory=True)

@@ -40,7 +40,7 @@ def run_scale(scale: float) -> dict[str, Any]:
         EmbeddedServer(folder / ".pgmill").destroy()
         shutil.rmtree(folder)
     log(f"tune bench: loading the demo at scale {scale:g} ...")
-    run_demo(folder, scale=scale, echo=lambda _s: None)
+    run_demo(folder, scale=scale, echo=lambda _s: None, load_only=True)
     (folder / "queries").mkdir()
     for f in sorted(QUERIES.glob("*.sql")):
         shutil.copy(f, folder / "queries" / f.name)

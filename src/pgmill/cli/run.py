@@ -220,7 +220,8 @@ def demo(
     directory: Annotated[Path | None, typer.Option("--dir", help="keep the demo project here")] = None,
     scale: Annotated[float, typer.Option(help="data size: 1.0 is the default demo, 10 is ten times more")] = 1.0,
 ) -> None:
-    """Generate realistic data with defects and run it end to end on the embedded database."""
+    """Generate a shop's data with defects and run it end to end on the embedded database: load, check, build
+    models, tune the declared queries, write the quality report and validation, show how to connect."""
     from pgmill.demo.run import run_demo
 
     run_demo(directory, scale=scale, echo=lambda s: out.print(s, markup=False))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pgmill.config.load import PROJECT_FILE
 from pgmill.demo.datagen import TABLES, Manifest, generate
+from pgmill.demo.shop_sql import MODELS, QUERIES
 from pgmill.errors import ConfigError
 
 MARKER = "# pgmill demo project"
@@ -56,6 +57,17 @@ pipelines:
     # batch_rows: 100000         # rows per batch, and per checkpoint
 
 workers: 2                       # pipelines (and files of one pipeline) loaded at once
+"""
+
+# after the loads: models, declared queries and how to tune them (not in a load-only demo project)
+SHOWCASE_YAML = f"""
+# models/marts/*.sql: tables built from the loaded ones (`pgmill transform`, and `pgmill run` after the loads)
+# queries/*.sql: the shop's queries that must be fast; `pgmill tune --apply` keeps the indexes that make
+# them measurably faster (and `pgmill run` re-tunes when the data or the queries change)
+tune:
+  schemas: [{SCHEMA}]              # index the loaded tables only
+  observed: 0                    # the declared queries only, not what pg_stat_statements saw
+  executions: 10                 # timed runs per query before and after: a quick demo (default 30)
 """
 
 CONTRACTS: dict[str, str] = {
@@ -134,6 +146,41 @@ columns:
 }
 
 
+# Table checks, appended to each contract: run inside Postgres on the loaded table (`pgmill check`,
+# and `pgmill run` after the loads), every result kept in pgmill.quality_results (`pgmill report`).
+CHECKS: dict[str, str] = {
+    "customers": """
+# Table checks: on the whole loaded table, after the load (`pgmill check`; results in pgmill.quality_results).
+checks:
+  unique: [customer_id, email]
+  not_null: [email]
+  accepted_values: {segment: [consumer, business, enterprise]}
+""",
+    "products": """
+checks:
+  unique: [sku]
+  ranges: {price: {min: 0, max: 10000}}
+""",
+    "orders": """
+checks:
+  foreign_keys: {customer_id: shop.customers(customer_id)}
+  ranges: {total: {min: 0, max: 1000, severity: warn}}   # orders above 1,000 are rare: a warning to review
+""",
+    "order_items": """
+checks:
+  unique: [[order_id, line_no]]
+  foreign_keys:
+    order_id: shop.orders(order_id)
+    product_id: shop.products(product_id)
+""",
+    "events": """
+checks:
+  foreign_keys: {user_id: shop.customers(customer_id)}
+  duplicates: {exact_rows: true}
+""",
+}
+
+
 def is_demo_project(directory: Path) -> bool:
     f = Path(directory) / PROJECT_FILE
     try:
@@ -143,8 +190,10 @@ def is_demo_project(directory: Path) -> bool:
 
 
 def write_demo_project(directory: Path, scale: float = 1.0, seed: int = 42, *,
-                       defect_rate: float = 0.03) -> Manifest:
-    """Write the demo's data, pgmill.yaml and contracts into `directory`; return what the data holds.
+                       defect_rate: float = 0.03, load_only: bool = False) -> Manifest:
+    """Write the demo's data, pgmill.yaml, contracts (with their table checks), models and declared queries
+    into `directory`; return what the data holds. `load_only`: the data, pipelines and contracts alone (no
+    checks, models or queries), so `pgmill run` only loads, as the load benchmarks measure it.
 
     Refuses a folder that already holds another pgmill project; rewrites an earlier demo in place (same
     seed and scale: the same bytes, which pgmill knows it has loaded)."""
@@ -162,8 +211,17 @@ def write_demo_project(directory: Path, scale: float = 1.0, seed: int = 42, *,
     manifest = generate(directory, scale=scale, seed=seed, defect_rate=defect_rate)
     (directory / "contracts").mkdir(exist_ok=True)
     for name, text in CONTRACTS.items():
-        (directory / "contracts" / f"{name}.yaml").write_text(text, encoding="utf-8")
-    (directory / PROJECT_FILE).write_text(PROJECT_YAML, encoding="utf-8")
+        (directory / "contracts" / f"{name}.yaml").write_text(text if load_only else text + CHECKS[name],
+                                                              encoding="utf-8")
+    for folder, files in (("models/marts", MODELS), ("queries", QUERIES)):
+        for file, text in files.items():
+            if load_only:  # an earlier full demo's file goes
+                (directory / folder / file).unlink(missing_ok=True)
+            else:
+                (directory / folder).mkdir(parents=True, exist_ok=True)
+                (directory / folder / file).write_text(text, encoding="utf-8")
+    (directory / PROJECT_FILE).write_text(PROJECT_YAML if load_only else PROJECT_YAML + SHOWCASE_YAML,
+                                          encoding="utf-8")
     (directory / ".gitignore").write_text(".pgmill/\n", encoding="utf-8")
     (directory / "data" / "manifest.json").write_text(json.dumps(manifest.as_dict(), indent=2) + "\n",
                                                       encoding="utf-8")

@@ -1,4 +1,5 @@
-"""`pgmill demo`: generate a shop's exports with defects, load them all, and show where every row went."""
+"""`pgmill demo`: generate a shop's exports with defects, load them all and show where every row went, then
+check the tables, build the models, tune the declared queries, write the quality report (steps.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from psycopg import sql
 from pgmill.db.connect import ENV_URL
 from pgmill.demo.datagen import DEFECT_KINDS, TABLES, Manifest
 from pgmill.demo.project import SCHEMA, write_demo_project
+from pgmill.demo.steps import DemoSteps, run_steps
 from pgmill.ingest import quarantine
 from pgmill.ingest.runner import run_pipelines
 from pgmill.observe.ledger import RunRecord
@@ -84,6 +86,7 @@ class DemoReport:
     generate_seconds: float
     load_seconds: float
     total_seconds: float
+    steps: DemoSteps | None = None  # None when a load failed (nothing after it ran) or load_only
 
     @property
     def rows_read(self) -> int:
@@ -99,7 +102,7 @@ class DemoReport:
         """Every run succeeded and balanced; on a first load, every injected defect was caught."""
         if not all(t.status == "succeeded" and t.balanced for t in self.tables.values()):
             return False
-        if any(self.orphans.values()):
+        if any(self.orphans.values()) or (self.steps is not None and not self.steps.ok):
             return False
         if not self.first_load:
             return True
@@ -111,9 +114,12 @@ class DemoReport:
 
 
 def run_demo(workdir: Path | None = None, scale: float = 1.0, echo: Echo = print, *, seed: int = 42,
-             defect_rate: float = 0.03) -> DemoReport:
+             defect_rate: float = 0.03, load_only: bool = False) -> DemoReport:
     """Write the demo project (into `workdir`, or a new temporary folder), load every pipeline into the
-    project's database (embedded unless PGMILL_DATABASE_URL names one), print what happened, return it."""
+    project's database (embedded unless PGMILL_DATABASE_URL names one), then check, build the models, tune
+    and write the quality report (steps.py); print what each step proved as it ends, return it all.
+    `load_only`: a project without checks, models or queries, loaded and nothing more (the benchmarks that
+    tune or measure on the loaded shop do the rest themselves)."""
     import os
 
     started = time.perf_counter()
@@ -121,7 +127,7 @@ def run_demo(workdir: Path | None = None, scale: float = 1.0, echo: Echo = print
     echo(f"pgmill demo: an online shop's exports, {defect_rate:.0%} of the rows broken on purpose")
     echo("")
     echo(f"Writing the project and its data (scale {scale:g}, seed {seed}) into {project_dir} ...")
-    manifest = write_demo_project(project_dir, scale, seed, defect_rate=defect_rate)
+    manifest = write_demo_project(project_dir, scale, seed, defect_rate=defect_rate, load_only=load_only)
     echo(f"  {manifest.rows:,} records in {sum(len(t.files) for t in manifest.tables.values())} CSV files, "
          f"{manifest.bytes / 1e6:.1f} MB, in {manifest.seconds:.1f} s")
 
@@ -151,8 +157,13 @@ def run_demo(workdir: Path | None = None, scale: float = 1.0, echo: Echo = print
     tables = {r.pipeline: _table_report(r, ctx.config.pipelines[r.pipeline].table, manifest, caught)
               for r in records}
     report = DemoReport(project_dir, ctx.target.display_url, embedded, manifest, tables, reasons, orphans,
-                        manifest.seconds, load_seconds, time.perf_counter() - started)
+                        manifest.seconds, load_seconds, 0.0)
     for line in render(report):
+        echo(line)
+    if all_ok and not load_only:
+        report.steps = run_steps(ctx, embedded, report.database, echo)
+    report.total_seconds = time.perf_counter() - started
+    for line in render_end(report):
         echo(line)
     return report
 
@@ -288,10 +299,17 @@ def render(report: DemoReport, top: int = 12) -> list[str]:
         bad = {k: v for k, v in report.orphans.items() if v}
         lines.append("Foreign keys: " + ("every order, line and event points to a loaded row." if not bad else
                                          "; ".join(f"{_n(v)} {k}" for k, v in bad.items())))
+    return lines
+
+
+def render_end(report: DemoReport) -> list[str]:
+    """The demo's last lines: its timings and what to try next."""
+    steps = report.steps.seconds if report.steps is not None else {}
+    took = "".join(f", {name} {s:.1f} s" for name, s in steps.items())
     where = f"cd {report.project_dir}"
-    lines += [
+    lines = [
         "",
-        f"Generated in {report.generate_seconds:.1f} s, loaded in {report.load_seconds:.1f} s, "
+        f"Generated in {report.generate_seconds:.1f} s, loaded in {report.load_seconds:.1f} s{took}; "
         f"{report.total_seconds:.1f} s in all.",
         "",
         "What to try next:",
@@ -299,6 +317,9 @@ def render(report: DemoReport, top: int = 12) -> list[str]:
         "  pgmill status                 every run: rows read, loaded, quarantined, duplicates, timings",
         "  pgmill quarantine list        quarantined rows counted by table, column and rule",
         "  pgmill quarantine show orders each quarantined order with its file, line and the rules it broke",
+        "  pgmill check                  the table checks again; pgmill report rewrites the quality report",
+        "  pgmill tune                   the indexes the declared queries need (--apply builds and measures them)",
+        "  pgmill validate               the project's figures against pgmill's success criteria",
         "  pgmill db url                 the database URL; open it with psql \"$(pgmill db url)\" and try",
         "                                SELECT status, count(*), sum(total) FROM shop.orders GROUP BY 1;",
     ]
