@@ -5,7 +5,10 @@ Lean by rule, so that cheap queries do not collect wide covering indexes that bu
     workload's estimated cost per byte of the data it reads (the knee of the benefit curve);
   - an index that extends a chosen one (same leading keys) replaces it, and is scored by the bytes it adds;
   - each chosen index is then replaced by the smallest narrower candidate (fewer keys, no INCLUDE, its
-    INCLUDE columns as keys) that gives about the same cost: within LEAN, for every query.
+    INCLUDE columns as keys) that gives about the same cost: within LEAN, for every query;
+  - last, indexes that later choices made (nearly) redundant are dropped, worst first: one whose removal
+    costs less, per byte it frees, than the same floor (what it buys once the others are in place, not
+    what it bought when it was added), or whose removal costs nothing at all.
 `pgmill tune --apply` then measures whether the extra width of what remains pays (apply.py).
 
 Deterministic: candidates arrive sorted, scores are compared with their tie-breaks spelled out (higher
@@ -107,6 +110,7 @@ def greedy(whatif: WhatIf, catalog: CatalogSnapshot, queries: list[WorkloadQuery
         chosen.append(Choice(c, whatif.size(c), best_gain, write_penalty(catalog, c, write_weight), helped))
         pool = [p for p in pool if not _same_keys_prefix(p, config)]
     chosen = _leaner(whatif, queries, candidates, chosen)
+    chosen = _trim(whatif, catalog, queries, chosen, floor, write_weight)
     chosen = _prune(whatif, queries, chosen)
     for ch in chosen:
         ch.lean = _lean_alternative(whatif, queries, candidates, chosen, ch, base)
@@ -148,6 +152,31 @@ def _leaner(whatif: WhatIf, queries: list[WorkloadQuery], candidates: list[Candi
                 out[i] = Choice(v, size, ch.benefit, ch.penalty, ch.queries)
                 break
     return out
+
+
+def _trim(whatif: WhatIf, catalog: CatalogSnapshot, queries: list[WorkloadQuery], chosen: list[Choice],
+          floor: float, write_weight: float) -> list[Choice]:
+    """Drop, one at a time, the chosen index whose removal costs the least per byte it frees, while that is
+    below `floor` (weighted cost per byte, the greedy's own knee) or not positive; costs are re-taken after
+    each drop, since the indexes that remain may then matter more."""
+    weights = {q.name: q.weight for q in queries}
+    kept = list(chosen)
+    while kept:
+        config = [k.candidate for k in kept]
+        worst: tuple[float, int, Candidate] | None = None
+        for ch in kept:
+            users = [q for q in queries if whatif.relevant(q, [ch.candidate])]
+            rest = [c for c in config if c != ch.candidate]
+            loss = sum((whatif.cost(q, rest) - whatif.cost(q, config)) * weights[q.name] for q in users)
+            score = loss / max(ch.size, 1) / write_penalty(catalog, ch.candidate, write_weight)
+            key = (score, -ch.size, ch.candidate)
+            if worst is None or key < worst:
+                worst = key
+        assert worst is not None
+        if worst[0] > 0 and worst[0] >= floor:
+            break
+        kept = [k for k in kept if k.candidate != worst[2]]
+    return kept
 
 
 def _serves(with_it: float, without: float) -> bool:
