@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -332,12 +333,12 @@ def test_markdown_escapes_table_cells(project: ProjectDir) -> None:
 
 
 def test_a_near_duplicate_rule_stopped_at_max_seconds_is_not_counted_as_finding_none() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from pgmill.validate.data_quality import Result, duplicates
     from pgmill.validate.reliability import LedgerWindow
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     w = LedgerWindow(now, 1, 100, 0, 0, 2, 0, 0, [])
     done = Result("shop.customers", 1, "email_unique", "unique", 100, 3, "fail", None, None, now)
     stopped = Result("shop.customers", 1, "name_near", "near_duplicates", 0, 0, "skipped", None,
