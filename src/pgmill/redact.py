@@ -20,7 +20,8 @@ SECRET_NAME_PARTS = ("pass", "pwd", "secret", "token", "auth", "key", "cookie", 
 SECRET_NAMES = frozenset({"sig", "code", "jwt"})
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]+:)([^@]*)(@)")
-_PASSWORD_PARAM = re.compile(r"(password=)([^&\s]+)", re.IGNORECASE)
+# libpq's key=value strings allow spaces around '=' and single-quoted values with backslash escapes
+_PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&\s]+)", re.IGNORECASE)
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 

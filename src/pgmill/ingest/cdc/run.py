@@ -69,8 +69,10 @@ MAX_WAIT_S = 0.25
 #: the pipeline's batch_rows) until the loader is free, so a stream that outruns the loader is applied in fewer,
 #: larger checkpoints, each with its fixed cost once, instead of falling further behind
 BEHIND = 2
-#: how often a gathering batch looks whether the loader is free again
+#: how often a gathering batch looks whether the loader is free again, and how long it gathers at most (then it
+#: is handed over anyway: a loader that failed or stopped must see the reader come back to it)
 BEHIND_POLL_S = 0.01
+MAX_BEHIND_S = 2.0
 #: a run without --follow ends when the server has sent everything up to the source's position at the start
 #: and nothing came for QUIET_S, or when nothing came for IDLE_END_S
 QUIET_S = 0.2
@@ -306,7 +308,9 @@ class _Reader:
                 floors = [f for f in (pending_floor, txn_floor if txn is not None else None) if f is not None]
                 self._open_floor = min(floors) if floors else None
                 self.confirm()
-            behind = len(self.pos.inflight) >= BEHIND
+            behind = len(self.pos.inflight) >= BEHIND and not (
+                pending and time.monotonic() - pending_since > MAX_BEHIND_S) and not (
+                self.stop is not None and self.stop.is_set())
             wait = (BEHIND_POLL_S if behind else max(0.0, pending_since + MIN_BATCH_S - time.monotonic())
                     ) if pending else 0.5
             msg = self.rep.read(wait)
@@ -354,8 +358,7 @@ class _Reader:
                             self.pos.committed = max(self.pos.committed, m.end_lsn)
                     last_end = max(last_end, m.end_lsn)
                 txn, begin = None, None
-                if len(pending) >= batch_rows or (pending and now - pending_since > MAX_WAIT_S
-                                                  and len(self.pos.inflight) < BEHIND):
+                if len(pending) >= batch_rows or (pending and now - pending_since > MAX_WAIT_S and not behind):
                     yield flush()
                 if self._should_end(now - started, 0.0, last_end):  # a busy stream ends its segments too
                     if pending:
