@@ -364,9 +364,11 @@ def test_kill_9_of_pgmill_during_snapshot_and_stream_loses_and_duplicates_nothin
             started = time.monotonic()
             proc = start_follow(project, cli=trial % CLI_EVERY == 1)
             try:
-                if trial < SNAPSHOT_KILLS:  # into the snapshot's read (or its load, which commits later)
+                if trial < SNAPSHOT_KILLS and before is None:
+                    # into the snapshot's read (or its load, which commits later); once a snapshot has committed
+                    # (a kill landed after it) there is none left to kill: the next trials kill later
                     alive_until(proc, partial(snapshot_reading, cdc_source), 60, "the snapshot")
-                    time.sleep(rng.uniform(0.0, 0.4))
+                    time.sleep(rng.uniform(0.0, 0.1))
                 else:  # a random moment after the run opened: its setup, the slot's start, or the stream
                     alive_until(proc, partial(run_opened, project, runs), 60, "the run to open")
                     opened.append(time.monotonic() - started)
@@ -388,7 +390,7 @@ def test_kill_9_of_pgmill_during_snapshot_and_stream_loses_and_duplicates_nothin
             if last_run(project) == runs:
                 kinds["before the run opened"] += 1
                 continue
-            if after is None or (trial < SNAPSHOT_KILLS and after == before):
+            if after is None:  # killed before the snapshot committed
                 kinds["snapshot"] += 1
                 continue
             s = slot_row(cdc_source)
@@ -412,7 +414,7 @@ def test_kill_9_of_pgmill_during_snapshot_and_stream_loses_and_duplicates_nothin
           f" runs (id, status, read) {run_list(project)};"
           f" process start to run open {min(opened):.2f}-{max(opened):.2f} s, mean {sum(opened) / len(opened):.2f} s")
     stream_kills = kinds["stream"] + kinds["stream, committed but not confirmed"] + kinds["stream, restarted at once"]
-    assert kinds["snapshot"] >= 2 and stream_kills >= 15, \
+    assert kinds["snapshot"] >= 1 and stream_kills >= 15, \
         f"{why}: the kills did not land where intended: {kinds} {errors}"
     assert not errors, f"{why}: {errors}"
 
