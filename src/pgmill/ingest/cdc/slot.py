@@ -115,13 +115,17 @@ def check_key(conn: psycopg.Connection[Any], spec: PostgresSource, key: list[str
     if ident == "n" or not cols:
         raise SourceError(
             f"{origin(spec)}: table {schema}.{table} has no replica identity (no primary key): its updates and deletes "
-            f"cannot be streamed; give it a primary key on {', '.join(key)}, or ALTER TABLE {schema}.{table} REPLICA "
-            "IDENTITY FULL")
+            f"cannot be streamed; give it a primary key on {', '.join(key)}, or {_full_identity(schema, table)}")
     if sorted(cols) != sorted(key):
         raise SourceError(
             f"{origin(spec)}: the contract's key ({', '.join(key)}) is not the source table's replica identity "
             f"({', '.join(cols)}): updates and deletes name rows by the latter; make the contract's primary key "
-            f"{', '.join(cols)}, or ALTER TABLE {schema}.{table} REPLICA IDENTITY FULL")
+            f"{', '.join(cols)}, or {_full_identity(schema, table)}")
+
+
+def _full_identity(schema: str, table: str) -> str:
+    """The statement a user runs to give the table a full replica identity (quoted as PostgreSQL needs)."""
+    return sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(schema, table)).as_string(None)
 
 
 def ensure_publication(conn: psycopg.Connection[Any], spec: PostgresSource, n: Names) -> None:
