@@ -153,7 +153,7 @@ class Writer:
                 self.keys.append(key)
             elif op == "update" and self.acked.get(key) is not None:
                 self.acked[key] = (customer, total)
-            elif op == "delete" and key in self.acked:
+            elif op == "delete" and self.acked.get(key) is not None:  # not if this transaction removed it already
                 self.acked[key] = None
                 self.keys.remove(key)
             elif op == "rekey" and new is not None and self.acked.get(key) is not None:
