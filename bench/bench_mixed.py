@@ -82,6 +82,8 @@ MCP_MIN_CALLS, MCP_MIN_AVG_MS = 50, 5.0  # postgres-mcp's analyze_workload defau
 
 def app_queries(conn: Any) -> list[Any]:
     """The application queries, parsed as pgmill parses declared queries, their params_sql run here."""
+    from psycopg.types.numeric import Int4
+
     from pgmill.tune.workload import parse_query_file
 
     out = []
@@ -89,6 +91,10 @@ def app_queries(conn: Any) -> list[Any]:
         q, params_sql = parse_query_file(path, 100.0)
         if params_sql:
             q.params.extend(list(r)[: q.n_params] for r in conn.execute(params_sql.encode()).fetchall())
+        # integers as int4, the type of every TPC-H key: psycopg sends a Python int as int2 when it fits, and
+        # pg_stat_statements keeps one entry per parameter type, which would split a query's calls in two
+        # (below postgres-mcp's min_calls), as no app with typed parameters does
+        q.params = [[Int4(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in p] for p in q.params]
         out.append(q)
     return out
 
