@@ -40,7 +40,9 @@ PEER_VENV_NOTE = "postgres-mcp 0.3.0 pins pglast==7.2.0, which the registry here
 
 
 def mcp_worker(url: str, queries_file: str) -> None:
-    """One postgres-mcp index tuning call, as its MCP tool makes it; JSON on stdout."""
+    """One postgres-mcp index tuning call, as its MCP tool makes it; JSON on stdout. `queries_file` is a JSON
+    list of query texts (the tool `analyze_query_indexes`), or `--workload`: the tool
+    `analyze_workload_indexes`, which reads pg_stat_statements (bench_mixed.py)."""
     import asyncio
     import logging
     import time
@@ -51,7 +53,7 @@ def mcp_worker(url: str, queries_file: str) -> None:
     from postgres_mcp.sql import DbConnPool, SqlDriver
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    queries = json.loads(Path(queries_file).read_text())
+    queries = None if queries_file == "--workload" else json.loads(Path(queries_file).read_text())
 
     async def go() -> dict:
         pool = DbConnPool()
@@ -60,7 +62,10 @@ def mcp_worker(url: str, queries_file: str) -> None:
         dta = DatabaseTuningAdvisor(driver)
         tool = TextPresentation(driver, dta)
         started = time.perf_counter()
-        result = await tool.analyze_queries(queries=queries, max_index_size_mb=10000)
+        if queries is None:  # the tool's defaults: min_calls 50, min_avg_time_ms 5.0, limit 100
+            result = await tool.analyze_workload(max_index_size_mb=10000)
+        else:
+            result = await tool.analyze_queries(queries=queries, max_index_size_mb=10000)
         seconds = time.perf_counter() - started
         await pool.close()
         result.pop("_langfuse_trace", None)
@@ -126,12 +131,17 @@ def ensure_peer_venv() -> Path:
     return py
 
 
-def run_mcp(url: str, texts: list[str]) -> dict[str, Any]:
+def run_mcp(url: str, texts: list[str] | None) -> dict[str, Any]:
+    """One postgres-mcp call in a new process: for these query texts, or (None) for what
+    pg_stat_statements observed."""
     py = ensure_peer_venv()
-    qfile = OUT_DIR / "peer" / "mcp_queries.json"
-    qfile.write_text(json.dumps(texts))
+    arg = "--workload"
+    if texts is not None:
+        qfile = OUT_DIR / "peer" / "mcp_queries.json"
+        qfile.write_text(json.dumps(texts))
+        arg = str(qfile)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHASHSEED")}
-    p = subprocess.run([str(py), __file__, "--mcp-worker", url, str(qfile)], capture_output=True, text=True,
+    p = subprocess.run([str(py), __file__, "--mcp-worker", url, arg], capture_output=True, text=True,
                        env=env, timeout=900)
     if p.returncode != 0:
         raise RuntimeError(f"postgres-mcp worker failed:\n{p.stderr[-3000:]}")
