@@ -240,11 +240,12 @@ class BenchProject:
             "loadavg_1m": load[0], "client_cpu_s": round(cpu, 2), **{k: rec[k] for k in keys},
         }
 
-    def psql_copy(self, table: str, path: Path, rows: int, timeout: float = 3600) -> dict[str, Any]:
+    def psql_copy(self, table: str, path: Path, rows: int, timeout: float = 3600,
+                  header: bool = False) -> dict[str, Any]:
         """Raw `psql \\copy TABLE FROM FILE (FORMAT csv)`: the reference."""
         load = loadavg()
         cmd = [str(psql_bin()), self.url, "-X", "-v", "ON_ERROR_STOP=1", "-c",
-               f"\\copy {table} FROM '{path}' (FORMAT csv)"]
+               f"\\copy {table} FROM '{path}' (FORMAT csv{', HEADER' if header else ''})"]
         m = run_measured(cmd, timeout=timeout)
         if m.returncode != 0 or f"COPY {rows}" not in m.stdout:
             raise RuntimeError(f"psql \\copy failed ({m.returncode}): {m.stdout} {m.stderr}")
