@@ -146,7 +146,7 @@ def test_recommend_cannot_build_real_indexes_even_if_the_advisor_tried(
     srv = server(hypo_ctx)
     before = index_set(url)
     monkeypatch.setattr(advisor, "make_whatif",
-                        lambda conn, catalog, backend="auto": RealWhatIf(conn, catalog, True))
+                        lambda conn, catalog, backend="auto": RealWhatIf(conn, catalog))
     err, text = call(srv, "recommend_indexes")
     assert err and "read-only transaction" in text, text
     assert index_set(url) == before

@@ -10,6 +10,7 @@ from pgmill.config.tune import TuneConfig
 from pgmill.tune.advisor import Advice, advise
 from pgmill.tune.candidates import Candidate, covers
 from pgmill.tune.snapshot import load_snapshot
+from pgmill.tune.workload import executable_text
 from tests.helpers import connect, query
 
 pytest_plugins = ["tests.pg15"]  # the pg15 and backend_url fixtures
@@ -107,6 +108,33 @@ def test_unqualified_columns_in_a_join_are_resolved_to_their_table(backend_url: 
             assert cols <= {"id", "email", "country"}
         else:
             assert cols <= {"id", "customer_id", "shop_id", "status", "created_at", "total", "note"}
+
+
+def test_a_query_without_values_for_its_parameters_is_costed_by_its_generic_plan(
+        backend_url: tuple[str, str], tmp_path: Path) -> None:
+    """A statement whose `$n` pgmill cannot fill (pg_stat_statements' text, a parameter inside arithmetic) is
+    still costed, by the plan for any values: EXPLAIN (GENERIC_PLAN) on PostgreSQL 16+, a prepared statement's
+    forced generic plan before (the PostgreSQL 15 cluster). It used to cost 0 there, and so got no index."""
+    backend, url = backend_url
+    shapes = {"no_values": "SELECT id, total FROM app.orders WHERE customer_id = $1 + 0",
+              "typed_literals": executable_text("SELECT count(*) FROM app.orders WHERE created_at >= timestamptz $1"
+                                                " AND created_at < timestamptz $1 + interval $2")}
+    advice = run_advice(url, backend, write_queries(tmp_path, shapes))
+    assert [q.name for q in advice.workload] == ["no_values", "typed_literals"]
+    assert all(not q.runnable for q in advice.workload)
+    assert advice.cost_before["no_values"] > 0 and advice.cost_before["typed_literals"] > 0
+    lead = {name: [c.keys[0] for c in serving(advice, name)] for name in shapes}
+    assert "customer_id" in lead["no_values"], lead
+    assert advice.cost_after["no_values"] < advice.cost_before["no_values"] * 0.9
+    with connect(url) as conn:  # nothing left behind: no prepared statement, the plan cache mode as it was
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (0,)
+
+
+def test_statement_text_from_pg_stat_statements_is_made_executable() -> None:
+    assert executable_text("WHERE d >= date $2 AND d < date $2 + interval $3") == \
+        "WHERE d >= $2::date AND d < $2::date + $3::interval"
+    assert executable_text("WHERE t < now() - interval $1 day AT TIME ZONE $2") == \
+        "WHERE t < now() - interval $1 day AT TIME ZONE $2"  # a field after the interval: left as it is
 
 
 def test_budget_limits_the_storage(backend_url: tuple[str, str], tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ class Scripted(WhatIf):
 
     def __init__(self, catalog: CatalogSnapshot, costs: Mapping[str, Mapping[Candidate, float]],
                  sizes: Mapping[Candidate, int]) -> None:
-        super().__init__(cast(psycopg.Connection[Any], None), catalog, generic_plans=False)
+        super().__init__(cast(psycopg.Connection[Any], None), catalog)
         self.costs = costs
         self.sizes = dict(sizes)
 

@@ -7,6 +7,8 @@ several candidates on the tables of one query is then costed as the best of its 
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import math
 from abc import ABC, abstractmethod
@@ -31,14 +33,49 @@ SAMPLE_ROWS = 30_000  # rows sampled to count the distinct values of a multi-col
 
 def explain_json(conn: psycopg.Connection[Any], query: WorkloadQuery, params: Sequence[Any],
                  generic: bool = False) -> dict[str, Any]:
-    """The top plan node of EXPLAIN (FORMAT JSON), planned with these parameter values."""
+    """The top plan node of EXPLAIN (FORMAT JSON), planned with these parameter values; `generic`: the plan
+    for any values (a statement pg_stat_statements saw whose `$n` pgmill cannot fill)."""
+    if generic and conn.info.server_version < 160000:
+        return _generic_plan_by_prepare(conn, query)
     opts = "GENERIC_PLAN, FORMAT JSON" if generic else "FORMAT JSON"
     with psycopg.RawCursor(conn) as cur:
         cur.execute(f"EXPLAIN ({opts}) {query.sql}".encode(), None if generic else list(params))
         row = cur.fetchone()
     assert row is not None
-    doc = row[0] if not isinstance(row[0], str) else json.loads(row[0])
+    return _top_node(row[0])
+
+
+def _top_node(doc: Any) -> dict[str, Any]:
+    doc = doc if not isinstance(doc, str) else json.loads(doc)
     return dict(doc[0]["Plan"])
+
+
+_PREPARED = itertools.count()
+
+
+def _generic_plan_by_prepare(conn: psycopg.Connection[Any], query: WorkloadQuery) -> dict[str, Any]:
+    """PostgreSQL before 16 has no EXPLAIN (GENERIC_PLAN): prepare the statement (the server infers its
+    parameters' types) and explain its generic plan, forced for this one EXECUTE, run with NULLs (a generic
+    plan does not depend on the values; nothing is executed). The setting is restored, the statement freed."""
+    label = f"pgmill_generic_{next(_PREPARED)}"
+    name = sql.Identifier(label)
+    try:
+        with conn.transaction():  # a savepoint inside the caller's transaction: an error undoes the setting
+            conn.execute(sql.SQL("PREPARE {} AS {}").format(name, sql.SQL(query.sql)))
+            [(n, before)] = conn.execute(
+                "SELECT coalesce(cardinality(parameter_types), 0), current_setting('plan_cache_mode')"
+                " FROM pg_prepared_statements WHERE name = %s", (label,)).fetchall()
+            conn.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
+            row = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {} ({})").format(
+                name, sql.SQL(", ").join([sql.NULL] * n)) if n else
+                sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}").format(name)).fetchone()
+            conn.execute("SELECT set_config('plan_cache_mode', %s, true)", (before,))
+    finally:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(sql.SQL("DEALLOCATE {}").format(name))
+    assert row is not None
+    return _top_node(row[0])
 
 
 def plan_indexes(plan: dict[str, Any]) -> set[str]:
@@ -130,10 +167,9 @@ def sample_distinct(conn: psycopg.Connection[Any], c: Candidate, t: Table) -> fl
 class WhatIf(ABC):
     """Costs queries under candidate index sets; every figure is cached, so repeated questions are free."""
 
-    def __init__(self, conn: psycopg.Connection[Any], catalog: CatalogSnapshot, generic_plans: bool) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], catalog: CatalogSnapshot) -> None:
         self.conn = conn
         self.catalog = catalog
-        self.generic_plans = generic_plans
         self.kind = "real"
         self._cache: dict[tuple[str, frozenset[Candidate]], float] = {}
         self.sizes: dict[Candidate, int] = {}
@@ -186,9 +222,7 @@ class WhatIf(ABC):
 
     def _plan_cost(self, q: WorkloadQuery) -> float:
         sets = q.param_sets() if q.runnable else []
-        if not sets:
-            if not self.generic_plans:
-                return 0.0
+        if not sets:  # no values for its parameters: the plan for any values
             self.explains += 1
             return float(explain_json(self.conn, q, [], generic=True)["Total Cost"])
         picked = [sets[(i * len(sets)) // COST_SAMPLES] for i in range(min(COST_SAMPLES, len(sets)))]
@@ -202,8 +236,8 @@ class WhatIf(ABC):
 class HypoWhatIf(WhatIf):
     """HypoPG: hypothetical indexes, exact costing of any set."""
 
-    def __init__(self, conn: psycopg.Connection[Any], catalog: CatalogSnapshot, generic_plans: bool) -> None:
-        super().__init__(conn, catalog, generic_plans)
+    def __init__(self, conn: psycopg.Connection[Any], catalog: CatalogSnapshot) -> None:
+        super().__init__(conn, catalog)
         self.kind = "hypopg"
         self._live: dict[Candidate, int] = {}
         conn.execute("SELECT hypopg_reset()")
@@ -274,11 +308,10 @@ def ensure_hypopg(conn: psycopg.Connection[Any]) -> bool:
 
 def make_whatif(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, backend: str = "auto") -> WhatIf:
     """HypoPG when available (or asked for), otherwise real indexes in rolled-back transactions."""
-    generic = catalog.server_version >= 160000
     if backend in ("auto", "hypopg") and ensure_hypopg(conn):
-        return HypoWhatIf(conn, catalog, generic)
+        return HypoWhatIf(conn, catalog)
     if backend == "hypopg":
         from pgmill.errors import DatabaseError
 
         raise DatabaseError("HypoPG is not available on this server (CREATE EXTENSION hypopg failed)")
-    return RealWhatIf(conn, catalog, generic)
+    return RealWhatIf(conn, catalog)

@@ -29,6 +29,10 @@ from pgmill.tune.analyze import Analysis, analyze
 from pgmill.tune.snapshot import CatalogSnapshot
 
 _PARAM = re.compile(r"\$(\d+)")
+# pg_stat_statements writes a typed literal's constant as a parameter (`date '1995-01-01'` -> `date $2`), which
+# PostgreSQL does not parse; `$2::date` means the same (an interval with a field after it is left as it is)
+_TYPED_PARAM = re.compile(r"\b(date|time|timestamp|timestamptz|interval)\s+\$(\d+)\b"
+                          r"(?!\s*(?:year|month|day|hour|minute|second)\b)", re.IGNORECASE)
 _KEY = re.compile(r"^([A-Za-z_]+):(\s|$)")
 _HEADER_KEYS = {"name", "target_ms", "params", "params_sql", "weight"}
 _SAMPLES = 40  # parameter sets sampled for an observed statement
@@ -186,13 +190,14 @@ def observed(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, top: int, 
         " ORDER BY total_exec_time DESC, queryid LIMIT %s", (min_calls, top * 5)).fetchall()
     out: list[WorkloadQuery] = []
     for queryid, text, calls, _total, mean in rows:
+        text = executable_text(str(text))
         try:
-            a = analyze(str(text), catalog)
+            a = analyze(text, catalog)
         except ParseError:
             continue
         if not a.is_select or not a.accesses or a.unresolved:
             continue
-        q = WorkloadQuery(f"observed_{int(queryid) & 0xFFFFFFFFFFFF:012x}", str(text).strip().rstrip(";"), [],
+        q = WorkloadQuery(f"observed_{int(queryid) & 0xFFFFFFFFFFFF:012x}", text.strip().rstrip(";"), [],
                           target_ms, "observed", float(calls), int(calls), float(mean), a)
         if q.n_params:
             q.params = sample_params(conn, q.n_params, a)
@@ -200,6 +205,11 @@ def observed(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, top: int, 
         if len(out) >= top:
             break
     return out
+
+
+def executable_text(text: str) -> str:
+    """A statement as pg_stat_statements wrote it, in a form PostgreSQL parses: `date $2` -> `$2::date`."""
+    return _TYPED_PARAM.sub(r"$\2::\1", text)
 
 
 def sample_params(conn: psycopg.Connection[Any], n: int, a: Analysis) -> list[list[Any]]:
