@@ -1,6 +1,6 @@
 """A mixed workload at TPC-H SF1 tuned from pg_stat_statements by postgres-mcp and by pgmill, measured alike.
 
-    python bench/bench_mixed.py [--quick] [--sf N] [--rounds R] [--calls C] [--width3]
+    python bench/bench_mixed.py [--quick] [--sf N] [--rounds R] [--calls C] [--width3] [--full]
 
 What it does, every run from scratch (issue 16, item 3):
   1. data and cluster from bench_tpch.py (tpchgen-cli, cached in bench/out/tpch-data; a fresh PostgreSQL 15
@@ -18,6 +18,8 @@ What it does, every run from scratch (issue 16, item 3):
      `run_tune(apply=True)`: advise from pg_stat_statements with HypoPG, create, measure, keep what helped.
      The advisor's own recommendation (before the measured keep/drop) is reported too. With --width3, a
      second pgmill arm with `tune.max_width: 3` (pg_stat_statements reset and the workload replayed first);
+     with --full, a pgmill arm tuned from the whole mixed workload replayed (the 6 TPC-H queries as written
+     too), the input postgres-mcp fails on;
   5. every set (none, postgres-mcp's, pgmill's kept set) built for real and measured R rounds (default 3),
      interleaved: app queries 10 warm-up runs then 30 timed executions over their parameter sets, TPC-H
      queries 1 warm-up then 5 timed; per-query p95/p50, summed p95 per set (median over rounds), real
@@ -272,6 +274,8 @@ def main() -> None:
     ap.add_argument("--app-executions", type=int, default=30)
     ap.add_argument("--tpch-executions", type=int, default=5)
     ap.add_argument("--width3", action="store_true", help="a second pgmill arm with tune.max_width: 3")
+    ap.add_argument("--full", action="store_true", help="a pgmill arm tuned from the whole mixed workload observed "
+                    "(the 6 TPC-H queries as written replayed too), which postgres-mcp cannot tune")
     args = ap.parse_args()
     sf = args.sf if args.sf is not None else (0.1 if args.quick else 1.0)
     os.environ.pop("PGMILL_DATABASE_URL", None)
@@ -318,6 +322,12 @@ def main() -> None:
             attempts[-1]["replay_seconds_width3"] = round(replay(conn, workload, args.calls), 1)
             arms["pgmill max_width 3"] = pgmill_arm(url, base / "project_w3", {"observed": OBSERVED, "max_width": 3},
                                                    conn, ids)
+        if args.full:
+            whole = app + tpch_queries(TPCH)
+            whole_ids = query_ids(conn, whole)
+            attempts[-1]["replay_seconds_full"] = round(replay(conn, whole, args.calls), 1)
+            arms["pgmill, whole workload observed"] = pgmill_arm(url, base / "project_full", {"observed": OBSERVED},
+                                                                 conn, whole_ids)
         sets = {"none": [], "postgres-mcp": mcp["ddls"], **{k: v["ddls"] for k, v in arms.items()}}
         tpch = tpch or tpch_queries(TPCH)  # the app-only attempt: measure the TPC-H queries as written
         results, loads = measure_sets(conn, sets, app, tpch, args.rounds, args.app_executions, args.tpch_executions)
@@ -459,7 +469,8 @@ def render(r: dict[str, Any]) -> str:
         for d, b in zip(s[a]["indexes"], s[a]["index_sizes"], strict=False):
             out.append(f"| {d} | {b / mib:,.1f} |")
     out += ["", "## Rerun", "", "```", "PYTHONPATH=$PWD/src .venv/bin/python bench/bench_mixed.py"
-            + (" --width3" if len(arms) > 1 else "") + f"  # SF{r['sf']:g}; --quick: SF 0.1 into bench/out/",
+            + (" --width3" if any("max_width" in a for a in arms) else "")
+            + (" --full" if any("whole" in a for a in arms) else "") + f"  # SF{r['sf']:g}; --quick: SF 0.1 into bench/out/",
             "```"]
     return "\n".join(out) + "\n"
 
