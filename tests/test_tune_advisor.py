@@ -119,15 +119,17 @@ def test_a_query_without_values_for_its_parameters_is_costed_by_its_generic_plan
     shapes = {"no_values": "SELECT id, total FROM app.orders WHERE customer_id = $1 + 0",
               "typed_literals": executable_text("SELECT count(*) FROM app.orders WHERE created_at >= timestamptz $1"
                                                 " AND created_at < timestamptz $1 + interval $2")}
-    advice = run_advice(url, backend, write_queries(tmp_path, shapes))
+    with connect(url) as conn:
+        advice = advise(conn, write_queries(tmp_path, shapes), TuneConfig(observed=0), backend=backend)  # type: ignore[arg-type]
+        # the session is left as it was: no prepared statement, the plan cache mode as before
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgmill%'").fetchone() == (0,)
+        assert conn.execute("SELECT current_setting('plan_cache_mode')").fetchone() == ("auto",)
     assert [q.name for q in advice.workload] == ["no_values", "typed_literals"]
     assert all(not q.runnable for q in advice.workload)
     assert advice.cost_before["no_values"] > 0 and advice.cost_before["typed_literals"] > 0
     lead = {name: [c.keys[0] for c in serving(advice, name)] for name in shapes}
     assert "customer_id" in lead["no_values"], lead
     assert advice.cost_after["no_values"] < advice.cost_before["no_values"] * 0.9
-    with connect(url) as conn:  # nothing left behind: no prepared statement, the plan cache mode as it was
-        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (0,)
 
 
 def test_statement_text_from_pg_stat_statements_is_made_executable() -> None:

@@ -59,9 +59,11 @@ def _generic_plan_by_prepare(conn: psycopg.Connection[Any], query: WorkloadQuery
     plan does not depend on the values; nothing is executed). The setting is restored, the statement freed."""
     label = f"pgmill_generic_{next(_PREPARED)}"
     name = sql.Identifier(label)
+    prepared = False
     try:
         with conn.transaction():  # a savepoint inside the caller's transaction: an error undoes the setting
             conn.execute(sql.SQL("PREPARE {} AS {}").format(name, sql.SQL(query.sql)))
+            prepared = True
             [(n, before)] = conn.execute(
                 "SELECT coalesce(cardinality(parameter_types), 0), current_setting('plan_cache_mode')"
                 " FROM pg_prepared_statements WHERE name = %s", (label,)).fetchall()
@@ -71,8 +73,8 @@ def _generic_plan_by_prepare(conn: psycopg.Connection[Any], query: WorkloadQuery
                 sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}").format(name)).fetchone()
             conn.execute("SELECT set_config('plan_cache_mode', %s, true)", (before,))
     finally:
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
-            with contextlib.suppress(psycopg.Error):
+        if prepared and conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            with contextlib.suppress(psycopg.Error), conn.transaction():  # never aborts the caller's transaction
                 conn.execute(sql.SQL("DEALLOCATE {}").format(name))
     assert row is not None
     return _top_node(row[0])
