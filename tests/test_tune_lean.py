@@ -17,8 +17,9 @@ from pgmill.db.embedded import EmbeddedServer
 from pgmill.tune import store
 from pgmill.tune.advisor import Advice, Recommendation, advise
 from pgmill.tune.analyze import TableAccess
-from pgmill.tune.apply import apply_advice
+from pgmill.tune.apply import Outcome, _verdict, apply_advice
 from pgmill.tune.candidates import Candidate, for_access
+from pgmill.tune.measure import Latency, as_fast, regressed
 from pgmill.tune.run import rollback_run
 from pgmill.tune.snapshot import CatalogSnapshot, Column, Table, load_snapshot
 from pgmill.tune.whatif import estimate_size, sample_distinct
@@ -188,3 +189,29 @@ def test_apply_builds_the_wide_index_again_when_the_lean_one_does_not_serve(pg_s
     assert [a for a, n in _actions(url, run_id) if n == WIDE.name] == ["create", "drop", "create", "keep"]
     rollback_run(Target(url), TuneConfig(), run_id)
     assert _indexes(url) == before
+
+
+def _lat(p95_ms: float) -> Latency:
+    return Latency("q", 30, p95_ms, p95_ms, p95_ms, p95_ms)
+
+
+@pytest.mark.parametrize(("wide", "lean", "expected"), [
+    (0.37, 4.0, False),  # bench_mixed: part (p_brand) for (p_size, p_brand, p_retailprice), once kept as "as fast"
+    (0.20, 0.90, True),  # within 1 ms: noise at this size
+    (10.0, 12.4, True),  # within 25%
+    (10.0, 13.0, False),
+    (50.0, 49.0, True),
+])
+def test_a_lean_index_is_as_fast_only_within_25_percent_or_1_ms(wide: float, lean: float, expected: bool) -> None:
+    assert as_fast(_lat(wide), _lat(lean)) is expected
+    assert not regressed(_lat(0.37), _lat(4.0))  # the floor of `regressed` (5 ms) would have let it pass
+
+
+def test_an_index_only_unrunnable_statements_read_is_dropped_saying_so() -> None:
+    o = Outcome("i", "public.part (p_type)", "public.part", "CREATE INDEX ...", "kept", "")
+    status, reason = _verdict(o, ["q14"]) or ("kept", "")
+    assert status == "dropped"
+    assert reason.startswith("read only by statements pgmill cannot run (q14: parameters it cannot fill)"), reason
+    assert _verdict(o, []) == ("dropped", "no workload query's plan reads it")
+    o.used_by, o.improved = ["q14"], ["q14"]
+    assert _verdict(o, ["q14"]) is None

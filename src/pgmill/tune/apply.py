@@ -21,7 +21,7 @@ from pgmill.retry import RetryPolicy
 from pgmill.tune import partitioned, store
 from pgmill.tune.advisor import Advice, Recommendation
 from pgmill.tune.candidates import Candidate
-from pgmill.tune.measure import Latency, improved, measure, regressed
+from pgmill.tune.measure import Latency, as_fast, improved, measure, regressed
 from pgmill.tune.whatif import COST_SAMPLES, explain_json, plan_indexes
 from pgmill.tune.workload import WorkloadQuery
 
@@ -177,6 +177,7 @@ def apply_advice(connect: Connect, advice: Advice, run_id: int, *, executions: i
     queries = [q for q in advice.workload if q.runnable]
     by_name = {q.name: q for q in queries}
     recs = {r.name: r for r in advice.recommendations}
+    unrunnable = {q.name for q in advice.workload if not q.runnable}
     with connect() as ddl, connect() as mconn:
         invalid = drop_invalid_leftovers(ddl, run_id, lock_timeout)
         before = measure(mconn, queries, executions)
@@ -208,7 +209,7 @@ def apply_advice(connect: Connect, advice: Advice, run_id: int, *, executions: i
                 o.used_by = used
                 o.improved = [q for q in used if improved(before[q], after[q])]
                 o.slowed = [q for q in used if _confirmed_slower(mconn, by_name[q], before[q], after, executions)]
-                verdict = _verdict(o)
+                verdict = _verdict(o, [q for q in recs[o.name].queries if q in unrunnable])
                 if verdict is None:
                     continue
                 o.status, o.reason = verdict
@@ -268,7 +269,7 @@ def _try_lean(ddl: psycopg.Connection[Any], mconn: psycopg.Connection[Any], run_
     plans = plan_users(mconn, users)
     o.used_by = sorted(plans.get(o.name, set()))
     o.improved = [q for q in o.used_by if improved(before[q], trial[q])]
-    o.slowed = [q for q in trial if regressed(after[q], trial[q]) or regressed(before[q], trial[q])]
+    o.slowed = [q for q in trial if not as_fast(after[q], trial[q]) or regressed(before[q], trial[q])]
     lost = [q for q in wide.improved if q not in o.improved]
     if not o.slowed and not lost:
         after.update(trial)
@@ -295,8 +296,12 @@ def _try_lean(ddl: psycopg.Connection[Any], mconn: psycopg.Connection[Any], run_
     return o
 
 
-def _verdict(o: Outcome) -> tuple[str, str] | None:
-    """None to keep the index; else (status, reason) for dropping it."""
+def _verdict(o: Outcome, unmeasured: list[str]) -> tuple[str, str] | None:
+    """None to keep the index; else (status, reason) for dropping it. `unmeasured`: the statements the
+    advisor chose it for that pgmill cannot run (parameters it cannot fill)."""
+    if not o.used_by and unmeasured:
+        return "dropped", (f"read only by statements pgmill cannot run ({', '.join(unmeasured)}: parameters it "
+                           "cannot fill), so its benefit could not be measured; declare them to tune them")
     if not o.used_by:
         return "dropped", "no workload query's plan reads it"
     if o.slowed and o.improved:

@@ -14,6 +14,8 @@ from pgmill.tune.workload import WorkloadQuery
 REGRESSION_SHARE = 0.10  # a query is slower only if its p95 grew by more than 10% ...
 REGRESSION_MS = 5.0  # ... and by more than 5 ms
 IMPROVEMENT_SHARE = 0.10  # an index helped a query when its p95 dropped by at least 10%
+LEAN_SHARE = 0.25  # a leaner index is as fast as the wider one unless its p95 is more than 25% higher ...
+LEAN_MS = 1.0  # ... and more than 1 ms higher (a 5 ms floor let 0.4 -> 4.0 ms pass as "as fast")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,14 @@ def regressed(before: Latency, after: Latency) -> bool:
     """Measurably slower: p95 up by more than 10% and by more than 5 ms."""
     grew = after.p95_ms - before.p95_ms
     return grew > REGRESSION_MS and after.p95_ms > before.p95_ms * (1 + REGRESSION_SHARE)
+
+
+def as_fast(wide: Latency, lean: Latency) -> bool:
+    """The leaner index serves the query as well as the wider one: p95 within 25% or within 1 ms of it.
+    Stricter than `regressed`, whose 5 ms floor is about noise against no index, not about two indexes
+    that both serve the query: a 10x slower lean index is no saving."""
+    grew = lean.p95_ms - wide.p95_ms
+    return grew <= LEAN_MS or lean.p95_ms <= wide.p95_ms * (1 + LEAN_SHARE)
 
 
 def improved(before: Latency, after: Latency) -> bool:
