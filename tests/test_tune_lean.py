@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -215,3 +216,39 @@ def test_an_index_only_unrunnable_statements_read_is_dropped_saying_so() -> None
     assert _verdict(o, []) == ("dropped", "no workload query's plan reads it")
     o.used_by, o.improved = ["q14"], ["q14"]
     assert _verdict(o, ["q14"]) is None
+
+
+def test_apply_builds_the_wide_index_again_when_the_lean_one_is_slower_under_the_noise_floor(
+        pg_server: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lean index measured a few ms slower than the wide one (the trial's p95 raised to sit between
+    `as_fast`'s 1 ms and `regressed`'s 5 ms floor, no index's p95 raised tenfold so that it is still an
+    improvement on no index): the wide one comes back."""
+    from pgmill.tune import apply as apply_module
+
+    url = seeded(pg_server.url())
+    root = write_queries(tmp_path, {"covering": SHAPES["covering"]})
+    lean = Candidate("app", "orders", ("shop_id",), (False,))
+    advice, run_id = _advice_with(url, root, WIDE, lean)
+    real = apply_module.measure
+    seen: list[dict[str, Latency]] = []
+
+    def measure(conn: Any, queries: Any, executions: int = 30) -> dict[str, Latency]:
+        out = real(conn, queries, executions)
+        if not seen:  # no index yet: a table ten times as large, so that a few ms still beat no index
+            out = {q: replace(v, p95_ms=v.p95_ms * 10) for q, v in out.items()}
+        seen.append(out)
+        lean_built = conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = %s", (lean.name,)).fetchone()
+        if lean_built[0] and not conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = %s",
+                                              (WIDE.name,)).fetchone()[0]:
+            before, wide = seen[0]["covering"], seen[-2]["covering"]
+            slower = wide.p95_ms + 3.0
+            assert slower <= before.p95_ms * 0.8, (before, wide)  # still an improvement on no index
+            assert not regressed(wide, _lat(slower)) and not as_fast(wide, _lat(slower))
+            out = {"covering": replace(out["covering"], p95_ms=slower)}
+        return out
+
+    monkeypatch.setattr(apply_module, "measure", measure)
+    outcomes = _apply(url, advice, run_id)
+    assert {o["name"]: o["status"] for o in outcomes} == {WIDE.name: "kept", lean.name: "dropped"}, outcomes
+    reason = next(str(o["reason"]) for o in outcomes if o["name"] == lean.name)
+    assert reason == f"measured slower than {WIDE.label()}: covering", reason
