@@ -30,6 +30,9 @@ def tune(
     backend: Annotated[str, typer.Option("--backend", help="what-if costing: auto, hypopg or real")] = "auto",
     max_width: Annotated[int | None, typer.Option("--max-width", metavar="N", help="most columns in one "
                                                   "index, keys and INCLUDE together")] = None,
+    sample: Annotated[float, typer.Option("--sample", metavar="SECONDS", min=0, help="first watch the running "
+                                          "workload this long for observed statements' constants "
+                                          "(pg_stat_activity), so that they can be measured")] = 0.0,
     project: ProjectOrDatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -46,7 +49,9 @@ def tune(
         else:
             out.print(f"rolled back tuning run {rollback}: dropped {', '.join(result['dropped']) or 'nothing'}")
         return
-    d = run_tune(ctx, apply=apply, budget=budget, backend=backend, cfg=cfg).as_dict()
+    if sample > 0 and not as_json:
+        out.print(f"watching the running workload for {sample:g} s (pg_stat_activity) ...")
+    d = run_tune(ctx, apply=apply, budget=budget, backend=backend, cfg=cfg, sample_seconds=sample).as_dict()
     if as_json:
         out.print_json(json.dumps(d, default=str))
     else:
@@ -116,6 +121,11 @@ def _mb(n: int | None) -> str:
 def _print_report(d: dict[str, Any]) -> None:
     out.print(f"tuning run {d['run_id']} ({d['mode']}, costing by {d['backend']}): {len(d['queries'])} queries, "
               f"{d['candidates']} candidate indexes, {d['seconds']:.1f} s")
+    if "sampled" in d:
+        s = d["sampled"]
+        out.print(f"sampled {s['statements']} statement(s) with their constants from {s['seen']} running "
+                  f"({s['polls']} looks; {s['truncated']} too long for track_activity_query_size, "
+                  f"{s['parameterized']} sent with parameters, {s['hidden']} of other roles not visible)")
     if not d["recommendations"]:
         out.print("no index would make the workload cheaper")
     for r in d["recommendations"]:

@@ -66,7 +66,8 @@ class Advice:
             "data_bytes": self.data_bytes, "seconds": round(self.seconds, 3), "explains": self.explains,
             "queries": [{"name": q.name, "source": q.source, "target_ms": q.target_ms, "calls": q.calls,
                          "cost_before": round(self.cost_before.get(q.name, 0.0), 2),
-                         "cost_after": round(self.cost_after.get(q.name, 0.0), 2), "sql": q.sql}
+                         "cost_after": round(self.cost_after.get(q.name, 0.0), 2), "runnable": q.runnable,
+                         "sql": q.sql}
                         for q in self.workload],
             "recommendations": [r.as_dict() for r in self.recommendations],
             "skipped_for_budget": self.skipped_for_budget,
@@ -83,12 +84,13 @@ def data_size(catalog: CatalogSnapshot, tables: set[TableKey]) -> int:
     return sum(catalog.tables[k].size for k in tables if k in catalog.tables)
 
 
-def prepare_workload(conn: psycopg.Connection[Any], project_dir: Path | None,
-                     cfg: TuneConfig) -> tuple[CatalogSnapshot, list[WorkloadQuery]]:
-    """The catalog and the workload, with statistics gathered on workload tables that never had any."""
+def prepare_workload(conn: psycopg.Connection[Any], project_dir: Path | None, cfg: TuneConfig,
+                     literals: dict[int, str] | None = None) -> tuple[CatalogSnapshot, list[WorkloadQuery]]:
+    """The catalog and the workload, with statistics gathered on workload tables that never had any.
+    `literals`: sampled literal texts of observed statements, by queryid (tune/literals.py)."""
     catalog = load_snapshot(conn)
     workload = load_workload(conn, catalog, project_dir, target_ms=cfg.target_ms, observed_top=cfg.observed,
-                             observed_min_calls=cfg.observed_min_calls)
+                             observed_min_calls=cfg.observed_min_calls, literals=literals)
     if analyze_unanalyzed(conn, catalog, workload_tables(workload)):
         catalog = load_snapshot(conn)
         for q in workload:
@@ -99,11 +101,11 @@ def prepare_workload(conn: psycopg.Connection[Any], project_dir: Path | None,
 
 def advise(conn: psycopg.Connection[Any], project_dir: Path | None, cfg: TuneConfig, *,
            budget: str | None = None, backend: str = "auto", max_columns: int | None = None,
-           max_width: int | None = None) -> Advice:
+           max_width: int | None = None, literals: dict[int, str] | None = None) -> Advice:
     """Recommend indexes for the workload. `conn` must be in autocommit mode; nothing is left changed.
     `max_columns` and `max_width` override the settings of the same name for this call."""
     started = time.perf_counter()
-    catalog, workload = prepare_workload(conn, project_dir, cfg)
+    catalog, workload = prepare_workload(conn, project_dir, cfg, literals)
     return advise_workload(conn, catalog, workload, cfg, budget=budget, backend=backend,
                            max_columns=max_columns, max_width=max_width, started=started)
 

@@ -11,9 +11,11 @@ import psycopg
 
 from pgmill.config.tune import TuneConfig
 from pgmill.db.connect import Target
+from pgmill.errors import ConfigError
 from pgmill.tune import store
 from pgmill.tune.advisor import Advice, advise, data_size, prepare_workload, workload_tables
 from pgmill.tune.apply import Applied, apply_advice, rollback
+from pgmill.tune.literals import LiteralSamples, can_sample, sample_literals
 from pgmill.tune.workload import WorkloadQuery
 
 if TYPE_CHECKING:
@@ -26,11 +28,14 @@ class TuneReport:
     mode: str
     advice: Advice
     applied: Applied | None
+    sampled: LiteralSamples | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"run_id": self.run_id, "mode": self.mode, **self.advice.as_dict()}
         if self.applied is not None:
             d["applied"] = self.applied.as_dict()
+        if self.sampled is not None:
+            d["sampled"] = self.sampled.as_dict()
         return d
 
 
@@ -39,18 +44,28 @@ def workload_fingerprint(workload: list[WorkloadQuery]) -> str:
 
 
 def run_tune(ctx: ProjectContext | DatabaseContext, *, apply: bool = False, budget: str | None = None,
-             backend: str = "auto", cfg: TuneConfig | None = None) -> TuneReport:
+             backend: str = "auto", cfg: TuneConfig | None = None, sample_seconds: float = 0.0) -> TuneReport:
     """Recommend indexes for the workload; with `apply`, create them and keep only those that proved faster.
-    `cfg` stands in for the project's `tune:` settings (the command line overrides some of them)."""
-    return _tune(ctx.target, ctx.dir, cfg or ctx.config.tune, apply=apply, budget=budget, backend=backend)
+    `cfg` stands in for the project's `tune:` settings (the command line overrides some of them).
+    `sample_seconds`: first watch the running workload that long for observed statements' literal texts."""
+    return _tune(ctx.target, ctx.dir, cfg or ctx.config.tune, apply=apply, budget=budget, backend=backend,
+                 sample_seconds=sample_seconds)
 
 
 def _tune(target: Target, project_dir: Path | None, cfg: TuneConfig, *, apply: bool = False,
-          budget: str | None = None, backend: str = "auto", mode: str | None = None) -> TuneReport:
+          budget: str | None = None, backend: str = "auto", mode: str | None = None,
+          sample_seconds: float = 0.0) -> TuneReport:
     """`run_tune` on the context's parts, which is all `retune_after_run` has (it records mode `auto`)."""
     with target.connect(autocommit=True, application_name="pgmill tune") as conn:
         store.ensure_schema(conn)
-        advice = advise(conn, project_dir, cfg, budget=budget, backend=backend)
+        sampled = None
+        if sample_seconds > 0:
+            why_not = can_sample(conn)
+            if why_not is not None:
+                raise ConfigError(f"--sample: {why_not}")
+            sampled = sample_literals(conn, sample_seconds)
+        advice = advise(conn, project_dir, cfg, budget=budget, backend=backend,
+                        literals=sampled.texts if sampled else None)
         run_mode = mode or ("apply" if apply else "recommend")
         run_id = store.start_run(conn, run_mode, advice.backend)
         applied = None
@@ -61,7 +76,7 @@ def _tune(target: Target, project_dir: Path | None, cfg: TuneConfig, *, apply: b
         except BaseException as exc:
             store.finish_run(conn, run_id, "failed", {"error": str(exc).strip()})
             raise
-        report = TuneReport(run_id, run_mode, advice, applied)
+        report = TuneReport(run_id, run_mode, advice, applied, sampled)
         store.finish_run(conn, run_id, "succeeded", report.as_dict())
         store.snapshot(conn, run_id, workload_fingerprint(advice.workload), advice.data_bytes,
                        [q.name for q in advice.workload])
@@ -70,8 +85,6 @@ def _tune(target: Target, project_dir: Path | None, cfg: TuneConfig, *, apply: b
 
 def rollback_run(target: Target, cfg: TuneConfig, target_run: int) -> dict[str, Any]:
     """Undo tuning run `target_run`: drop the indexes it kept."""
-    from pgmill.errors import ConfigError
-
     with target.connect(autocommit=True, application_name="pgmill tune") as conn:
         store.ensure_schema(conn)
         row = conn.execute("SELECT mode, rolled_back_by FROM pgmill.tuning_runs WHERE run_id = %s",

@@ -180,8 +180,10 @@ def has_pg_stat_statements(conn: psycopg.Connection[Any]) -> bool:
 
 
 def observed(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, top: int, min_calls: int,
-             target_ms: float) -> list[WorkloadQuery]:
-    """Top SELECTs by total time from pg_stat_statements, with parameters sampled from the tables."""
+             target_ms: float, literals: dict[int, str] | None = None) -> list[WorkloadQuery]:
+    """Top SELECTs by total time from pg_stat_statements, with parameters sampled from the tables; a
+    statement with a literal text in `literals` (by queryid, sampled from pg_stat_activity) runs as that text,
+    so that constants pg_stat_statements replaced by `$n` need no filling."""
     if top <= 0 or not has_pg_stat_statements(conn):
         return []
     rows = conn.execute(
@@ -197,6 +199,9 @@ def observed(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, top: int, 
             continue
         if not a.is_select or not a.accesses or a.unresolved:
             continue
+        literal = _literal(literals or {}, int(queryid), catalog)
+        if literal is not None:
+            text, a = literal
         q = WorkloadQuery(f"observed_{int(queryid) & 0xFFFFFFFFFFFF:012x}", text.strip().rstrip(";"), [],
                           target_ms, "observed", float(calls), int(calls), float(mean), a)
         if q.n_params:
@@ -205,6 +210,18 @@ def observed(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, top: int, 
         if len(out) >= top:
             break
     return out
+
+
+def _literal(literals: dict[int, str], queryid: int, catalog: CatalogSnapshot) -> tuple[str, Analysis] | None:
+    """The sampled literal text of a statement, if it is a SELECT pgmill can run as it is (no `$n`)."""
+    text = literals.get(queryid)
+    if text is None or _PARAM.search(text):
+        return None
+    try:
+        a = analyze(text, catalog)
+    except ParseError:
+        return None
+    return (text, a) if a.is_select and a.accesses and not a.unresolved else None
 
 
 def executable_text(text: str) -> str:
@@ -248,14 +265,15 @@ def sample_params(conn: psycopg.Connection[Any], n: int, a: Analysis) -> list[li
 
 
 def load_workload(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, project_dir: Path | None, *,
-                  target_ms: float, observed_top: int, observed_min_calls: int) -> list[WorkloadQuery]:
+                  target_ms: float, observed_top: int, observed_min_calls: int,
+                  literals: dict[int, str] | None = None) -> list[WorkloadQuery]:
     """Declared queries first, then observed ones that are not a declared query again."""
     decl = declared(project_dir, conn, target_ms)
     for q in decl:
         q.analysis = analyze(q.sql, catalog)
     # pgmill's own statements are no workload: the declared queries it measures, the params_sql it runs
     seen = {q.fingerprint for q in decl} | {f for q in decl for f in q.helper_fingerprints}
-    obs = [q for q in observed(conn, catalog, observed_top, observed_min_calls, target_ms)
+    obs = [q for q in observed(conn, catalog, observed_top, observed_min_calls, target_ms, literals)
            if q.fingerprint not in seen]
     conn.commit()
     return decl + obs
