@@ -230,12 +230,45 @@ def apply_advice(connect: Connect, advice: Advice, run_id: int, *, executions: i
                 outcomes.insert(outcomes.index(o) + 1, lean)
                 if lean.status == "kept":
                     live[live.index(o)] = lean
+        if advice.budget_bytes is not None and _fit_budget(ddl, run_id, live, before, after, by_name,
+                                                           advice.budget_bytes, lock_timeout):
+            after = measure(mconn, queries, executions)
+            for o in live:
+                o.improved = [q for q in o.used_by if improved(before[q], after[q])]
         for o in live:
             o.reason = "faster: " + ", ".join(o.improved) + (f"; {o.reason}" if o.reason else "")
             store.record(ddl, run_id, "keep", o.table.split(".", 1)[0], o.name, o.table, definition=o.definition,
                          size=o.size_bytes, reason=o.reason, detail={"improved": o.improved})
         slower = [q for q in sorted(after) if regressed(before[q], after[q])]
     return Applied(before, after, outcomes, invalid, slower)
+
+
+def _fit_budget(ddl: psycopg.Connection[Any], run_id: int, live: list[Outcome], before: dict[str, Latency],
+                after: dict[str, Latency], by_name: dict[str, WorkloadQuery], budget: int, lock_timeout: str) -> bool:
+    """The budget holds for the indexes as built, not only as estimated: while the kept indexes' real size is
+    over it, drop the one with the least measured gain per byte (p95 saved on the queries it made faster,
+    weighted as the workload weighs them, shared among the kept indexes that made the same query faster).
+    True if any was dropped."""
+    dropped = False
+    while live and (total := sum(o.size_bytes or 0 for o in live)) > budget:
+        def gain_per_byte(o: Outcome) -> float:
+            gain = 0.0
+            for q in o.improved:
+                sharers = sum(1 for x in live if q in x.improved)
+                gain += max(before[q].p95_ms - after[q].p95_ms, 0.0) * by_name[q].weight / sharers
+            return gain / max(o.size_bytes or 1, 1)
+
+        victim = min(live, key=gain_per_byte)
+        schema = victim.table.split(".", 1)[0]
+        drop_index(ddl, schema, victim.name, lock_timeout)
+        victim.status = "dropped"
+        victim.reason = (f"over the storage budget as built ({total / 2**20:,.1f} MiB kept against "
+                         f"{budget / 2**20:,.1f} MiB): the least measured gain per byte")
+        store.record(ddl, run_id, "drop", schema, victim.name, victim.table, definition=victim.definition,
+                     size=victim.size_bytes, reason=victim.reason, detail={"improved": victim.improved})
+        live.remove(victim)
+        dropped = True
+    return dropped
 
 
 def _lean_rec(rec: Recommendation, lean: Candidate) -> Recommendation:
