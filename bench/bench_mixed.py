@@ -1,6 +1,6 @@
 """A mixed workload at TPC-H SF1 tuned from pg_stat_statements by postgres-mcp and by pgmill, measured alike.
 
-    python bench/bench_mixed.py [--quick] [--sf N] [--rounds R] [--calls C] [--width3] [--full]
+    python bench/bench_mixed.py [--quick] [--sf N] [--rounds R] [--calls C] [--width3] [--full] [--sampled]
 
 What it does, every run from scratch (issue 16, item 3):
   1. data and cluster from bench_tpch.py (tpchgen-cli, cached in bench/out/tpch-data; a fresh PostgreSQL 15
@@ -19,7 +19,9 @@ What it does, every run from scratch (issue 16, item 3):
      The advisor's own recommendation (before the measured keep/drop) is reported too. With --width3, a
      second pgmill arm with `tune.max_width: 3` (pg_stat_statements reset and the workload replayed first);
      with --full, a pgmill arm tuned from the whole mixed workload replayed (the 6 TPC-H queries as written
-     too), the input postgres-mcp fails on;
+     too), the input postgres-mcp fails on; with --sampled, two pgmill arms tuned from the whole workload
+     with `tune --sample` (the workload replayed on another connection while pgmill watches
+     pg_stat_activity for the statements' constants), unlimited and with postgres-mcp's storage as budget;
   5. every set (none, postgres-mcp's, pgmill's kept set) built for real and measured R rounds (default 3),
      interleaved: app queries 10 warm-up runs then 30 timed executions over their parameter sets, TPC-H
      queries 1 warm-up then 5 timed; per-query p95/p50, summed p95 per set (median over rounds), real
@@ -37,6 +39,7 @@ import re
 import shutil
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -176,8 +179,12 @@ def postgres_mcp(url: str) -> dict[str, Any]:
             "install_note": PEER_VENV_NOTE}
 
 
-def pgmill_arm(url: str, folder: Path, tune: dict[str, Any], conn: Any, ids: dict[int, str]) -> dict[str, Any]:
-    """A project on the database with these tune settings and no queries/: `run_tune(apply=True)`."""
+def pgmill_arm(url: str, folder: Path, tune: dict[str, Any], conn: Any, ids: dict[int, str],
+               during: list[Any] | None = None, calls: int = 0) -> dict[str, Any]:
+    """A project on the database with these tune settings and no queries/: `run_tune(apply=True)`. With
+    `during` (a workload), that workload is replayed `calls` times on its own connection while `pgmill tune
+    --sample` watches it, for as long as the replay takes; the advice starts once the replay has ended."""
+    import psycopg
     import yaml
 
     from pgmill.project import open_project
@@ -187,10 +194,24 @@ def pgmill_arm(url: str, folder: Path, tune: dict[str, Any], conn: Any, ids: dic
     folder.mkdir(parents=True)
     (folder / "pgmill.yaml").write_text(yaml.safe_dump({"database": {"url": url}, "pipelines": {}, "tune": tune}))
     ctx = open_project(folder)
-    log(f"mixed bench: pgmill tune --apply with tune {tune} ...")
+    log(f"mixed bench: pgmill tune --apply with tune {tune}{' --sample' if during else ''} ...")
+    replay_s: list[float] = []
+    if during:
+        def app() -> None:
+            with psycopg.connect(url, autocommit=True) as c:
+                replay_s.append(replay(c, during, calls))
+        with psycopg.connect(url, autocommit=True) as c:  # how long the replay takes: one pass, timed
+            c.execute("SELECT pg_stat_statements_reset()")
+            one = replay(c, during, 1)
+        thread = threading.Thread(target=app, daemon=True)
+        thread.start()
+        sample_s = one * calls * 1.15 + 10  # the whole replay, and a margin
     t0 = time.perf_counter()
-    report = run_tune(ctx, apply=True)
+    report = run_tune(ctx, apply=True, sample_seconds=sample_s if during else 0.0)
     seconds = time.perf_counter() - t0
+    if during:
+        thread.join()
+        assert replay_s and replay_s[0] < sample_s, (replay_s, sample_s)  # measured after the replay ended
     assert report.applied is not None
     by_pgmill = {pgmill_name(qid): name for qid, name in ids.items()}
 
@@ -207,6 +228,8 @@ def pgmill_arm(url: str, folder: Path, tune: dict[str, Any], conn: Any, ids: dic
 
     return {
         "tune": tune, "tune_apply_seconds": round(seconds, 1), "advisor_seconds": round(adv.seconds, 2),
+        "sampled": None if report.sampled is None else {**report.sampled.as_dict(), "seconds": round(sample_s, 1),
+                                                        "replay_seconds": round(replay_s[0], 1), "calls": calls},
         "backend": adv.backend, "explains": adv.explains, "candidates": adv.candidates,
         "workload": [{"query": by_pgmill.get(q.name, q.name), "runnable": q.runnable, "param_sets": len(q.params),
                       "calls": q.calls, "cost_before": round(adv.cost_before.get(q.name, 0.0), 1),
@@ -274,6 +297,12 @@ def main() -> None:
     ap.add_argument("--app-executions", type=int, default=30)
     ap.add_argument("--tpch-executions", type=int, default=5)
     ap.add_argument("--width3", action="store_true", help="a second pgmill arm with tune.max_width: 3")
+    ap.add_argument("--sampled", action="store_true", help="pgmill arms tuned from the whole mixed workload with "
+                    "`tune --sample` (the statements' constants from pg_stat_activity): unlimited, and with "
+                    "--sample-budget")
+    ap.add_argument("--sample-budget", default=None, help="the storage budget of the second sampled arm "
+                    "(default: the real size of postgres-mcp's measured set, built and dropped to size it)")
+    ap.add_argument("--sample-calls", type=int, default=20, help="executions of each query while sampling")
     ap.add_argument("--full", action="store_true", help="a pgmill arm tuned from the whole mixed workload observed "
                     "(the 6 TPC-H queries as written replayed too), which postgres-mcp cannot tune")
     args = ap.parse_args()
@@ -328,6 +357,20 @@ def main() -> None:
             attempts[-1]["replay_seconds_full"] = round(replay(conn, whole, args.calls), 1)
             arms["pgmill, whole workload observed"] = pgmill_arm(url, base / "project_full", {"observed": OBSERVED},
                                                                  conn, whole_ids)
+        if args.sampled:
+            whole = app + tpch_queries(TPCH)
+            whole_ids = query_ids(conn, whole)
+            arms["pgmill, whole workload sampled"] = pgmill_arm(
+                url, base / "project_sampled", {"observed": OBSERVED}, conn, whole_ids, whole, args.sample_calls)
+            budget = args.sample_budget
+            if budget is None:  # postgres-mcp's storage as pgmill's budget: the target's "no more storage"
+                names = create_set(conn, mcp["ddls"])
+                budget = f"{sum(set_sizes(conn, 'public', names)) / 2**20:.1f}MB"
+                drop_set(conn, "public", names)
+            whose = " (postgres-mcp's storage)" if args.sample_budget is None else ""
+            arms[f"pgmill, whole workload sampled, budget {budget}{whose}"] = pgmill_arm(
+                url, base / "project_sampled_budget", {"observed": OBSERVED, "budget": budget}, conn,
+                whole_ids, whole, args.sample_calls)
         sets = {"none": [], "postgres-mcp": mcp["ddls"], **{k: v["ddls"] for k, v in arms.items()}}
         tpch = tpch or tpch_queries(TPCH)  # the app-only attempt: measure the TPC-H queries as written
         results, loads = measure_sets(conn, sets, app, tpch, args.rounds, args.app_executions, args.tpch_executions)
@@ -451,6 +494,13 @@ def render(r: dict[str, Any]) -> str:
                 f"- tune --apply with `tune: {pm['tune']}`: {len(pm['advisor_set'])} recommended, "
                 f"{len(pm['ddls'])} kept; advisor {pm['advisor_seconds']} s ({pm['backend']}, {pm['explains']} "
                 f"EXPLAINs, {pm['candidates']} candidates), {pm['tune_apply_seconds']} s in all",
+                *([] if not pm.get("sampled") else [
+                    f"- `--sample {pm['sampled']['seconds']}` while the whole workload was replayed "
+                    f"{pm['sampled']['calls']} times on another connection ({pm['sampled']['replay_seconds']} s): "
+                    f"{pm['sampled']['statements']} statements' literal texts from {pm['sampled']['seen']} running "
+                    f"statements seen in {pm['sampled']['polls']} looks ({pm['sampled']['parameterized']} sent with "
+                    f"parameters, {pm['sampled']['truncated']} truncated); runnable in pgmill's workload: "
+                    f"{sum(1 for w in pm['workload'] if w['runnable'])} of {len(pm['workload'])}"]),
                 "- the advisor's set (before the measured keep/drop):", "",
                 "| index | estimated MiB | real MiB (built by --apply) | serves | lean alternative |",
                 "| --- | ---: | ---: | --- | --- |"]
@@ -470,7 +520,8 @@ def render(r: dict[str, Any]) -> str:
             out.append(f"| {d} | {b / mib:,.1f} |")
     out += ["", "## Rerun", "", "```", "PYTHONPATH=$PWD/src .venv/bin/python bench/bench_mixed.py"
             + (" --width3" if any("max_width" in a for a in arms) else "")
-            + (" --full" if any("whole" in a for a in arms) else "") + f"  # SF{r['sf']:g}; --quick: SF 0.1 into bench/out/",
+            + (" --full" if any("observed" in a and "whole" in a for a in arms) else "")
+            + (" --sampled" if any("sampled" in a for a in arms) else "") + f"  # SF{r['sf']:g}; --quick: SF 0.1 into bench/out/",
             "```"]
     return "\n".join(out) + "\n"
 

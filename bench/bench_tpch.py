@@ -140,7 +140,8 @@ class Pg15:
             f"shared_buffers = {self.shared_buffers}\n"
             "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
             "max_wal_size = 8GB\nmaintenance_work_mem = 512MB\n"
-            "shared_preload_libraries = 'pg_stat_statements'\ntimezone = 'UTC'\n")
+            "shared_preload_libraries = 'pg_stat_statements'\ntimezone = 'UTC'\n"
+            "track_activity_query_size = 4096\n")  # whole TPC-H texts in pg_stat_activity (tune --sample)
         self.log.touch()
         self._own(self.log)
         self._run([str(PG15_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "120",
