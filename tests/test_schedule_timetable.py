@@ -99,3 +99,17 @@ def test_bad_durations_and_jobs(tmp_path: Path) -> None:
     assert "pipelines.orders.every" in msg and "is not a duration" in msg
     msg = _config_error(tmp_path, "jobs:\n  models: {every: 1h, timeout: soon}\n")
     assert "pgmill.yaml:7: jobs.models.timeout" in msg and "'soon' is not a duration" in msg
+
+
+def test_the_tune_job_samples_the_workload_when_asked(tmp_path: Path) -> None:
+    from pgmill.schedule.jobs import scheduled_jobs
+
+    def jobs(text: str) -> dict[str, tuple[str, ...]]:
+        (tmp_path / "pgmill.yaml").write_text("pipelines: {}\njobs:\n" + text)
+        return {k: j.command for k, j in scheduled_jobs(load_project(tmp_path)).items()}
+
+    assert jobs('  tune: {schedule: "0 11 * * 1-5", sample: 2m}\n  checks: {every: 1h}\n') == {
+        "tune": ("tune", "--apply", "--sample", "120"), "checks": ("check",)}
+    assert jobs('  tune: {schedule: "0 3 * * *"}\n') == {"tune": ("tune", "--apply")}
+    with pytest.raises(ConfigError, match="jobs.tune.sample.*'soon' is not a duration"):
+        jobs('  tune: {schedule: "0 3 * * *", sample: soon}\n')

@@ -9,7 +9,7 @@ pipelines:
 jobs:                                # the project's other work, each on its own schedule
   models: {schedule: "5 * * * *"}
   checks: {every: 1h}
-  tune: {schedule: "0 3 * * *", timeout: 2h}
+  tune: {schedule: "0 11 * * 1-5", timeout: 2h, sample: 2m}   # sample: watch the busy workload first
 ```
 
 Times are computed by cronsim with aware datetimes, so daylight saving changes follow Debian cron: a
@@ -82,11 +82,19 @@ class Scheduled(StrictModel):
         return self.schedule is not None or self.every is not None
 
 
+class TuneJob(Scheduled):
+    """The `tune` job: `pgmill tune --apply` on a schedule, watching the live workload first if asked."""
+
+    sample: Duration | None = Field(
+        None, description="first watch the running workload this long for the observed statements' constants "
+        "(as `pgmill tune --sample`), so that they can be measured: schedule the job while the application is busy")
+
+
 class Jobs(StrictModel):
     """The project's work besides its pipelines, each on a schedule of its own."""
 
     models: Scheduled | None = Field(None, description="build the models in models/ (as `pgmill transform`)")
     checks: Scheduled | None = Field(None, description="run the contracts' table checks (as `pgmill check`)")
-    tune: Scheduled | None = Field(None, description="re-tune the indexes (as `pgmill tune --apply`)")
+    tune: TuneJob | None = Field(None, description="re-tune the indexes (as `pgmill tune --apply`)")
     retention: Scheduled | None = Field(
         None, description="detach, archive and drop partitions past their contract's `retain` (as `pgmill retention`)")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pgmill.config.schedule import JOB_KINDS, Scheduled
+from pgmill.config.duration import parse_duration
+from pgmill.config.schedule import JOB_KINDS, Scheduled, TuneJob
 from pgmill.config.spec import Project
 from pgmill.schedule.timetable import Timetable
 
@@ -34,6 +35,12 @@ class Job:
 _COMMANDS = {"models": ("transform",), "checks": ("check",), "tune": ("tune", "--apply"), "retention": ("retention",)}
 
 
+def _command(kind: str, spec: Scheduled) -> tuple[str, ...]:
+    if isinstance(spec, TuneJob) and spec.sample is not None:
+        return (*_COMMANDS[kind], "--sample", f"{parse_duration(spec.sample):g}")
+    return _COMMANDS[kind]
+
+
 def scheduled_jobs(config: Project) -> dict[str, Job]:
     """Every job of the project that has a schedule, by id."""
     jobs: dict[str, Job] = {}
@@ -44,5 +51,5 @@ def scheduled_jobs(config: Project) -> dict[str, Job]:
     for kind in JOB_KINDS:
         spec: Scheduled | None = getattr(config.jobs, kind)
         if spec is not None and spec.scheduled:
-            jobs[kind] = Job(kind, spec, _COMMANDS[kind])
+            jobs[kind] = Job(kind, spec, _command(kind, spec))
     return jobs
