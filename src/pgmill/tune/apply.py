@@ -213,11 +213,8 @@ def apply_advice(connect: Connect, advice: Advice, run_id: int, *, executions: i
                 if verdict is None:
                     continue
                 o.status, o.reason = verdict
-                schema = o.table.split(".", 1)[0]
-                drop_index(ddl, schema, o.name, lock_timeout)
-                store.record(ddl, run_id, "trade" if o.status == "trade" else "drop", schema, o.name, o.table,
-                             definition=o.definition, size=o.size_bytes, reason=o.reason,
-                             detail={"improved": o.improved, "slowed": o.slowed})
+                _drop(ddl, run_id, o, "trade" if o.status == "trade" else "drop", lock_timeout,
+                      {"improved": o.improved, "slowed": o.slowed})
                 live.remove(o)
                 dropped = True
             if not dropped:
@@ -256,19 +253,25 @@ def _fit_budget(ddl: psycopg.Connection[Any], run_id: int, live: list[Outcome], 
             for q in o.improved:
                 sharers = sum(1 for x in live if q in x.improved)
                 gain += max(before[q].p95_ms - after[q].p95_ms, 0.0) * by_name[q].weight / sharers
-            return gain / max(o.size_bytes or 1, 1)
+            return gain / (o.size_bytes or 1)
 
         victim = min(live, key=gain_per_byte)
-        schema = victim.table.split(".", 1)[0]
-        drop_index(ddl, schema, victim.name, lock_timeout)
         victim.status = "dropped"
         victim.reason = (f"over the storage budget as built ({total / 2**20:,.1f} MiB kept against "
                          f"{budget / 2**20:,.1f} MiB): the least measured gain per byte")
-        store.record(ddl, run_id, "drop", schema, victim.name, victim.table, definition=victim.definition,
-                     size=victim.size_bytes, reason=victim.reason, detail={"improved": victim.improved})
+        _drop(ddl, run_id, victim, "drop", lock_timeout, {"improved": victim.improved})
         live.remove(victim)
         dropped = True
     return dropped
+
+
+def _drop(ddl: psycopg.Connection[Any], run_id: int, o: Outcome, action: str, lock_timeout: str,
+          detail: dict[str, Any]) -> None:
+    """Drop a built index that is not kept, and record why (`o.reason`) as `action`."""
+    schema = o.table.split(".", 1)[0]
+    drop_index(ddl, schema, o.name, lock_timeout)
+    store.record(ddl, run_id, action, schema, o.name, o.table, definition=o.definition, size=o.size_bytes,
+                 reason=o.reason, detail=detail)
 
 
 def _lean_rec(rec: Recommendation, lean: Candidate) -> Recommendation:

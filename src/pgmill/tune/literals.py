@@ -12,15 +12,13 @@ Nothing is stored: the texts live for one `pgmill tune --sample` call (they can 
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
-_PARAM = re.compile(r"\$\d")
+from pgmill.tune.workload import has_params
 
 
 @dataclass
@@ -50,9 +48,7 @@ def can_sample(conn: psycopg.Connection[Any]) -> str | None:
     return None
 
 
-def sample_literals(conn: psycopg.Connection[Any], seconds: float, *, interval: float = 0.05,
-                    clock: Callable[[], float] = time.monotonic,
-                    sleep: Callable[[float], None] = time.sleep) -> LiteralSamples:
+def sample_literals(conn: psycopg.Connection[Any], seconds: float, *, interval: float = 0.05) -> LiteralSamples:
     """Poll pg_stat_activity every `interval` seconds for `seconds`; keep each query id's first literal text."""
     out = LiteralSamples()
     limit_row = conn.execute("SELECT setting::int FROM pg_settings WHERE name = 'track_activity_query_size'"
@@ -61,7 +57,7 @@ def sample_literals(conn: psycopg.Connection[Any], seconds: float, *, interval: 
     poll = ("SELECT query_id, query FROM pg_stat_activity"
             " WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state = 'active'")
-    end = clock() + seconds
+    end = time.monotonic() + seconds
     while True:
         out.polls += 1
         for query_id, text in conn.execute(poll).fetchall():
@@ -76,12 +72,12 @@ def sample_literals(conn: psycopg.Connection[Any], seconds: float, *, interval: 
                 continue
             if len(text.encode()) >= limit - 1:
                 out.truncated += 1
-            elif _PARAM.search(text):
+            elif has_params(text):
                 out.parameterized += 1
             else:
                 out.texts[qid] = str(text)
         if not conn.autocommit:
             conn.rollback()  # pg_stat_activity is a snapshot per transaction
-        if clock() >= end:
+        if time.monotonic() >= end:
             return out
-        sleep(interval)
+        time.sleep(interval)

@@ -215,13 +215,18 @@ def observed(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, top: int, 
 def _literal(literals: dict[int, str], queryid: int, catalog: CatalogSnapshot) -> tuple[str, Analysis] | None:
     """The sampled literal text of a statement, if it is a SELECT pgmill can run as it is (no `$n`)."""
     text = literals.get(queryid)
-    if text is None or _PARAM.search(text):
+    if text is None or has_params(text):
         return None
     try:
         a = analyze(text, catalog)
     except ParseError:
         return None
     return (text, a) if a.is_select and a.accesses and not a.unresolved else None
+
+
+def has_params(text: str) -> bool:
+    """The statement has `$n` placeholders (a value pgmill would have to supply)."""
+    return _PARAM.search(text) is not None
 
 
 def executable_text(text: str) -> str:
