@@ -157,11 +157,14 @@ def pgmill_name(queryid: int) -> str:
 # ---------------------------------------------------------------- the tools
 
 
-def postgres_mcp(url: str) -> dict[str, Any]:
+def postgres_mcp(url: str, texts: list[str] | None = None) -> dict[str, Any]:
+    """MCP_RUNS postgres-mcp calls, each a new process: `analyze_workload_indexes` (pg_stat_statements), or with
+    `texts`, `analyze_query_indexes` for those query texts."""
     runs = []
     for i in range(MCP_RUNS):
-        log(f"mixed bench: postgres-mcp analyze_workload_indexes, call {i + 1} ...")
-        ans = run_mcp(url, None)
+        log(f"bench: postgres-mcp {'analyze_workload_indexes' if texts is None else 'analyze_query_indexes'}, "
+            f"call {i + 1} ...")
+        ans = run_mcp(url, texts)
         idx = mcp_indexes(ans)
         res = ans["result"]
         runs.append({"seconds": round(ans["seconds"], 2), "indexes": idx, "error": res.get("error"),
@@ -180,10 +183,11 @@ def postgres_mcp(url: str) -> dict[str, Any]:
 
 
 def pgmill_arm(url: str, folder: Path, tune: dict[str, Any], conn: Any, ids: dict[int, str],
-               during: list[Any] | None = None, calls: int = 0) -> dict[str, Any]:
-    """A project on the database with these tune settings and no queries/: `run_tune(apply=True)`. With
-    `during` (a workload), that workload is replayed `calls` times on its own connection while `pgmill tune
-    --sample` watches it, for as long as the replay takes; the advice starts once the replay has ended."""
+               during: list[Any] | None = None, calls: int = 0, declared: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A project on the database with these tune settings and, as queries/, copies of the `declared` query
+    files (none by default): `run_tune(apply=True)`. With `during` (a workload), that workload is replayed
+    `calls` times on its own connection while `pgmill tune --sample` watches it, for as long as the replay
+    takes; the advice starts once the replay has ended."""
     import psycopg
     import yaml
 
@@ -193,8 +197,12 @@ def pgmill_arm(url: str, folder: Path, tune: dict[str, Any], conn: Any, ids: dic
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     (folder / "pgmill.yaml").write_text(yaml.safe_dump({"database": {"url": url}, "pipelines": {}, "tune": tune}))
+    if declared:
+        (folder / "queries").mkdir()
+        for path in declared:
+            shutil.copy(path, folder / "queries" / path.name)
     ctx = open_project(folder)
-    log(f"mixed bench: pgmill tune --apply with tune {tune}{' --sample' if during else ''} ...")
+    log(f"bench: pgmill tune --apply with tune {tune}{' --sample' if during else ''} ...")
     replay_s: list[float] = []
     if during:
         def app() -> None:

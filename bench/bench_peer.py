@@ -138,6 +138,7 @@ def run_mcp(url: str, texts: list[str] | None) -> dict[str, Any]:
     arg = "--workload"
     if texts is not None:
         qfile = OUT_DIR / "peer" / "mcp_queries.json"
+        qfile.parent.mkdir(parents=True, exist_ok=True)
         qfile.write_text(json.dumps(texts))
         arg = str(qfile)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHASHSEED")}

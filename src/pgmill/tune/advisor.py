@@ -113,8 +113,9 @@ def advise(conn: psycopg.Connection[Any], project_dir: Path | None, cfg: TuneCon
 def advise_workload(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, workload: list[WorkloadQuery],
                     cfg: TuneConfig, *, budget: str | None = None, backend: str = "auto",
                     max_columns: int | None = None, max_width: int | None = None,
-                    started: float | None = None) -> Advice:
-    """`advise` for an already loaded catalog and workload (benchmarks reuse one across budgets)."""
+                    started: float | None = None, exclude: frozenset[str] = frozenset()) -> Advice:
+    """`advise` for an already loaded catalog and workload (benchmarks reuse one across budgets). Candidates
+    named in `exclude` (tried already) are not considered."""
     started = time.perf_counter() if started is None else started
     tables = workload_tables(workload)
     data_bytes = data_size(catalog, tables)
@@ -125,7 +126,7 @@ def advise_workload(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, wor
     width = max_columns or cfg.max_columns
     widest = max_width or cfg.max_width
     accesses = [a for q in workload if q.analysis for a in q.analysis.accesses]
-    pool = cand.generate(accesses, catalog, width, cfg.schemas, widest)
+    pool = [c for c in cand.generate(accesses, catalog, width, cfg.schemas, widest) if c.name not in exclude]
     whatif = make_whatif(conn, catalog, backend)
     try:
         costable = []

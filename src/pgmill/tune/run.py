@@ -16,6 +16,7 @@ from pgmill.tune import store
 from pgmill.tune.advisor import Advice, advise, data_size, prepare_workload, workload_tables
 from pgmill.tune.apply import Applied, apply_advice, rollback
 from pgmill.tune.literals import LiteralSamples, can_sample, sample_literals
+from pgmill.tune.refill import refill
 from pgmill.tune.workload import WorkloadQuery
 
 if TYPE_CHECKING:
@@ -71,8 +72,12 @@ def _tune(target: Target, project_dir: Path | None, cfg: TuneConfig, *, apply: b
         applied = None
         try:
             if apply and advice.workload:
-                applied = apply_advice(lambda: target.connect(autocommit=True, application_name="pgmill tune"),
-                                       advice, run_id, executions=cfg.executions, lock_timeout=cfg.lock_timeout)
+                def connect() -> psycopg.Connection[Any]:
+                    return target.connect(autocommit=True, application_name="pgmill tune")
+                applied = apply_advice(connect, advice, run_id, executions=cfg.executions,
+                                       lock_timeout=cfg.lock_timeout)
+                if advice.budget_bytes is not None:
+                    advice, applied = refill(conn, connect, advice, applied, run_id, cfg, backend)
         except BaseException as exc:
             store.finish_run(conn, run_id, "failed", {"error": str(exc).strip()})
             raise

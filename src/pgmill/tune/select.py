@@ -4,6 +4,9 @@ Lean by rule, so that cheap queries do not collect wide covering indexes that bu
   - an index is added only while its benefit per byte is worth it: at least `min_benefit` times the
     workload's estimated cost per byte of the data it reads (the knee of the benefit curve);
   - an index that extends a chosen one (same leading keys) replaces it, and is scored by the bytes it adds;
+  - when the budget leaves indexes out, the greedy runs again with each of the best of them chosen first, and
+    the set with the lowest estimated workload cost wins (one large index can be worth more than the small
+    ones that filled the budget);
   - each chosen index is then replaced by the smallest narrower candidate (fewer keys, no INCLUDE, its
     INCLUDE columns as keys) that gives about the same cost: within LEAN, for every query;
   - last, indexes that later choices made (nearly) redundant are dropped, worst first: one whose removal
@@ -29,6 +32,7 @@ SERVES_MIN = 1.0  # ... and by at least one cost unit (about a page read): not b
 MIN_GAIN = 0.05  # an index must cut the summed cost of the queries it speeds up by at least 5%
 LEAN_SIZE = 0.6  # a lean alternative worth measuring takes at most 60% of the room of the chosen index
 LEAN = 0.05  # a narrower index replaces a chosen one when no query's cost rises by more than 5% (and a unit)
+SEEDS = 3  # when the budget binds, the greedy is also run with each of this many left-out indexes taken first
 
 
 @dataclass
@@ -65,57 +69,97 @@ def _total(whatif: WhatIf, queries: list[WorkloadQuery], config: list[Candidate]
 def greedy(whatif: WhatIf, catalog: CatalogSnapshot, queries: list[WorkloadQuery], candidates: list[Candidate], *,
            budget: int | None, write_weight: float, min_benefit: float = 0.0, data_bytes: int = 0) -> Selection:
     """Add, one at a time, the candidate with the best weighted benefit per byte until none helps enough or
-    fits; then make each chosen index as lean as the costing allows and drop the ones left idle."""
+    fits; then make each chosen index as lean as the costing allows and drop the ones left idle.
+
+    When the budget leaves candidates out, the greedy can have filled it with small indexes worth less than
+    one large index it no longer had room for (the knapsack case of ratio greedy): it is run again with each
+    of the SEEDS best-scoring indexes the budget left out chosen first, and the set with the lowest weighted
+    estimated workload cost wins (ties: the unseeded run)."""
     weights = {q.name: q.weight for q in queries}
     users = {c: [q for q in queries if whatif.relevant(q, [c])] for c in candidates}
-    pool = [c for c in candidates if users[c]]
-    chosen: list[Choice] = []
-    config: list[Candidate] = []
-    current = _total(whatif, queries, [])
-    base = dict(current)
+    base = _total(whatif, queries, [])
     floor = min_benefit * sum(base[n] * weights[n] for n in base) / data_bytes if data_bytes > 0 else 0.0
-    used = 0
-    skipped: list[Candidate] = []
-    while pool:
-        best: tuple[float, int, Candidate] | None = None
-        best_gain, best_ext = 0.0, None
-        for c in pool:
-            ext = _extended(c, config)  # a chosen index that `c` would make redundant: `c` replaces it
-            trial = [*(x for x in config if x != ext), c]
-            costs = {q.name: whatif.cost(q, trial) for q in users[c]}
-            gain = sum((current[n] - v) * weights[n] for n, v in costs.items())
-            sped = sum(current[n] * weights[n] for n, v in costs.items() if v < current[n])
-            if gain <= 0 or gain < MIN_GAIN * sped:
-                continue
-            size = whatif.size(c) - (whatif.size(ext) if ext is not None else 0)
-            score = gain / max(size, 1) / write_penalty(catalog, c, write_weight)
-            key = (-score, size, c)
-            if best is None or key < (-best[0], best[1], best[2]):
-                best, best_gain, best_ext = (score, size, c), gain, ext
-        if best is None or best[0] < floor:
-            break
-        _score, size, c = best
-        pool.remove(c)
-        if budget is not None and used + size > budget:
-            skipped.append(c)
-            continue
-        if best_ext is not None:
-            config.remove(best_ext)
-            chosen = [ch for ch in chosen if ch.candidate != best_ext]
-        config.append(c)
-        used += size
-        helped = [q.name for q in users[c] if _serves(whatif.cost(q, config), current[q.name])]
-        for q in users[c]:
-            current[q.name] = whatif.cost(q, config)
-        chosen.append(Choice(c, whatif.size(c), best_gain, write_penalty(catalog, c, write_weight), helped))
-        pool = [p for p in pool if not _same_keys_prefix(p, config)]
+    grow = _Grow(whatif, catalog, weights, users, budget, write_weight, floor)
+    chosen, current, skipped = grow.run([c for c in candidates if users[c]], base, None)
+    if budget is not None:
+        best = sum(current[n] * weights[n] for n in current)
+        for seed in [c for c in skipped if whatif.size(c) <= budget][:SEEDS]:
+            trial, costs, left = grow.run([c for c in candidates if users[c]], base, seed)
+            total = sum(costs[n] * weights[n] for n in costs)
+            if total < best:
+                best, chosen, skipped = total, trial, left
     chosen = _leaner(whatif, queries, candidates, chosen)
     chosen = _trim(whatif, catalog, queries, chosen, floor, write_weight)
     chosen = _prune(whatif, queries, chosen)
     for ch in chosen:
         ch.lean = _lean_alternative(whatif, queries, candidates, chosen, ch, base)
     final = _total(whatif, queries, [ch.candidate for ch in chosen])
-    return Selection(chosen, base, final, budget, skipped)
+    in_set = {ch.candidate for ch in chosen}
+    return Selection(chosen, base, final, budget, [c for c in skipped if c not in in_set])
+
+
+@dataclass
+class _Grow:
+    """The greedy's add loop, for one starting point."""
+
+    whatif: WhatIf
+    catalog: CatalogSnapshot
+    weights: dict[str, float]
+    users: dict[Candidate, list[WorkloadQuery]]
+    budget: int | None
+    write_weight: float
+    floor: float
+
+    def run(self, pool: list[Candidate], base: dict[str, float],
+            seed: Candidate | None) -> tuple[list[Choice], dict[str, float], list[Candidate]]:
+        """(chosen, cost of each query with them, candidates left out for the budget); `seed`, when given, is
+        taken first if it helps at all."""
+        whatif, weights = self.whatif, self.weights
+        chosen: list[Choice] = []
+        config: list[Candidate] = []
+        current = dict(base)
+        used = 0
+        skipped: list[Candidate] = []
+        while pool:
+            best: tuple[float, int, Candidate] | None = None
+            best_gain, best_ext = 0.0, None
+            for c in pool if seed is None else [seed]:
+                ext = _extended(c, config)  # a chosen index that `c` would make redundant: `c` replaces it
+                trial = [*(x for x in config if x != ext), c]
+                costs = {q.name: whatif.cost(q, trial) for q in self.users[c]}
+                gain = sum((current[n] - v) * weights[n] for n, v in costs.items())
+                sped = sum(current[n] * weights[n] for n, v in costs.items() if v < current[n])
+                if gain <= 0 or gain < MIN_GAIN * sped:
+                    continue
+                size = whatif.size(c) - (whatif.size(ext) if ext is not None else 0)
+                score = gain / max(size, 1) / write_penalty(self.catalog, c, self.write_weight)
+                key = (-score, size, c)
+                if best is None or key < (-best[0], best[1], best[2]):
+                    best, best_gain, best_ext = (score, size, c), gain, ext
+            if seed is not None:
+                pool = [p for p in pool if p != seed]
+                seed = None
+                if best is None:
+                    continue
+            if best is None or best[0] < self.floor:
+                break
+            _score, size, c = best
+            pool = [p for p in pool if p != c]
+            if self.budget is not None and used + size > self.budget:
+                skipped.append(c)
+                continue
+            if best_ext is not None:
+                config.remove(best_ext)
+                chosen = [ch for ch in chosen if ch.candidate != best_ext]
+            config.append(c)
+            used += size
+            helped = [q.name for q in self.users[c] if _serves(whatif.cost(q, config), current[q.name])]
+            for q in self.users[c]:
+                current[q.name] = whatif.cost(q, config)
+            chosen.append(Choice(c, whatif.size(c), best_gain, write_penalty(self.catalog, c, self.write_weight),
+                                 helped))
+            pool = [p for p in pool if not _same_keys_prefix(p, config)]
+        return chosen, current, skipped
 
 
 def _extended(c: Candidate, config: list[Candidate]) -> Candidate | None:
