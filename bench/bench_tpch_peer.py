@@ -16,7 +16,7 @@ What it does, every run from scratch:
   4. pgmill: a project with the six texts as declared queries (queries/*.sql) and `tune: {observed: 0}`,
      `run_tune(apply=True)`: advise (HypoPG), create, measure, keep only what helped; once with no budget
      and, for each distinct postgres-mcp set, once with that set's real storage (built and sized here,
-     rounded down to 0.1 MiB) as `tune.budget`: the target's "no more storage" (or once with --budget);
+     in bytes) as `tune.budget`: the target's "no more storage" (or once with --budget);
   5. every set (none, postgres-mcp's, pgmill's kept sets) built by the benchmark and measured R rounds
      (default 5), sets interleaved and their order rotated each round: every query 1 warm-up run then N
      (default 10) timed executions; per-query p95 and p50, summed p95 per set (median over rounds), real
@@ -30,7 +30,6 @@ Target of issue 16: on TPC-H SF1, pgmill's index set no larger than postgres-mcp
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -62,7 +61,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--executions", type=int, default=10, help="timed executions of each query per round")
     ap.add_argument("--budget", default=None, help="the budgeted pgmill arm's tune.budget (default: the real "
-                    "size of postgres-mcp's measured set, rounded down to 0.1 MiB)")
+                    "size of each postgres-mcp set, in bytes)")
     args = ap.parse_args()
     sf = args.sf if args.sf is not None else (0.1 if args.quick else 1.0)
     os.environ.pop("PGMILL_DATABASE_URL", None)
@@ -97,8 +96,8 @@ def main() -> None:
             names = create_set(conn, ddls)
             size = sum(set_sizes(conn, "public", names))
             drop_set(conn, "public", names)
-            budget = args.budget or f"{math.floor(size / 2**20 * 10) / 10:.1f}MB"
-            arm = f"pgmill, budget {budget}"
+            budget = args.budget or str(size)  # bytes: `tune.budget` takes a plain number as bytes
+            arm = f"pgmill, budget {args.budget or f'{size / 2**20:.2f} MiB'}"
             arms[arm] = pgmill_arm(url, base / f"project_budget{j}", {"observed": 0, "budget": budget}, conn, {},
                                    declared=files)
             against[arm] = peer
@@ -158,7 +157,7 @@ def render(r: dict[str, Any]) -> str:
            "- pgmill: a project with the same texts as declared queries and `tune: {observed: 0}`, `run_tune("
            "apply=True)`: advise (HypoPG), create, measure, keep only what helped; with no budget, and "
            + (f"with `budget: {r['budget_given']}`" if r["budget_given"] else "with each postgres-mcp set's real "
-              "storage (rounded down to 0.1 MiB) as `tune.budget`: the target's \"no more storage\""), "",
+              "storage (in bytes) as `tune.budget`: the target's \"no more storage\""), "",
            "## Per query (ms, medians of the rounds)", "",
            "| query | " + " | ".join(f"p95 {c}" for c in cols) + " | " + " | ".join(f"p50 {c}" for c in cols) + " |",
            "| --- |" + " ---: |" * (2 * len(cols))]
