@@ -272,7 +272,7 @@ def measure_sets(conn: Any, sets: dict[str, list[str]], app: list[Any], tpch: li
             sizes[name] = set_sizes(conn, "public", names)
             conn.execute("CHECKPOINT")
             loads.append(loadavg()[0])
-            log(f"mixed bench: round {r + 1}, measuring {name} ({len(names)} indexes) ...")
+            log(f"bench: round {r + 1}, measuring {name} ({len(names)} indexes) ...")
             per = measure_set(conn, app, app_n) | measure_set(conn, tpch, tpch_n)
             per_round[name].append(summarize(per))
             drop_set(conn, "public", names)

@@ -113,7 +113,7 @@ class _Grow:
     def run(self, pool: list[Candidate], base: dict[str, float],
             seed: Candidate | None) -> tuple[list[Choice], dict[str, float], list[Candidate]]:
         """(chosen, cost of each query with them, candidates left out for the budget); `seed`, when given, is
-        taken first if it helps at all."""
+        taken first, if it earns its bytes as any choice must (else nothing is chosen: that run loses)."""
         whatif, weights = self.whatif, self.weights
         chosen: list[Choice] = []
         config: list[Candidate] = []
