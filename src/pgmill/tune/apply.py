@@ -171,16 +171,18 @@ def _confirmed_slower(conn: psycopg.Connection[Any], q: WorkloadQuery, before: L
     return regressed(before, again)
 
 
-def apply_advice(connect: Connect, advice: Advice, run_id: int, *, executions: int,
-                 lock_timeout: str) -> Applied:
-    """Create the recommended indexes, measure, keep the ones that proved themselves, drop the rest."""
+def apply_advice(connect: Connect, advice: Advice, run_id: int, *, executions: int, lock_timeout: str,
+                 before: dict[str, Latency] | None = None) -> Applied:
+    """Create the recommended indexes, measure, keep the ones that proved themselves, drop the rest.
+    `before`: the workload's latencies as it stands, when just measured (a refill pass); else measured here."""
     queries = [q for q in advice.workload if q.runnable]
     by_name = {q.name: q for q in queries}
     recs = {r.name: r for r in advice.recommendations}
     unrunnable = {q.name for q in advice.workload if not q.runnable}
     with connect() as ddl, connect() as mconn:
         invalid = drop_invalid_leftovers(ddl, run_id, lock_timeout)
-        before = measure(mconn, queries, executions)
+        if before is None or any(q.name not in before for q in queries):
+            before = measure(mconn, queries, executions)
         outcomes: list[Outcome] = []
         live: list[Outcome] = []
         for rec in advice.recommendations:

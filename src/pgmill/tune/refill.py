@@ -41,7 +41,8 @@ def refill(conn: psycopg.Connection[Any], connect: Connect, advice: Advice, appl
                                exclude=frozenset(tried))
         if not more.recommendations:
             break
-        step = apply_advice(connect, more, run_id, executions=cfg.executions, lock_timeout=cfg.lock_timeout)
+        step = apply_advice(connect, more, run_id, executions=cfg.executions, lock_timeout=cfg.lock_timeout,
+                            before=applied.after)  # measured at the end of the last pass, with what it kept
         tried |= {o.name for o in step.outcomes}
         last = step.outcomes
         advice = Advice(advice.backend, advice.workload, advice.recommendations + more.recommendations,
