@@ -74,26 +74,31 @@ def greedy(whatif: WhatIf, catalog: CatalogSnapshot, queries: list[WorkloadQuery
     When the budget leaves candidates out, the greedy can have filled it with small indexes worth less than
     one large index it no longer had room for (the knapsack case of ratio greedy): it is run again with each
     of the SEEDS best-scoring indexes the budget left out chosen first, and the set with the lowest weighted
-    estimated workload cost wins (ties: the unseeded run)."""
+    estimated workload cost, once made lean and trimmed, wins (ties: the unseeded run)."""
     weights = {q.name: q.weight for q in queries}
     users = {c: [q for q in queries if whatif.relevant(q, [c])] for c in candidates}
     base = _total(whatif, queries, [])
     floor = min_benefit * sum(base[n] * weights[n] for n in base) / data_bytes if data_bytes > 0 else 0.0
     grow = _Grow(whatif, catalog, weights, users, budget, write_weight, floor)
-    chosen, current, skipped = grow.run([c for c in candidates if users[c]], base, None)
+
+    def finished(seed: Candidate | None) -> tuple[list[Choice], dict[str, float], list[Candidate]]:
+        """One greedy run, made lean and trimmed: (chosen, each query's final cost, left out for the budget)."""
+        chosen, _current, skipped = grow.run([c for c in candidates if users[c]], base, seed)
+        chosen = _leaner(whatif, queries, candidates, chosen)
+        chosen = _trim(whatif, catalog, queries, chosen, floor, write_weight)
+        chosen = _prune(whatif, queries, chosen)
+        return chosen, _total(whatif, queries, [ch.candidate for ch in chosen]), skipped
+
+    chosen, final, skipped = finished(None)
     if budget is not None:
-        best = sum(current[n] * weights[n] for n in current)
+        best = sum(final[n] * weights[n] for n in final)
         for seed in [c for c in skipped if whatif.size(c) <= budget][:SEEDS]:
-            trial, costs, left = grow.run([c for c in candidates if users[c]], base, seed)
+            trial, costs, left = finished(seed)
             total = sum(costs[n] * weights[n] for n in costs)
             if total < best:
-                best, chosen, skipped = total, trial, left
-    chosen = _leaner(whatif, queries, candidates, chosen)
-    chosen = _trim(whatif, catalog, queries, chosen, floor, write_weight)
-    chosen = _prune(whatif, queries, chosen)
+                best, chosen, final, skipped = total, trial, costs, left
     for ch in chosen:
         ch.lean = _lean_alternative(whatif, queries, candidates, chosen, ch, base)
-    final = _total(whatif, queries, [ch.candidate for ch in chosen])
     in_set = {ch.candidate for ch in chosen}
     return Selection(chosen, base, final, budget, [c for c in skipped if c not in in_set])
 
