@@ -80,3 +80,35 @@ def test_explain_marks_a_big_sequential_scan(shop: str, tmp_path: Path) -> None:
     assert doc["analyzed"] and any("sequential scan of app.orders" in m for n in doc["plan"] for m in n["marks"])
     raw = CliRunner().invoke(cli(), ["explain", "SELECT count(*) FROM app.items WHERE qty = 2"])
     assert raw.exit_code == 0 and "sequential scan of app.items" in raw.output
+
+
+def test_tune_notes_a_workload_table_that_is_mostly_outside_the_visibility_map(shop: str, tmp_path: Path) -> None:
+    import psycopg
+
+    with psycopg.connect(shop, autocommit=True) as conn:  # loaded, analyzed, never vacuumed
+        conn.execute("CREATE TABLE app.fresh WITH (autovacuum_enabled = false) AS SELECT g AS id, g % 500 AS grp, "
+                     "md5(g::text) AS pad FROM generate_series(1, 60000) g")
+        conn.execute("ANALYZE app.fresh")
+    write_queries(tmp_path, {"fresh_group": "-- params: [[7], [42]]\nSELECT count(*) FROM app.fresh WHERE grp = $1",
+                             "point_lookup": SHAPES["point_lookup"]})
+    (tmp_path / "pgmill.yaml").write_text("pipelines: {}\ntune: {observed: 0}\n")
+    runner = CliRunner()
+    doc = json.loads(runner.invoke(cli(), ["tune", "--json"]).output)
+    assert doc["unvacuumed"] == ["app.fresh"]  # app.customers, VACUUMed when seeded, is not named
+    text = runner.invoke(cli(), ["tune"])
+    assert text.exit_code == 0, text.output
+    assert ("note: most pages of app.fresh are not in the visibility map (no VACUUM since a large load?): "
+            "index-only scans are costed as heap reads") in " ".join(text.output.split())
+
+
+def test_the_visibility_map_note_names_only_large_tables_under_half_covered() -> None:
+    from pgmill.tune.snapshot import CatalogSnapshot, Table, unvacuumed
+
+    def table(name: str, pages: int, visible: int) -> Table:
+        return Table(1, "s", name, 1.0, pages, pages * 8192, 1, 1, 0, 0, 0, 0, False, all_visible=visible)
+
+    tables = [table("loaded", 1000, 0), table("half", 1000, 499), table("vacuumed", 1000, 500),
+              table("small", 127, 0), table("elsewhere", 1000, 0)]
+    catalog = CatalogSnapshot({t.key: t for t in tables}, ["s"], 150000)
+    keys = {("s", n) for n in ("loaded", "half", "vacuumed", "small")}
+    assert unvacuumed(catalog, keys) == ["s.half", "s.loaded"]

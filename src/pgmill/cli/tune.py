@@ -126,6 +126,10 @@ def _print_report(d: dict[str, Any]) -> None:
         out.print(f"sampled {s['statements']} statement(s) with their constants from {s['seen']} running "
                   f"({s['polls']} looks; {s['truncated']} too long for track_activity_query_size, "
                   f"{s['parameterized']} sent with parameters, {s['hidden']} of other roles not visible)")
+    if d.get("unvacuumed"):
+        out.print(f"note: most pages of {', '.join(d['unvacuumed'])} are not in the visibility map (no VACUUM since "
+                  "a large load?): index-only scans are costed as heap reads, so covering indexes look less useful "
+                  "than they will be; run VACUUM (ANALYZE) and tune again")
     if not d["recommendations"]:
         out.print("no index would make the workload cheaper")
     for r in d["recommendations"]:

@@ -14,7 +14,7 @@ from pgmill.errors import ConfigError
 from pgmill.tune import candidates as cand
 from pgmill.tune.analyze import analyze
 from pgmill.tune.select import Selection, greedy
-from pgmill.tune.snapshot import CatalogSnapshot, TableKey, analyze_unanalyzed, load_snapshot
+from pgmill.tune.snapshot import CatalogSnapshot, TableKey, analyze_unanalyzed, load_snapshot, unvacuumed
 from pgmill.tune.whatif import make_whatif
 from pgmill.tune.workload import WorkloadQuery, load_workload
 
@@ -59,6 +59,7 @@ class Advice:
     skipped_for_budget: list[str]
     seconds: float
     explains: int
+    unvacuumed: list[str] = field(default_factory=list)  # tables whose index-only scans cost as heap reads
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,7 +71,7 @@ class Advice:
                          "sql": q.sql}
                         for q in self.workload],
             "recommendations": [r.as_dict() for r in self.recommendations],
-            "skipped_for_budget": self.skipped_for_budget,
+            "skipped_for_budget": self.skipped_for_budget, "unvacuumed": self.unvacuumed,
             "estimated_cost_before": round(sum(self.cost_before.values()), 2),
             "estimated_cost_after": round(sum(self.cost_after.values()), 2),
         }
@@ -153,4 +154,5 @@ def advise_workload(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, wor
     finally:
         whatif.close()
     return Advice(whatif.kind, costable, recs, sel.base, sel.final, len(pool), budget_bytes, data_bytes,
-                  [c.label() for c in sel.skipped_budget], time.perf_counter() - started, explains)
+                  [c.label() for c in sel.skipped_budget], time.perf_counter() - started, explains,
+                  unvacuumed(catalog, tables))

@@ -48,7 +48,7 @@ def refill(conn: psycopg.Connection[Any], connect: Connect, advice: Advice, appl
         advice = Advice(advice.backend, advice.workload, advice.recommendations + more.recommendations,
                         advice.cost_before, more.cost_after, advice.candidates, advice.budget_bytes,
                         advice.data_bytes, more.skipped_for_budget, advice.seconds + more.seconds,
-                        advice.explains + more.explains)
+                        advice.explains + more.explains, advice.unvacuumed)
         after = {**applied.after, **step.after}
         applied = Applied(applied.before, after, applied.outcomes + step.outcomes,
                           applied.invalid_dropped + step.invalid_dropped,

@@ -25,7 +25,7 @@ SELECT c.oid, n.nspname, c.relname, greatest(coalesce(p.reltuples, c.reltuples),
        coalesce(p.n_tup_upd, s.n_tup_upd, 0), coalesce(p.n_tup_del, s.n_tup_del, 0),
        coalesce(p.seq_scan, s.seq_scan, 0), coalesce(p.idx_scan, s.idx_scan, 0),
        c.reltuples < 0 OR (c.relkind <> 'p' AND s.last_analyze IS NULL AND s.last_autoanalyze IS NULL),
-       coalesce(p.partitions, 0)
+       coalesce(p.partitions, 0), coalesce(p.relallvisible, c.relallvisible)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 LEFT JOIN LATERAL (
@@ -33,7 +33,8 @@ LEFT JOIN LATERAL (
            sum(pg_table_size(lc.oid))::bigint AS size, sum(ls.n_live_tup)::bigint AS n_live_tup,
            sum(ls.n_tup_ins)::bigint AS n_tup_ins, sum(ls.n_tup_upd)::bigint AS n_tup_upd,
            sum(ls.n_tup_del)::bigint AS n_tup_del, sum(ls.seq_scan)::bigint AS seq_scan,
-           sum(ls.idx_scan)::bigint AS idx_scan, count(*) AS partitions
+           sum(ls.idx_scan)::bigint AS idx_scan, count(*) AS partitions,
+           sum(greatest(lc.relallvisible, 0))::bigint AS relallvisible
     FROM pg_partition_tree(c.oid) pt JOIN pg_class lc ON lc.oid = pt.relid
     LEFT JOIN pg_stat_user_tables ls ON ls.relid = lc.oid
     WHERE pt.isleaf) p ON c.relkind = 'p'
@@ -140,6 +141,7 @@ class Table:
     columns: dict[str, Column] = field(default_factory=dict)
     indexes: list[Index] = field(default_factory=list)
     partitions: int = 0  # leaf partitions of a partitioned table; 0 for a plain table
+    all_visible: int = 0  # pages the visibility map marks all-visible (pg_class.relallvisible)
 
     @property
     def key(self) -> TableKey:
@@ -183,7 +185,7 @@ def load_snapshot(conn: psycopg.Connection[Any]) -> CatalogSnapshot:
     by_oid: dict[int, Table] = {}
     for r in conn.execute(_TABLES, (list(_SYSTEM_SCHEMAS),)).fetchall():
         t = Table(int(r[0]), r[1], r[2], float(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7]), int(r[8]),
-                  int(r[9]), int(r[10]), int(r[11]), bool(r[12]), partitions=int(r[13]))
+                  int(r[9]), int(r[10]), int(r[11]), bool(r[12]), partitions=int(r[13]), all_visible=int(r[14]))
         tables[t.key] = t
         by_oid[t.oid] = t
     oids = list(by_oid)
@@ -201,6 +203,22 @@ def load_snapshot(conn: psycopg.Connection[Any]) -> CatalogSnapshot:
                                desc + (False,) * (nkeys - len(desc)), r[6], bool(r[7]), bool(r[8]),
                                bool(r[9]), int(r[10]), int(r[11]), str(r[12]), str(r[13])))
     return CatalogSnapshot(tables, path, version)
+
+
+UNVACUUMED_PAGES = 128  # tables under 1 MB are read whole anyway: not worth the note
+UNVACUUMED_SHARE = 0.5
+
+
+def unvacuumed(catalog: CatalogSnapshot, keys: set[TableKey]) -> list[str]:
+    """Workload tables with most of their pages outside the visibility map (no VACUUM since a large load, or
+    one that a long transaction held back): the planner costs their index-only scans as heap reads, so the
+    advisor sees covering indexes as worth less than they will be once autovacuum has run."""
+    out = []
+    for k in sorted(keys):
+        t = catalog.tables.get(k)
+        if t is not None and t.pages >= UNVACUUMED_PAGES and t.all_visible < UNVACUUMED_SHARE * t.pages:
+            out.append(f"{t.schema}.{t.name}")
+    return out
 
 
 def analyze_unanalyzed(conn: psycopg.Connection[Any], catalog: CatalogSnapshot, keys: set[TableKey]) -> bool:
