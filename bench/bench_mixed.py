@@ -53,10 +53,11 @@ from bench_peer import (  # noqa: E402
     mcp_indexes,
     measure_set,
     run_mcp,
+    set_bytes,
     set_sizes,
     summarize,
 )
-from bench_tpch import Pg15, load, tpchgen  # noqa: E402
+from bench_tpch import loaded_cluster  # noqa: E402
 from common import OUT_DIR, RESULTS_JSON, loadavg, log, machine, save, save_to  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -320,14 +321,9 @@ def main() -> None:
     import psycopg
 
     load_start = loadavg()
-    data, version = tpchgen(sf)
     base = OUT_DIR / "mixed"
-    pg = Pg15(base / "pg15").fresh()
+    pg, url, loaded, version = loaded_cluster(sf, base, "mixed bench")
     try:
-        url = pg.create_db("tpch")
-        log(f"mixed bench: loading SF {sf:g} into PostgreSQL {pg.version()} ...")
-        loaded = load(url, data)
-        log(f"mixed bench: loaded in {loaded['load_seconds']} s")
         conn = psycopg.connect(url, autocommit=True)
         conn.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -372,9 +368,7 @@ def main() -> None:
                 url, base / "project_sampled", {"observed": OBSERVED}, conn, whole_ids, whole, args.sample_calls)
             budget = args.sample_budget
             if budget is None:  # postgres-mcp's storage as pgmill's budget: the target's "no more storage"
-                names = create_set(conn, mcp["ddls"])
-                budget = f"{sum(set_sizes(conn, 'public', names)) / 2**20:.1f}MB"
-                drop_set(conn, "public", names)
+                budget = f"{set_bytes(conn, mcp['ddls']) / 2**20:.1f}MB"
             whose = " (postgres-mcp's storage)" if args.sample_budget is None else ""
             arms[f"pgmill, whole workload sampled, budget {budget}{whose}"] = pgmill_arm(
                 url, base / "project_sampled_budget", {"observed": OBSERVED, "budget": budget}, conn,

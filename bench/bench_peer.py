@@ -244,6 +244,14 @@ def set_sizes(conn: Any, schema: str, names: list[str]) -> list[int]:
             for n in names]
 
 
+def set_bytes(conn: Any, ddls: list[str]) -> int:
+    """The real size of an index set: built, sized, dropped."""
+    names = create_set(conn, ddls)
+    size = sum(set_sizes(conn, "public", names))
+    drop_set(conn, "public", names)
+    return size
+
+
 def drop_set(conn: Any, schema: str, names: list[str]) -> None:
     from psycopg import sql
 

@@ -227,6 +227,22 @@ def load(url: str, data: Path) -> dict[str, Any]:
             "all_visible_share": round(share, 4), "vacuums": vacuums}
 
 
+def loaded_cluster(sf: float, base: Path, who: str) -> tuple[Pg15, str, dict[str, Any], str]:
+    """TPC-H at `sf` loaded into a fresh PostgreSQL 15 under base/pg15: (cluster, URL, load facts, tpchgen's
+    version). The caller stops the cluster; a failed load stops it here."""
+    data, version = tpchgen(sf)
+    pg = Pg15(base / "pg15").fresh()
+    try:
+        url = pg.create_db("tpch")
+        log(f"{who}: loading SF {sf:g} into PostgreSQL {pg.version()} ...")
+        loaded = load(url, data)
+        log(f"{who}: loaded in {loaded['load_seconds']} s")
+    except BaseException:
+        pg.stop()
+        raise
+    return pg, url, loaded, version
+
+
 # ---------------------------------------------------------------- advisor
 
 
@@ -428,13 +444,8 @@ def main() -> None:
     args = ap.parse_args()
     sf = args.sf if args.sf is not None else (0.1 if args.quick else 1.0)
     load_start = loadavg()
-    data, version = tpchgen(sf)
-    pg = Pg15(OUT_DIR / "tpch" / "pg15").fresh()
+    pg, url, loaded, version = loaded_cluster(sf, OUT_DIR / "tpch", "tpch bench")
     try:
-        url = pg.create_db("tpch")
-        log(f"tpch bench: loading SF {sf:g} into PostgreSQL {pg.version()} ...")
-        loaded = load(url, data)
-        log(f"tpch bench: loaded in {loaded['load_seconds']} s")
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as c:

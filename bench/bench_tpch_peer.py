@@ -47,8 +47,8 @@ from bench_mixed import (  # noqa: E402
     postgres_mcp,
     tpch_queries,
 )
-from bench_peer import create_set, drop_set, set_sizes  # noqa: E402
-from bench_tpch import Pg15, load, tpchgen  # noqa: E402
+from bench_peer import set_bytes  # noqa: E402
+from bench_tpch import loaded_cluster  # noqa: E402
 from common import OUT_DIR, RESULTS_JSON, loadavg, log, machine, save, save_to  # noqa: E402
 
 MD = Path(__file__).resolve().parent / "RESULTS_tpch_peer.md"
@@ -69,13 +69,9 @@ def main() -> None:
     import psycopg
 
     load_start = loadavg()
-    data, version = tpchgen(sf)
     base = OUT_DIR / "tpch_peer"
-    pg = Pg15(base / "pg15").fresh()
+    pg, url, loaded, version = loaded_cluster(sf, base, "tpch peer bench")
     try:
-        url = pg.create_db("tpch")
-        log(f"tpch peer bench: loading SF {sf:g} into PostgreSQL {pg.version()} ...")
-        loaded = load(url, data)
         conn = psycopg.connect(url, autocommit=True)
         conn.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
         hypopg = str(conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'hypopg'").fetchone()[0])
@@ -93,9 +89,7 @@ def main() -> None:
         arms = {"pgmill": pgmill_arm(url, base / "project", {"observed": 0}, conn, {}, declared=files)}
         against = {"pgmill": next(iter(peers))}
         for j, (peer, ddls) in enumerate(peers.items()):
-            names = create_set(conn, ddls)
-            size = sum(set_sizes(conn, "public", names))
-            drop_set(conn, "public", names)
+            size = set_bytes(conn, ddls)
             budget = args.budget or str(size)  # bytes: `tune.budget` takes a plain number as bytes
             arm = f"pgmill, budget {args.budget or f'{size / 2**20:.2f} MiB'}"
             arms[arm] = pgmill_arm(url, base / f"project_budget{j}", {"observed": 0, "budget": budget}, conn, {},
