@@ -118,6 +118,31 @@ def query(db_url: str, q: str | sql.Composable, params: Any = None) -> list[tupl
         return c.execute(q, params).fetchall()
 
 
+def pgmill_indexes(db_url: str, table: str) -> set[str]:
+    """The indexes pgmill's tuning built on app.`table`."""
+    return {str(r[0]) for r in query(db_url, "SELECT indexname FROM pg_indexes WHERE schemaname = 'app' AND "
+                                             "tablename = %s AND indexname LIKE 'pgmill%%'", (table,))}
+
+
+def script_p95(monkeypatch: pytest.MonkeyPatch, p95: Callable[[str], float]) -> list[tuple[str, ...]]:
+    """`--apply`'s measurements with their p95 scripted: the queries still run (the real measure), then each
+    query's p95 is `p95(name)`, asked when it is measured. Returns the names of each measurement, in turn."""
+    from dataclasses import replace
+
+    from pgmill.tune import apply as apply_module
+
+    real = apply_module.measure
+    calls: list[tuple[str, ...]] = []
+
+    def measure(conn: Any, queries: Any, executions: int = 30) -> dict[str, Any]:
+        out = real(conn, queries, executions)
+        calls.append(tuple(sorted(out)))
+        return {q: replace(v, p95_ms=p95(q)) for q, v in out.items()}
+
+    monkeypatch.setattr(apply_module, "measure", measure)
+    return calls
+
+
 def fail_range_checkpoint(monkeypatch: pytest.MonkeyPatch, is_target: Callable[[Any], bool],
                           fail_at: int = 4) -> Callable[[], None]:
     """Make the `fail_at`-th checkpoint of the range whose file mark `is_target` selects raise

@@ -25,7 +25,7 @@ from pgmill.tune.measure import Latency, as_fast, regressed
 from pgmill.tune.run import rollback_run
 from pgmill.tune.snapshot import CatalogSnapshot, Column, Table, load_snapshot
 from pgmill.tune.whatif import estimate_size, sample_distinct
-from tests.helpers import connect, query
+from tests.helpers import connect, pgmill_indexes, query, script_p95
 from tests.test_cli_tune import cli
 from tests.test_tune_advisor import SHAPES, all_visible, run_advice, write_queries
 
@@ -166,17 +166,13 @@ def test_apply_keeps_the_lean_index_when_it_measures_as_fast(pg_server: Embedded
     lean = Candidate("app", "orders", ("shop_id",), (False,))
     advice, run_id = _advice_with(url, root, WIDE, lean)
     before = _indexes(url)
-    real = apply_module.measure
+    # both indexes take well under a millisecond here, and on a loaded machine (CI's) the lean one's heap
+    # reads measured over 1 ms slower now and then: the p95 is scripted (the queries still run)
+    def p95(_query: str) -> float:
+        built = pgmill_indexes(url, "orders")
+        return 0.30 if WIDE.name in built else 0.45 if lean.name in built else 9.0
 
-    def measure(conn: Any, queries: Any, executions: int = 30) -> dict[str, Latency]:
-        # the queries run, their p95 scripted: both indexes take well under a millisecond here, and on a
-        # loaded machine (CI's) the lean one's heap reads measured over 1 ms slower now and then
-        out = real(conn, queries, executions)
-        built = _indexes(url)
-        p95 = 0.30 if WIDE.name in built else 0.45 if lean.name in built else 9.0
-        return {q: replace(v, p95_ms=p95) for q, v in out.items()}
-
-    monkeypatch.setattr(apply_module, "measure", measure)
+    script_p95(monkeypatch, p95)
     outcomes = _apply(url, advice, run_id)
     assert {o["name"]: o["status"] for o in outcomes} == {WIDE.name: "dropped", lean.name: "kept"}, outcomes
     kept = next(o for o in outcomes if o["status"] == "kept")
@@ -236,7 +232,6 @@ def test_apply_builds_the_wide_index_again_when_the_lean_one_is_slower_under_the
     """The lean index measured a few ms slower than the wide one (the trial's p95 raised to sit between
     `as_fast`'s 1 ms and `regressed`'s 5 ms floor, no index's p95 raised tenfold so that it is still an
     improvement on no index): the wide one comes back."""
-    from pgmill.tune import apply as apply_module
 
     url = seeded(pg_server.url())
     root = write_queries(tmp_path, {"covering": SHAPES["covering"]})

@@ -12,23 +12,16 @@ import pytest
 
 from pgmill.config.tune import TuneConfig
 from pgmill.db.embedded import EmbeddedServer
-from pgmill.tune import apply as apply_module
 from pgmill.tune import store
 from pgmill.tune.advisor import advise
 from pgmill.tune.apply import apply_advice
-from pgmill.tune.measure import Latency
 from pgmill.tune.refill import refill
-from tests.helpers import connect, query
+from tests.helpers import connect, pgmill_indexes, query, script_p95
 from tests.test_tune_advisor import SHAPES, write_queries
 from tests.test_tune_lean import seeded
 
 pytest_plugins = ["tests.pg15"]
 BUDGET = 64 * 2**20
-
-
-def _pgmill_indexes(url: str, table: str) -> set[str]:
-    return {str(r[0]) for r in query(url, "SELECT indexname FROM pg_indexes WHERE schemaname = 'app' AND "
-                                          "tablename = %s AND indexname LIKE 'pgmill%%'", (table,))}
 
 
 def test_room_an_unproven_index_freed_goes_to_the_next_candidate(
@@ -41,27 +34,20 @@ def test_room_an_unproven_index_freed_goes_to_the_next_candidate(
         advice = advise(conn, root, cfg)
         run_id = store.start_run(conn, "apply", advice.backend)
     [first] = [r for r in advice.recommendations if r.queries == ["covering"]]
-    real = apply_module.measure
-
-    def measure(conn: Any, queries: Any, executions: int = 30) -> dict[str, Latency]:
-        # `covering` never gets faster, whatever is built; `point_lookup` does once customers has an index
-        out = real(conn, queries, executions)
-        indexed = bool(_pgmill_indexes(url, "customers"))
-        return {q: replace(v, p95_ms=50.0 if q == "covering" else 5.0 if indexed else 500.0) for q, v in out.items()}
-
-    monkeypatch.setattr(apply_module, "measure", measure)
+    # `covering` never gets faster, whatever is built; `point_lookup` does once customers has an index
+    script_p95(monkeypatch, lambda q: 50.0 if q == "covering" else 5.0 if pgmill_indexes(url, "customers") else 500.0)
     # the first pass: the budget spent on the orders index alone, which measurement then drops
     one = replace(advice, recommendations=[first], budget_bytes=BUDGET)
     with connect(url) as conn:
         applied = apply_advice(lambda: connect(url), one, run_id, executions=5, lock_timeout="5s")
         assert [(o.name, o.status) for o in applied.outcomes] == [(first.name, "dropped")]
-        assert _pgmill_indexes(url, "customers") == set()
+        assert pgmill_indexes(url, "customers") == set()
         merged, done = refill(conn, lambda: connect(url), one, applied, run_id, cfg, "auto")
     status = {o.name: o.status for o in done.outcomes}
     assert status.pop(first.name) == "dropped"
     kept = [name for name, s in status.items() if s == "kept"]
-    assert len(kept) == 1 and _pgmill_indexes(url, "customers") == set(kept), done.outcomes
-    assert _pgmill_indexes(url, "orders") == set()  # the dropped index was not tried again
+    assert len(kept) == 1 and pgmill_indexes(url, "customers") == set(kept), done.outcomes
+    assert pgmill_indexes(url, "orders") == set()  # the dropped index was not tried again
     assert [r.name for r in merged.recommendations][0] == first.name and len(merged.recommendations) >= 2
     assert done.before["point_lookup"].p95_ms == 500.0 and done.after["point_lookup"].p95_ms == 5.0
     assert done.slower == []
@@ -86,14 +72,7 @@ def test_nothing_is_refilled_when_every_index_proved_itself(
         raise AssertionError("refill advised although nothing was dropped")
 
     monkeypatch.setattr("pgmill.tune.refill.advise_workload", advise_workload)
-    real = apply_module.measure
-
-    def measure(conn: Any, queries: Any, executions: int = 30) -> dict[str, Latency]:
-        out = real(conn, queries, executions)
-        indexed = bool(_pgmill_indexes(url, "customers"))
-        return {q: replace(v, p95_ms=5.0 if indexed else 500.0) for q, v in out.items()}
-
-    monkeypatch.setattr(apply_module, "measure", measure)
+    script_p95(monkeypatch, lambda q: 5.0 if pgmill_indexes(url, "customers") else 500.0)
     recs = [replace(r, lean=None) for r in advice.recommendations]
     with connect(url) as conn:
         applied = apply_advice(lambda: connect(url), replace(advice, recommendations=recs), run_id, executions=5,

@@ -5,27 +5,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pgmill.config.tune import TuneConfig
 from pgmill.db.embedded import EmbeddedServer
-from pgmill.tune import apply as apply_module
 from pgmill.tune import store
 from pgmill.tune.advisor import Advice, advise
 from pgmill.tune.apply import Applied, apply_advice
-from pgmill.tune.measure import Latency
-from tests.helpers import connect, query
+from tests.helpers import connect, pgmill_indexes, query, script_p95
 from tests.test_tune_advisor import SHAPES, write_queries
 from tests.test_tune_lean import seeded
 
 pytest_plugins = ["tests.pg15"]
-
-
-def _orders_indexes(url: str) -> set[str]:
-    return {str(r[0]) for r in query(url, "SELECT indexname FROM pg_indexes WHERE schemaname = 'app' AND "
-                                          "tablename = 'orders' AND indexname LIKE 'pgmill%%'")}
 
 
 def _apply_scripted(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -40,16 +32,7 @@ def _apply_scripted(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     recs = [replace(r, lean=None) for r in advice.recommendations
             if r.candidate.table == "orders" and r.candidate.keys[0] == "customer_id"]
     assert recs, [r.label for r in advice.recommendations]
-    real = apply_module.measure
-    calls: list[tuple[str, ...]] = []
-
-    def measure(conn: Any, queries: Any, executions: int = 30) -> dict[str, Latency]:
-        out = real(conn, queries, executions)
-        calls.append(tuple(sorted(out)))
-        indexed = bool(_orders_indexes(url))
-        return {q: replace(v, p95_ms=with_index[q] if indexed else 500.0) for q, v in out.items()}
-
-    monkeypatch.setattr(apply_module, "measure", measure)
+    calls = script_p95(monkeypatch, lambda q: with_index[q] if pgmill_indexes(url, "orders") else 500.0)
     one = replace(advice, recommendations=recs[:1])
     applied = apply_advice(lambda: connect(url), one, run_id, executions=5, lock_timeout="5s")
     assert ("eq_range",) in calls  # the slowdown was measured a second time before it was acted on
@@ -66,7 +49,7 @@ def test_an_index_that_speeds_one_query_and_slows_another_is_a_trade_and_dropped
     assert (o.status, o.improved, o.slowed) == ("trade", ["fk_join"], ["eq_range"])
     assert o.reason == ("speeds fk_join but slows eq_range: not applied on its own; "
                         "create it by hand if the trade is worth it")
-    assert _orders_indexes(url) == set()
+    assert pgmill_indexes(url, "orders") == set()
     # measured again without it: nothing ends slower than it started
     assert applied.slower == [] and applied.after["eq_range"].p95_ms == 500.0
     actions = query(url, "SELECT action, index_name, reason, detail FROM pgmill.index_actions WHERE run_id = %s"
@@ -81,6 +64,6 @@ def test_an_index_that_only_slows_a_query_is_dropped(
     _, applied, run_id = _apply_scripted(url, tmp_path, monkeypatch, {"fk_join": 500.0, "eq_range": 900.0})
     [o] = applied.outcomes
     assert (o.status, o.reason, o.improved, o.slowed) == ("dropped", "slowed eq_range", [], ["eq_range"])
-    assert _orders_indexes(url) == set() and applied.slower == []
+    assert pgmill_indexes(url, "orders") == set() and applied.slower == []
     assert [str(a) for (a,) in query(url, "SELECT action FROM pgmill.index_actions WHERE run_id = %s"
                                           " ORDER BY action_id", (run_id,))] == ["create", "drop"]

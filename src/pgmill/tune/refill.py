@@ -9,6 +9,7 @@ after, kept only if faster and nothing slower), in the same tuning run, up to PA
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -45,10 +46,9 @@ def refill(conn: psycopg.Connection[Any], connect: Connect, advice: Advice, appl
                             before=applied.after)  # measured at the end of the last pass, with what it kept
         tried |= {o.name for o in step.outcomes}
         last = step.outcomes
-        advice = Advice(advice.backend, advice.workload, advice.recommendations + more.recommendations,
-                        advice.cost_before, more.cost_after, advice.candidates, advice.budget_bytes,
-                        advice.data_bytes, more.skipped_for_budget, advice.seconds + more.seconds,
-                        advice.explains + more.explains, advice.unvacuumed)
+        advice = replace(advice, recommendations=advice.recommendations + more.recommendations,
+                         cost_after=more.cost_after, skipped_for_budget=more.skipped_for_budget,
+                         seconds=advice.seconds + more.seconds, explains=advice.explains + more.explains)
         after = {**applied.after, **step.after}
         applied = Applied(applied.before, after, applied.outcomes + step.outcomes,
                           applied.invalid_dropped + step.invalid_dropped,

@@ -80,10 +80,11 @@ def greedy(whatif: WhatIf, catalog: CatalogSnapshot, queries: list[WorkloadQuery
     base = _total(whatif, queries, [])
     floor = min_benefit * sum(base[n] * weights[n] for n in base) / data_bytes if data_bytes > 0 else 0.0
     grow = _Grow(whatif, catalog, weights, users, budget, write_weight, floor)
+    usable = [c for c in candidates if users[c]]
 
     def finished(seed: Candidate | None) -> tuple[list[Choice], dict[str, float], list[Candidate]]:
         """One greedy run, made lean and trimmed: (chosen, each query's final cost, left out for the budget)."""
-        chosen, _current, skipped = grow.run([c for c in candidates if users[c]], base, seed)
+        chosen, _current, skipped = grow.run(usable, base, seed)
         chosen = _leaner(whatif, queries, candidates, chosen)
         chosen = _trim(whatif, catalog, queries, chosen, floor, write_weight)
         chosen = _prune(whatif, queries, chosen)
